@@ -1,0 +1,146 @@
+"""Agents and their messages."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from zerg import cron
+from zerg.api.io import get_or_404
+from zerg.api.io import no_content
+from zerg.api.io import paginate
+from zerg.api.io import parse_body
+from zerg.api.io import parse_query
+from zerg.api.io import respond
+from zerg.api.io import respond_list
+from zerg.db import get_db
+from zerg.errors import unprocessable
+from zerg.llm import get_providers
+from zerg.models import Agent
+from zerg.models import AgentMessage
+from zerg.schemas import AgentCreate
+from zerg.schemas import AgentMessageCreate
+from zerg.schemas import AgentMessageOut
+from zerg.schemas import AgentOut
+from zerg.schemas import AgentUpdate
+from zerg.schemas import Page
+
+bp = Blueprint("agents", __name__, url_prefix="/agents")
+
+
+def _check_model(model: str) -> None:
+    if get_providers().provider_for(model) is None:
+        raise unprocessable(
+            [
+                {
+                    "loc": ["body", "model"],
+                    "msg": f"no configured provider offers model {model!r} (see GET /api/models)",
+                    "type": "unknown_model",
+                }
+            ]
+        )
+
+
+def _refresh_next_run(agent: Agent) -> None:
+    """Keep next_run_at in step with the schedule and the run_on_schedule switch."""
+    if agent.schedule and agent.run_on_schedule:
+        agent.next_run_at = cron.next_fire_time(agent.schedule)
+    else:
+        agent.next_run_at = None
+
+
+def load_agent(session: Session, agent_id: int) -> Agent:
+    """Load an agent or raise a 404 problem."""
+    return get_or_404(session, Agent, agent_id, "Agent")
+
+
+@bp.get("")
+def list_agents() -> Response:
+    """List agents in creation order."""
+    page = parse_query(Page)
+    statement = select(Agent).order_by(Agent.created_at, Agent.id)
+    return respond_list(AgentOut, list(get_db().scalars(paginate(statement, page))))
+
+
+@bp.post("")
+def create_agent() -> Response:
+    """Create an agent."""
+    body = parse_body(AgentCreate)
+    model = body.model or get_providers().default_model()
+    _check_model(model)
+    run_on_schedule = body.run_on_schedule
+    if run_on_schedule is None:
+        run_on_schedule = body.schedule is not None
+    agent = Agent(
+        name=body.name,
+        system_instructions=body.system_instructions,
+        task_instructions=body.task_instructions,
+        model=model,
+        schedule=body.schedule,
+        run_on_schedule=run_on_schedule,
+        config=body.config,
+    )
+    _refresh_next_run(agent)
+    session = get_db()
+    session.add(agent)
+    session.commit()
+    return respond(AgentOut, agent, 201)
+
+
+@bp.get("/<int:agent_id>")
+def get_agent(agent_id: int) -> Response:
+    """Return one agent."""
+    return respond(AgentOut, load_agent(get_db(), agent_id))
+
+
+@bp.route("/<int:agent_id>", methods=["PUT", "PATCH"])
+def update_agent(agent_id: int) -> Response:
+    """Change the fields sent and leave the others as they are."""
+    body = parse_body(AgentUpdate)
+    session = get_db()
+    agent = load_agent(session, agent_id)
+    changes = body.changes()
+    if "model" in changes:
+        _check_model(changes["model"])
+    for field, value in changes.items():
+        setattr(agent, field, value)
+    _refresh_next_run(agent)
+    session.commit()
+    return respond(AgentOut, agent)
+
+
+@bp.delete("/<int:agent_id>")
+def delete_agent(agent_id: int) -> Response:
+    """Delete an agent with its threads, messages and runs."""
+    session = get_db()
+    session.delete(load_agent(session, agent_id))
+    session.commit()
+    return no_content()
+
+
+@bp.get("/<int:agent_id>/messages")
+def list_agent_messages(agent_id: int) -> Response:
+    """List an agent's messages, oldest first."""
+    page = parse_query(Page)
+    session = get_db()
+    load_agent(session, agent_id)
+    statement = (
+        select(AgentMessage)
+        .where(AgentMessage.agent_id == agent_id)
+        .order_by(AgentMessage.timestamp, AgentMessage.id)
+    )
+    return respond_list(AgentMessageOut, list(session.scalars(paginate(statement, page))))
+
+
+@bp.post("/<int:agent_id>/messages")
+def create_agent_message(agent_id: int) -> Response:
+    """Add a message to an agent."""
+    body = parse_body(AgentMessageCreate)
+    session = get_db()
+    load_agent(session, agent_id)
+    message = AgentMessage(agent_id=agent_id, role=body.role, content=body.content)
+    session.add(message)
+    session.commit()
+    return respond(AgentMessageOut, message, 201)

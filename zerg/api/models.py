@@ -1,0 +1,18 @@
+"""The models the configured providers offer."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import Response
+
+from zerg.api.io import respond_list
+from zerg.llm import get_providers
+from zerg.schemas import ModelOut
+
+bp = Blueprint("models", __name__, url_prefix="/models")
+
+
+@bp.get("")
+def list_models() -> Response:
+    """List every model an agent may name."""
+    return respond_list(ModelOut, get_providers().models())

@@ -1,0 +1,111 @@
+"""Threads (conversations with one agent) and their messages."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import Response
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from zerg.api.agents import load_agent
+from zerg.api.io import get_or_404
+from zerg.api.io import no_content
+from zerg.api.io import paginate
+from zerg.api.io import parse_body
+from zerg.api.io import parse_query
+from zerg.api.io import respond
+from zerg.api.io import respond_list
+from zerg.db import get_db
+from zerg.models import Thread
+from zerg.models import ThreadMessage
+from zerg.models import utcnow
+from zerg.schemas import Page
+from zerg.schemas import ThreadCreate
+from zerg.schemas import ThreadMessageCreate
+from zerg.schemas import ThreadMessageOut
+from zerg.schemas import ThreadOut
+from zerg.schemas import ThreadQuery
+from zerg.schemas import ThreadUpdate
+
+bp = Blueprint("threads", __name__, url_prefix="/threads")
+
+
+def load_thread(session: Session, thread_id: int) -> Thread:
+    """Load a thread or raise a 404 problem."""
+    return get_or_404(session, Thread, thread_id, "Thread")
+
+
+@bp.get("")
+def list_threads() -> Response:
+    """List threads in creation order, optionally of one agent."""
+    query = parse_query(ThreadQuery)
+    statement = select(Thread).order_by(Thread.created_at, Thread.id)
+    if query.agent_id is not None:
+        statement = statement.where(Thread.agent_id == query.agent_id)
+    return respond_list(ThreadOut, list(get_db().scalars(paginate(statement, query))))
+
+
+@bp.post("")
+def create_thread() -> Response:
+    """Start a thread with an agent."""
+    body = parse_body(ThreadCreate)
+    session = get_db()
+    load_agent(session, body.agent_id)
+    thread = Thread(**body.model_dump())
+    session.add(thread)
+    session.commit()
+    return respond(ThreadOut, thread, 201)
+
+
+@bp.get("/<int:thread_id>")
+def get_thread(thread_id: int) -> Response:
+    """Return one thread."""
+    return respond(ThreadOut, load_thread(get_db(), thread_id))
+
+
+@bp.route("/<int:thread_id>", methods=["PUT", "PATCH"])
+def update_thread(thread_id: int) -> Response:
+    """Change the fields sent and leave the others as they are."""
+    body = parse_body(ThreadUpdate)
+    session = get_db()
+    thread = load_thread(session, thread_id)
+    for field, value in body.changes().items():
+        setattr(thread, field, value)
+    session.commit()
+    return respond(ThreadOut, thread)
+
+
+@bp.delete("/<int:thread_id>")
+def delete_thread(thread_id: int) -> Response:
+    """Delete a thread with its messages."""
+    session = get_db()
+    session.delete(load_thread(session, thread_id))
+    session.commit()
+    return no_content()
+
+
+@bp.get("/<int:thread_id>/messages")
+def list_thread_messages(thread_id: int) -> Response:
+    """List a thread's messages, oldest first."""
+    page = parse_query(Page)
+    session = get_db()
+    load_thread(session, thread_id)
+    statement = (
+        select(ThreadMessage)
+        .where(ThreadMessage.thread_id == thread_id)
+        .order_by(ThreadMessage.timestamp, ThreadMessage.id)
+    )
+    return respond_list(ThreadMessageOut, list(session.scalars(paginate(statement, page))))
+
+
+@bp.post("/<int:thread_id>/messages")
+def create_thread_message(thread_id: int) -> Response:
+    """Add a message to a thread."""
+    body = parse_body(ThreadMessageCreate)
+    session = get_db()
+    thread = load_thread(session, thread_id)
+    message = ThreadMessage(thread_id=thread_id, **body.model_dump())
+    session.add(message)
+    thread.updated_at = utcnow()
+    session.commit()
+    return respond(ThreadMessageOut, message, 201)

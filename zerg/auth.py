@@ -1,0 +1,41 @@
+"""Bearer-token protection of the API when API_TOKEN is set."""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Flask
+from flask import request
+
+from zerg.errors import APIError
+
+OPEN_PATHS = frozenset({"/api/health"})
+
+
+def _token_from_request() -> str:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() == "bearer" and token:
+        return token.strip()
+    # Browsers cannot set headers on a websocket handshake.
+    return request.args.get("token", "") if request.path == "/api/ws" else ""
+
+
+def init_app(app: Flask) -> None:
+    """Require ``Authorization: Bearer <API_TOKEN>`` on every /api route but health."""
+    expected = app.config["API_TOKEN"]
+    if not expected:
+        return
+
+    @app.before_request
+    def require_token() -> None:
+        path = request.path.rstrip("/")
+        if not path.startswith("/api") or path in OPEN_PATHS or request.method == "OPTIONS":
+            return
+        given = _token_from_request()
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            raise APIError(
+                401,
+                "A valid API token is required: send Authorization: Bearer <token>.",
+                headers={"WWW-Authenticate": 'Bearer realm="zerg"'},
+            )

@@ -1,0 +1,144 @@
+"""Configuration: defaults, instance file, environment, then the caller's mapping.
+
+Every key is parsed and checked once, at start-up, so that a typo in the
+environment stops the app with one readable line instead of failing later in
+the middle of a request.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+ENVIRONMENTS = ("development", "testing", "production")
+LLM_PROVIDERS = ("offline",)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, malformed or unsafe."""
+
+
+def _as_bool(key: str, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(f"{key} must be true or false, not {value!r}")
+
+
+def _as_int(key: str, value: Any, minimum: int = 1) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a whole number, not {value!r}") from None
+    if isinstance(value, bool) or number < minimum:
+        raise ConfigError(f"{key} must be a whole number of at least {minimum}, not {value!r}")
+    return number
+
+
+def _as_optional_str(key: str, value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return text or None
+
+
+def _one_of(choices: tuple[str, ...]) -> Callable[[str, Any], str]:
+    def parse(key: str, value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ConfigError(f"{key} must be one of {', '.join(choices)}, not {value!r}")
+        return text
+
+    return parse
+
+
+# key -> parser; the same names are read from the environment.
+PARSERS: dict[str, Callable[[str, Any], Any]] = {
+    "ENVIRONMENT": _one_of(ENVIRONMENTS),
+    "DATABASE_URL": _as_optional_str,
+    "DATABASE_POOL_SIZE": _as_int,
+    "AUTO_CREATE_TABLES": _as_bool,
+    "API_TOKEN": _as_optional_str,
+    "SCHEDULER_ENABLED": _as_bool,
+    "LLM_PROVIDER": _one_of(LLM_PROVIDERS),
+    "OPENAI_API_KEY": _as_optional_str,
+    "OPENAI_BASE_URL": _as_optional_str,
+    "MAX_CONTENT_LENGTH": _as_int,
+    "MAX_PAGE_SIZE": _as_int,
+}
+
+DEFAULTS: dict[str, Any] = {
+    "ENVIRONMENT": "development",
+    "DATABASE_URL": None,
+    "DATABASE_POOL_SIZE": 10,
+    "AUTO_CREATE_TABLES": True,
+    "API_TOKEN": None,
+    "LLM_PROVIDER": "offline",
+    "OPENAI_API_KEY": None,
+    "OPENAI_BASE_URL": None,
+    "MAX_CONTENT_LENGTH": 1024 * 1024,
+    "MAX_PAGE_SIZE": 500,
+}
+
+
+def load(app: Flask, overrides: Mapping[str, Any] | None = None) -> None:
+    """Fill ``app.config`` from every source, later sources winning, then validate."""
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_pyfile("config.py", silent=True)
+    for key in PARSERS:
+        if key in os.environ:
+            app.config[key] = os.environ[key]
+    if overrides:
+        app.config.from_mapping(overrides)
+    for key, parse in PARSERS.items():
+        if key in app.config:
+            app.config[key] = parse(key, app.config[key])
+    # The scheduler runs by default except in tests, where job threads would
+    # outlive the app under test.
+    if "SCHEDULER_ENABLED" not in app.config:
+        app.config["SCHEDULER_ENABLED"] = app.config["ENVIRONMENT"] != "testing"
+    app.config["DATABASE_URL"] = database_url(app)
+    check_safety(app.config)
+
+
+def database_url(app: Flask) -> str:
+    """Return the configured URL, resolving relative SQLite paths in the instance folder."""
+    raw = app.config["DATABASE_URL"]
+    if raw is None:
+        Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{Path(app.instance_path) / 'zerg.sqlite'}"
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError(f"DATABASE_URL is not a database URL: {raw!r}") from None
+    if url.get_backend_name() == "sqlite":
+        if url.database in (None, "", ":memory:"):
+            raise ConfigError(
+                "DATABASE_URL must name an SQLite file: in-memory SQLite gives every "
+                "connection its own empty database"
+            )
+        path = Path(url.database)
+        if not path.is_absolute():
+            Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+            url = url.set(database=str(Path(app.instance_path) / path))
+    return url.render_as_string(hide_password=False)
+
+
+def check_safety(config: Mapping[str, Any]) -> None:
+    """Refuse a production configuration that would leave the API open."""
+    if config["ENVIRONMENT"] == "production" and not config["API_TOKEN"]:
+        raise ConfigError("ENVIRONMENT=production requires API_TOKEN to be set")

@@ -1,0 +1,201 @@
+"""Engines, sessions and tables: the only module that builds either.
+
+``create_app`` calls :func:`init_app`, which builds one engine and one
+sessionmaker per app and keeps them in ``app.extensions``. Everything else asks
+the app for them: views through :func:`get_db`, background work through
+:func:`session_scope`. See DATABASE.md for the reasons.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from flask import current_app
+from flask import g
+from flask import has_request_context
+from flask import request
+from sqlalchemy import Engine
+from sqlalchemy import create_engine
+from sqlalchemy import event
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+from sqlalchemy.orm import sessionmaker
+
+from zerg.models import Base
+
+EXTENSION_KEY = "zerg.db"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+@dataclass(frozen=True)
+class Database:
+    """The app's engine and sessionmaker, built once and shared by every thread.
+
+    ``writer`` is the same engine (same pool) with an execution option that
+    makes SQLite open write transactions with ``BEGIN IMMEDIATE``: a unit of work
+    that reads and then writes takes the write lock up front and waits for it
+    (busy timeout) instead of failing with "database is locked" when it tries to
+    upgrade a read lock another writer has overtaken.
+    """
+
+    engine: Engine
+    sessionmaker: sessionmaker[Session]
+    writer: Engine
+
+    def session(self, *, write: bool = True) -> Session:
+        """Open a session; ``write`` sessions lock SQLite for writing when they begin."""
+        if write:
+            return self.sessionmaker(bind=self.writer)
+        return self.sessionmaker()
+
+
+def make_engine(url: str, **options: Any) -> Engine:
+    """Build an engine with the per-dialect settings zerg relies on."""
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        options.setdefault("connect_args", {}).setdefault("check_same_thread", False)
+        engine = create_engine(url, **options)
+        _configure_sqlite(engine)
+        return engine
+    if backend == "postgresql":
+        options.setdefault("pool_pre_ping", True)
+    return create_engine(url, **options)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """Apply per-connection PRAGMAs and let SQLAlchemy, not pysqlite, issue BEGIN."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
+        # pysqlite would otherwise emit its own deferred BEGIN before DML; with
+        # isolation_level None it stays out of the way and the "begin" hook
+        # below decides. Python 3.11 has no ``autocommit`` attribute.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        mode = "IMMEDIATE" if connection.get_execution_options().get("sqlite_write") else ""
+        connection.exec_driver_sql(f"BEGIN {mode}".strip())
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    """Build the app's session factory.
+
+    ``expire_on_commit=False`` keeps committed objects readable, so views can
+    commit and then serialise what they wrote without a second query.
+    """
+    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+
+
+def make_database(config: dict[str, Any] | Any) -> Database:
+    """Build the engine and sessionmaker an app's configuration asks for."""
+    url = config["DATABASE_URL"]
+    engine = make_engine(url, pool_size=config["DATABASE_POOL_SIZE"], max_overflow=10)
+    return Database(
+        engine=engine,
+        sessionmaker=make_sessionmaker(engine),
+        writer=engine.execution_options(sqlite_write=True),
+    )
+
+
+def get_database(app: Flask | None = None) -> Database:
+    """Return the current (or given) app's database state."""
+    target = app if app is not None else current_app
+    try:
+        state: Database = target.extensions[EXTENSION_KEY]
+    except KeyError:
+        raise RuntimeError("zerg.db.init_app(app) has not been called for this app") from None
+    return state
+
+
+def get_session_factory(app: Flask | None = None) -> sessionmaker[Session]:
+    """Return the current (or given) app's sessionmaker."""
+    return get_database(app).sessionmaker
+
+
+def get_db() -> Session:
+    """Return this app context's session, opening it on first use.
+
+    In a request, safe methods (GET, HEAD, OPTIONS) get a read session and the
+    rest a write session; the teardown hook closes it either way.
+    """
+    if "db_session" not in g:
+        write = not has_request_context() or request.method not in SAFE_METHODS
+        g.db_session = get_database().session(write=write)
+    session: Session = g.db_session
+    return session
+
+
+def close_db(exc: BaseException | None = None) -> None:
+    """Roll back whatever the request left uncommitted and return the connection."""
+    session: Session | None = g.pop("db_session", None)
+    if session is None:
+        return
+    try:
+        if exc is not None or session.in_transaction():
+            session.rollback()
+    finally:
+        session.close()
+
+
+@contextmanager
+def session_scope(app: Flask | None = None, *, write: bool = True) -> Iterator[Session]:
+    """Run one unit of work outside a request: commit on success, roll back on error.
+
+    Pass ``app`` from threads that have no app context (scheduler jobs, the
+    runner, websocket handlers).
+    """
+    session = get_database(app).session(write=write)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+def create_tables(app: Flask | None = None) -> None:
+    """Create every missing table (existing ones are left as they are)."""
+    Base.metadata.create_all(get_database(app).engine)
+
+
+def drop_tables(app: Flask | None = None) -> None:
+    """Drop every zerg table and its data."""
+    Base.metadata.drop_all(get_database(app).engine)
+
+
+def ping(app: Flask | None = None) -> bool:
+    """Tell whether the database answers a trivial query."""
+    try:
+        with get_database(app).engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception:
+        return False
+    return True
+
+
+def init_app(app: Flask) -> None:
+    """Build the app's engine and sessionmaker and register the session teardown."""
+    if EXTENSION_KEY in app.extensions:
+        raise RuntimeError("zerg.db is already registered on this app")
+    app.extensions[EXTENSION_KEY] = make_database(app.config)
+    app.teardown_appcontext(close_db)
+    if app.config["AUTO_CREATE_TABLES"]:
+        create_tables(app)

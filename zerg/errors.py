@@ -1,0 +1,115 @@
+"""One error format for every failure: RFC 9457 problem details."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask
+from flask import Response
+from flask import json
+from pydantic import ValidationError
+from werkzeug.exceptions import HTTPException
+
+PROBLEM_MIMETYPE = "application/problem+json"
+
+log = logging.getLogger(__name__)
+
+
+class APIError(Exception):
+    """An error a view raises on purpose; it becomes a problem response."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors
+        self.headers = headers or {}
+
+
+class NotFound(APIError):
+    def __init__(self, what: str, ident: object) -> None:
+        super().__init__(404, f"{what} {ident} not found")
+
+
+class Conflict(APIError):
+    def __init__(self, detail: str) -> None:
+        super().__init__(409, detail)
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    errors: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    """Build a problem+json response."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+    }
+    if errors is not None:
+        body["errors"] = errors
+    if extra:
+        body.update(extra)
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MIMETYPE)
+    response.headers.update(headers or {})
+    return response
+
+
+def validation_errors(exc: ValidationError, prefix: str) -> list[dict[str, Any]]:
+    """Turn pydantic's errors into ``{loc, msg, type}`` items rooted at body/query."""
+    return [
+        {"loc": [prefix, *error["loc"]], "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+
+
+def unprocessable(errors: Iterable[dict[str, Any]]) -> APIError:
+    """Return the 422 error for a list of validation errors."""
+    return APIError(422, "The request failed validation.", errors=list(errors))
+
+
+def _handle_api_error(exc: APIError) -> Response:
+    return problem(exc.status, exc.detail, errors=exc.errors, headers=exc.headers)
+
+
+def _handle_http_exception(exc: HTTPException) -> Response:
+    status = exc.code or 500
+    # Keep headers such as 405's Allow; the body's type is ours.
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+    return problem(status, exc.description or HTTPStatus(status).phrase, headers=headers)
+
+
+def _handle_unexpected(exc: Exception) -> Response:
+    if isinstance(exc, HTTPException):
+        return _handle_http_exception(exc)
+    request_id = uuid.uuid4().hex
+    log.exception("unhandled error, request id %s", request_id)
+    return problem(
+        500,
+        f"The server failed to handle the request. Quote request id {request_id}.",
+        extra={"request_id": request_id},
+        headers={"X-Request-ID": request_id},
+    )
+
+
+def init_app(app: Flask) -> None:
+    """Route every error, Flask's own included, through the problem format."""
+    app.register_error_handler(APIError, _handle_api_error)
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(Exception, _handle_unexpected)

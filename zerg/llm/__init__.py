@@ -1,0 +1,52 @@
+"""Model providers and the catalogue of models they offer.
+
+Each configured provider is built once per app and kept in ``app.extensions``;
+the API asks this module which models exist, so that an agent naming a model
+no provider offers is refused when it is saved, not when it first runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask
+from flask import current_app
+
+from zerg.llm.base import ModelInfo
+from zerg.llm.base import Provider
+from zerg.llm.offline import OfflineProvider
+
+EXTENSION_KEY = "zerg.llm"
+
+
+@dataclass(frozen=True)
+class Providers:
+    """The app's providers, in the order their models are listed."""
+
+    providers: tuple[Provider, ...]
+
+    def models(self) -> list[ModelInfo]:
+        return [model for provider in self.providers for model in provider.models()]
+
+    def provider_for(self, model_id: str) -> Provider | None:
+        for provider in self.providers:
+            if any(model.id == model_id for model in provider.models()):
+                return provider
+        return None
+
+    def default_model(self) -> str:
+        return self.models()[0].id
+
+
+def get_providers(app: Flask | None = None) -> Providers:
+    """Return the current (or given) app's providers."""
+    target = app if app is not None else current_app
+    providers: Providers = target.extensions[EXTENSION_KEY]
+    return providers
+
+
+def init_app(app: Flask) -> None:
+    """Build the providers the configuration names."""
+    if EXTENSION_KEY in app.extensions:
+        raise RuntimeError("zerg.llm is already registered on this app")
+    app.extensions[EXTENSION_KEY] = Providers(providers=(OfflineProvider(),))

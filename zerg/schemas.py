@@ -1,0 +1,208 @@
+"""Request and response shapes of the HTTP API (pydantic v2).
+
+Requests are strict and closed: a field of the wrong type or one the API does
+not know is refused rather than coerced or ignored, so a client's typo shows up
+as a 422 instead of silently doing nothing. Responses keep the field names of
+the backend zerg replaces.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from typing import Any
+from typing import ClassVar
+from typing import Literal
+
+from pydantic import AfterValidator
+from pydantic import BaseModel
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import StringConstraints
+from pydantic import field_validator
+
+from zerg import cron
+
+MAX_TEXT = 100_000
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+LongText = Annotated[str, Field(max_length=MAX_TEXT)]
+ModelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+AgentStatus = Literal["idle", "running", "error"]
+Role = Literal["system", "user", "assistant", "tool"]
+AgentMessageRole = Literal["system", "user", "assistant"]
+MemoryStrategy = Literal["buffer", "summary", "none"]
+
+
+def _check_cron(expression: str | None) -> str | None:
+    if expression is None:
+        return None
+    expression = " ".join(expression.split())
+    try:
+        cron.parse(expression)
+    except cron.CronError as exc:
+        raise ValueError(f"invalid cron expression: {exc}") from None
+    return expression
+
+
+Schedule = Annotated[str | None, Field(max_length=100), AfterValidator(_check_cron)]
+
+
+class Request(BaseModel):
+    """Base of every request body and query: strict types, no unknown fields."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Partial(Request):
+    """Base of PUT/PATCH bodies: absent fields stay as they are.
+
+    ``null`` is accepted only for nullable columns; subclasses list the rest in
+    ``NOT_NULL`` so that ``{"name": null}`` is refused instead of stored.
+    """
+
+    NOT_NULL: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _refuse_null(cls, value: Any, info: Any) -> Any:
+        if value is None and info.field_name in cls.NOT_NULL:
+            raise ValueError("may not be null")
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        """Return only the fields the client sent."""
+        return self.model_dump(exclude_unset=True)
+
+
+class QueryRequest(BaseModel):
+    """Base of query-string models: values arrive as text and are converted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Page(QueryRequest):
+    skip: int = Field(default=0, ge=0)
+    limit: int = Field(default=100, ge=1)
+
+
+class ThreadQuery(Page):
+    agent_id: int | None = Field(default=None, ge=1)
+
+
+class AgentCreate(Request):
+    name: Name
+    system_instructions: LongText = ""
+    task_instructions: LongText = ""
+    model: ModelName | None = None
+    schedule: Schedule = None
+    run_on_schedule: bool | None = None
+    config: dict[str, Any] | None = None
+
+
+class AgentUpdate(Partial):
+    NOT_NULL = frozenset(
+        {"name", "system_instructions", "task_instructions", "model", "run_on_schedule", "status"}
+    )
+
+    name: Name | None = None
+    system_instructions: LongText | None = None
+    task_instructions: LongText | None = None
+    model: ModelName | None = None
+    schedule: Schedule = None
+    run_on_schedule: bool | None = None
+    config: dict[str, Any] | None = None
+    status: AgentStatus | None = None
+
+
+class AgentMessageCreate(Request):
+    role: AgentMessageRole = "user"
+    content: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
+
+
+class ThreadCreate(Request):
+    agent_id: int = Field(ge=1)
+    title: Name = "New thread"
+    active: bool = True
+    agent_state: dict[str, Any] | None = None
+    memory_strategy: MemoryStrategy = "buffer"
+
+
+class ThreadUpdate(Partial):
+    NOT_NULL = frozenset({"title", "active", "memory_strategy"})
+
+    title: Name | None = None
+    active: bool | None = None
+    agent_state: dict[str, Any] | None = None
+    memory_strategy: MemoryStrategy | None = None
+
+
+class ThreadMessageCreate(Request):
+    role: Role = "user"
+    content: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
+    tool_calls: list[dict[str, Any]] | None = None
+    tool_call_id: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    name: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+
+
+class Response(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class AgentOut(Response):
+    id: int
+    name: str
+    status: str
+    system_instructions: str
+    task_instructions: str
+    model: str
+    schedule: str | None
+    run_on_schedule: bool
+    config: dict[str, Any] | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+
+
+class AgentMessageOut(Response):
+    id: int
+    agent_id: int
+    role: str
+    content: str
+    timestamp: datetime
+
+
+class ThreadOut(Response):
+    id: int
+    agent_id: int
+    title: str
+    active: bool
+    agent_state: dict[str, Any] | None
+    memory_strategy: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class ThreadMessageOut(Response):
+    id: int
+    thread_id: int
+    role: str
+    content: str
+    tool_calls: list[dict[str, Any]] | None
+    tool_call_id: str | None
+    name: str | None
+    processed: bool
+    timestamp: datetime
+
+
+class ModelOut(BaseModel):
+    id: str
+    display_name: str
+    provider: str
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: Literal["ok", "unavailable"]

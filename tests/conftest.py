@@ -1,0 +1,169 @@
+"""Fixtures: every app is ``create_app(test_config)`` on a database of its own.
+
+SQLite tests get a fresh file under ``tmp_path``. When ``TEST_DATABASE_URL``
+names a PostgreSQL database, every test uses it instead and the tables are
+emptied after each test, so tests stay independent without rebuilding the
+schema each time.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from collections.abc import Callable
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from flask.testing import FlaskCliRunner
+from sqlalchemy import func
+from sqlalchemy import select
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
+from werkzeug.serving import BaseWSGIServer
+from werkzeug.serving import make_server
+
+from zerg import create_app
+from zerg import db
+from zerg.models import Base
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+
+AppFactory = Callable[..., Flask]
+
+
+def pytest_report_header() -> str:
+    return f"zerg test database: {TEST_DATABASE_URL or 'SQLite file per test'}"
+
+
+@pytest.fixture(scope="session")
+def shared_database_url() -> Iterator[str | None]:
+    """Give this test run a PostgreSQL schema of its own, if a database is configured.
+
+    A schema per run (dropped at the end) keeps two runs on one database, such
+    as a developer's and CI's, from emptying each other's tables.
+    """
+    if not TEST_DATABASE_URL:
+        yield None
+        return
+    schema = f"zerg_test_{uuid.uuid4().hex[:12]}"
+    admin = db.make_engine(TEST_DATABASE_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    url = make_url(TEST_DATABASE_URL).update_query_dict({"options": f"-csearch_path={schema}"})
+    try:
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture
+def database_url(shared_database_url: str | None, tmp_path: Any) -> str:
+    return shared_database_url or f"sqlite:///{tmp_path / 'zerg-test.sqlite'}"
+
+
+def _empty_tables(app: Flask) -> None:
+    engine = db.get_database(app).engine
+    if engine.dialect.name != "postgresql":
+        return
+    Base.metadata.create_all(engine)
+    names = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture
+def make_app(database_url: str) -> Iterator[AppFactory]:
+    """Build apps on the test database; pass config overrides as keyword arguments."""
+    apps: list[Flask] = []
+
+    def factory(**overrides: Any) -> Flask:
+        config = {
+            "ENVIRONMENT": "testing",
+            "DATABASE_URL": database_url,
+            "AUTO_CREATE_TABLES": False,
+            "SCHEDULER_ENABLED": False,
+            "API_TOKEN": None,
+            **overrides,
+        }
+        app = create_app(config)
+        db.create_tables(app)
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        _empty_tables(app)
+        db.get_database(app).engine.dispose()
+
+
+@pytest.fixture
+def app(make_app: AppFactory) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def db_session(app: Flask) -> Iterator[Session]:
+    """A session of the test app's own, for checking what requests wrote."""
+    session = db.get_session_factory(app)()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
+@dataclass
+class LiveServer:
+    """A real threaded WSGI server serving an app on a free local port."""
+
+    app: Flask
+    server: BaseWSGIServer
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.server.server_port}"
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[LiveServer]:
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread.start()
+    try:
+        yield LiveServer(app=app, server=server)
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def rows(app: Flask) -> Callable[[type[Base]], int]:
+    """Count a model's rows through a short session, to prove what was (not) written."""
+
+    def count(model: type[Base]) -> int:
+        with db.session_scope(app, write=False) as session:
+            return int(session.scalar(select(func.count()).select_from(model)) or 0)
+
+    return count

@@ -1,0 +1,93 @@
+"""Configuration: sources, parsing, and one-line refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from zerg import create_app
+from zerg.config import ConfigError
+
+
+def build(**config: object) -> Flask:
+    """Build an app that never connects (no table creation), just to read its config."""
+    return create_app({"ENVIRONMENT": "testing", "AUTO_CREATE_TABLES": False, **config})
+
+
+def test_defaults_use_sqlite_in_the_instance_folder() -> None:
+    app = build()
+    expected = Path(app.instance_path) / "zerg.sqlite"
+    assert app.config["DATABASE_URL"] == f"sqlite:///{expected}"
+    assert app.config["LLM_PROVIDER"] == "offline"
+    assert app.config["MAX_CONTENT_LENGTH"] == 1024 * 1024
+
+
+def test_scheduler_is_off_in_testing_and_on_elsewhere_by_default(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.sqlite'}"
+    assert build(DATABASE_URL=url).config["SCHEDULER_ENABLED"] is False
+    development = create_app(
+        {"ENVIRONMENT": "development", "DATABASE_URL": url, "AUTO_CREATE_TABLES": False}
+    )
+    assert development.config["SCHEDULER_ENABLED"] is True
+
+
+def test_relative_sqlite_paths_resolve_in_the_instance_folder() -> None:
+    app = build(DATABASE_URL="sqlite:///relative.sqlite")
+    expected = Path(app.instance_path) / "relative.sqlite"
+    assert app.config["DATABASE_URL"] == f"sqlite:///{expected}"
+
+
+def test_environment_variables_are_read_and_parsed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("MAX_CONTENT_LENGTH", "2048")
+    monkeypatch.setenv("AUTO_CREATE_TABLES", "no")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'env.sqlite'}")
+    app = create_app({"ENVIRONMENT": "testing"})
+    assert app.config["MAX_CONTENT_LENGTH"] == 2048
+    assert app.config["AUTO_CREATE_TABLES"] is False
+    assert not (tmp_path / "env.sqlite").exists()
+
+
+def test_the_callers_mapping_wins_over_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MAX_CONTENT_LENGTH", "2048")
+    assert build(MAX_CONTENT_LENGTH=4096).config["MAX_CONTENT_LENGTH"] == 4096
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"ENVIRONMENT": "prod"}, "ENVIRONMENT must be one of development, testing, production"),
+        ({"DATABASE_URL": "not a url"}, "DATABASE_URL is not a database URL"),
+        ({"DATABASE_URL": "sqlite://"}, "DATABASE_URL must name an SQLite file"),
+        ({"DATABASE_URL": "sqlite:///:memory:"}, "DATABASE_URL must name an SQLite file"),
+        ({"AUTO_CREATE_TABLES": "maybe"}, "AUTO_CREATE_TABLES must be true or false"),
+        ({"MAX_CONTENT_LENGTH": "lots"}, "MAX_CONTENT_LENGTH must be a whole number"),
+        ({"MAX_CONTENT_LENGTH": 0}, "MAX_CONTENT_LENGTH must be a whole number of at least 1"),
+        ({"LLM_PROVIDER": "magic"}, "LLM_PROVIDER must be one of offline"),
+        ({"ENVIRONMENT": "production"}, "ENVIRONMENT=production requires API_TOKEN"),
+    ],
+)
+def test_invalid_values_stop_start_up_with_one_line(
+    config: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError) as excinfo:
+        build(**config)
+    assert message in str(excinfo.value)
+    assert "\n" not in str(excinfo.value)
+
+
+def test_production_starts_with_a_token(tmp_path: Path) -> None:
+    app = create_app(
+        {
+            "ENVIRONMENT": "production",
+            "API_TOKEN": "s3cret",
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'prod.sqlite'}",
+            "AUTO_CREATE_TABLES": False,
+        }
+    )
+    assert app.config["ENVIRONMENT"] == "production"

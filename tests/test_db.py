@@ -1,0 +1,147 @@
+"""The database layer: factories, per-connection settings, sessions and teardown."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+from datetime import timezone
+
+import pytest
+from flask import Flask
+from sqlalchemy import select
+from sqlalchemy import text
+
+from tests.conftest import AppFactory
+from zerg import db
+from zerg.models import Agent
+
+
+def test_app_keeps_one_engine_and_sessionmaker(app: Flask) -> None:
+    state = db.get_database(app)
+    assert db.get_session_factory(app) is state.sessionmaker
+    assert state.sessionmaker.kw["bind"] is state.engine
+    assert state.sessionmaker.kw["expire_on_commit"] is False
+
+
+def test_each_app_has_its_own_engine(make_app: AppFactory) -> None:
+    first, second = make_app(), make_app()
+    assert db.get_database(first).engine is not db.get_database(second).engine
+
+
+def test_init_app_refuses_a_second_registration(app: Flask) -> None:
+    with pytest.raises(RuntimeError, match="already registered"):
+        db.init_app(app)
+
+
+def test_get_database_without_init_app_says_so() -> None:
+    with pytest.raises(RuntimeError, match="init_app"):
+        db.get_database(Flask("bare"))
+
+
+def test_sqlite_connections_get_the_pragmas(app: Flask) -> None:
+    engine = db.get_database(app).engine
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite-only settings")
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30_000
+        # NORMAL is 1.
+        assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1
+
+
+def test_postgresql_engine_pings_before_use() -> None:
+    engine = db.make_engine("postgresql+psycopg://user:secret@127.0.0.1:1/none")
+    try:
+        assert engine.pool._pre_ping is True  # type: ignore[attr-defined]
+    finally:
+        engine.dispose()
+
+
+def test_session_scope_commits_on_success(app: Flask, rows: Callable[..., int]) -> None:
+    with db.session_scope(app) as session:
+        session.add(Agent(name="kept", model="offline"))
+    assert rows(Agent) == 1
+
+
+def test_session_scope_rolls_back_on_error(app: Flask, rows: Callable[..., int]) -> None:
+    with pytest.raises(LookupError), db.session_scope(app) as session:
+        session.add(Agent(name="dropped", model="offline"))
+        session.flush()
+        raise LookupError("boom")
+    assert rows(Agent) == 0
+    assert db.get_database(app).engine.pool.checkedout() == 0
+
+
+def test_session_scope_uses_the_current_app_by_default(app: Flask) -> None:
+    with app.app_context(), db.session_scope() as session:
+        assert session.get_bind() is db.get_database(app).writer
+
+
+def test_get_db_is_cached_per_app_context_and_closed_on_teardown(app: Flask) -> None:
+    with app.app_context():
+        session = db.get_db()
+        assert db.get_db() is session
+        session.execute(text("SELECT 1"))
+        assert db.get_database(app).engine.pool.checkedout() == 1
+    assert db.get_database(app).engine.pool.checkedout() == 0
+
+
+def test_teardown_rolls_back_uncommitted_work(app: Flask, rows: Callable[..., int]) -> None:
+    with app.app_context():
+        db.get_db().add(Agent(name="never committed", model="offline"))
+        db.get_db().flush()
+    assert rows(Agent) == 0
+
+
+def test_objects_stay_readable_after_commit(app: Flask) -> None:
+    with db.session_scope(app) as session:
+        agent = Agent(name="readable", model="offline")
+        session.add(agent)
+    assert agent.name == "readable"
+    assert agent.id is not None
+
+
+def test_timestamps_round_trip_as_aware_utc(app: Flask) -> None:
+    eastern = timezone(timedelta(hours=-5))
+    moment = datetime(2026, 1, 2, 3, 4, 5, tzinfo=eastern)
+    with db.session_scope(app) as session:
+        session.add(Agent(name="t", model="offline", last_run_at=moment))
+    with db.session_scope(app, write=False) as session:
+        stored = session.scalars(select(Agent)).one().last_run_at
+    assert stored == moment
+    assert stored is not None and stored.utcoffset() == timedelta(0)
+    assert stored.tzinfo is UTC
+
+
+def test_naive_datetimes_are_refused(app: Flask) -> None:
+    with pytest.raises(Exception, match="naive"), db.session_scope(app) as session:
+        session.add(Agent(name="t", model="offline", last_run_at=datetime(2026, 1, 1)))
+        session.flush()
+
+
+def test_create_tables_is_idempotent_and_drop_tables_empties(
+    app: Flask, rows: Callable[..., int]
+) -> None:
+    with db.session_scope(app) as session:
+        session.add(Agent(name="a", model="offline"))
+    db.create_tables(app)
+    assert rows(Agent) == 1
+    db.drop_tables(app)
+    db.create_tables(app)
+    assert rows(Agent) == 0
+
+
+def test_ping_reports_an_unreachable_database(make_app: AppFactory, tmp_path: object) -> None:
+    app = make_app()
+    assert db.ping(app) is True
+    unreachable = Flask("unreachable")
+    unreachable.extensions[db.EXTENSION_KEY] = db.make_database(
+        {"DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none", "DATABASE_POOL_SIZE": 1}
+    )
+    try:
+        assert db.ping(unreachable) is False
+    finally:
+        db.get_database(unreachable).engine.dispose()

@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,10 +146,13 @@ class LiveServer:
         return f"ws://127.0.0.1:{self.server.server_port}"
 
 
-@pytest.fixture
-def live_server(app: Flask) -> Iterator[LiveServer]:
+@contextmanager
+def serve(app: Flask) -> Iterator[LiveServer]:
+    """Serve an app over real HTTP on a free port until the block ends."""
     server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, name="live-server", daemon=True)
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="live-server", daemon=True
+    )
     thread.start()
     try:
         yield LiveServer(app=app, server=server)
@@ -156,6 +160,12 @@ def live_server(app: Flask) -> Iterator[LiveServer]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server(app: Flask) -> Iterator[LiveServer]:
+    with serve(app) as server:
+        yield server
 
 
 @pytest.fixture

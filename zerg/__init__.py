@@ -13,7 +13,9 @@ from zerg import cli
 from zerg import config as settings
 from zerg import db
 from zerg import errors
+from zerg import events
 from zerg import llm
+from zerg import ws
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -28,6 +30,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     errors.init_app(app)
     auth.init_app(app)
     db.init_app(app)
+    events.init_app(app)
+    ws.init_app(app)
     llm.init_app(app)
     api.init_app(app)
     cli.init_app(app)

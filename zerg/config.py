@@ -49,6 +49,16 @@ def _as_int(key: str, value: Any, minimum: int = 1) -> int:
     return number
 
 
+def _as_seconds(key: str, value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} must be a number of seconds, not {value!r}") from None
+    if isinstance(value, bool) or not number > 0:
+        raise ConfigError(f"{key} must be a positive number of seconds, not {value!r}")
+    return number
+
+
 def _as_optional_str(key: str, value: Any) -> str | None:
     if value is None:
         return None
@@ -79,6 +89,10 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "OPENAI_BASE_URL": _as_optional_str,
     "MAX_CONTENT_LENGTH": _as_int,
     "MAX_PAGE_SIZE": _as_int,
+    "WS_PING_INTERVAL": _as_seconds,
+    "WS_MAX_MESSAGE_SIZE": _as_int,
+    "WS_SEND_QUEUE_SIZE": _as_int,
+    "WS_DROP_GRACE_SECONDS": _as_seconds,
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -92,6 +106,10 @@ DEFAULTS: dict[str, Any] = {
     "OPENAI_BASE_URL": None,
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "MAX_PAGE_SIZE": 500,
+    "WS_PING_INTERVAL": 25,
+    "WS_MAX_MESSAGE_SIZE": 256 * 1024,
+    "WS_SEND_QUEUE_SIZE": 1024,
+    "WS_DROP_GRACE_SECONDS": 5,
 }
 
 
@@ -112,6 +130,11 @@ def load(app: Flask, overrides: Mapping[str, Any] | None = None) -> None:
     if "SCHEDULER_ENABLED" not in app.config:
         app.config["SCHEDULER_ENABLED"] = app.config["ENVIRONMENT"] != "testing"
     app.config["DATABASE_URL"] = database_url(app)
+    # flask-sock hands these to every simple-websocket server it creates.
+    app.config["SOCK_SERVER_OPTIONS"] = {
+        "ping_interval": app.config["WS_PING_INTERVAL"],
+        "max_message_size": app.config["WS_MAX_MESSAGE_SIZE"],
+    }
     check_safety(app.config)
 
 

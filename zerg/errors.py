@@ -13,6 +13,7 @@ from flask import Response
 from flask import json
 from pydantic import ValidationError
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import WebsocketMismatch
 
 PROBLEM_MIMETYPE = "application/problem+json"
 
@@ -92,7 +93,10 @@ def _handle_http_exception(exc: HTTPException) -> Response:
     status = exc.code or 500
     # Keep headers such as 405's Allow; the body's type is ours.
     headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
-    return problem(status, exc.description or HTTPStatus(status).phrase, headers=headers)
+    detail = exc.description or HTTPStatus(status).phrase
+    if isinstance(exc, WebsocketMismatch):
+        detail = "This URL speaks WebSocket only: connect with a websocket client."
+    return problem(status, detail, headers=headers)
 
 
 def _handle_unexpected(exc: Exception) -> Response:

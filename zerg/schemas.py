@@ -8,6 +8,7 @@ the backend zerg replaces.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Annotated
 from typing import Any
@@ -24,6 +25,11 @@ from pydantic import field_validator
 from zerg import cron
 
 MAX_TEXT = 100_000
+# Ids are 32-bit integer columns; larger numbers can name nothing and would
+# overflow PostgreSQL's integer type.
+ID_MAX = 2**31 - 1
+
+Id = Annotated[int, Field(ge=1, le=ID_MAX)]
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 LongText = Annotated[str, Field(max_length=MAX_TEXT)]
@@ -48,7 +54,38 @@ def _check_cron(expression: str | None) -> str | None:
 Schedule = Annotated[str | None, Field(max_length=100), AfterValidator(_check_cron)]
 
 
-class Request(BaseModel):
+def _storable_problem(value: Any) -> str | None:
+    """Say why a parsed JSON value cannot be stored everywhere, or return None.
+
+    PostgreSQL refuses NUL characters in text and JSON, and JSON itself has no
+    NaN or Infinity (pydantic's parser accepts them); SQLite would take both,
+    so a client's data would work on one database and fail on the other.
+    """
+    if isinstance(value, str):
+        return "text may not contain NUL characters" if "\x00" in value else None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "numbers must be finite (no NaN or Infinity)"
+    if isinstance(value, dict):
+        items: list[Any] = [*value.keys(), *value.values()]
+        return next(filter(None, map(_storable_problem, items)), None)
+    if isinstance(value, list):
+        return next(filter(None, map(_storable_problem, value)), None)
+    return None
+
+
+class Storable(BaseModel):
+    """Refuses values that some supported database cannot store."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _refuse_unstorable(cls, value: Any) -> Any:
+        problem = _storable_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
+
+class Request(Storable):
     """Base of every request body and query: strict types, no unknown fields."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -82,12 +119,12 @@ class QueryRequest(BaseModel):
 
 
 class Page(QueryRequest):
-    skip: int = Field(default=0, ge=0)
+    skip: int = Field(default=0, ge=0, le=ID_MAX)
     limit: int = Field(default=100, ge=1)
 
 
 class ThreadQuery(Page):
-    agent_id: int | None = Field(default=None, ge=1)
+    agent_id: Id | None = None
 
 
 class AgentCreate(Request):
@@ -121,7 +158,7 @@ class AgentMessageCreate(Request):
 
 
 class ThreadCreate(Request):
-    agent_id: int = Field(ge=1)
+    agent_id: Id
     title: Name = "New thread"
     active: bool = True
     agent_state: dict[str, Any] | None = None
@@ -147,6 +184,11 @@ class ThreadMessageCreate(Request):
 
 class Response(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+
+def serialize(schema: type[BaseModel], row: object) -> dict[str, Any]:
+    """Return a row as the JSON-safe dict its response schema describes."""
+    return schema.model_validate(row).model_dump(mode="json")
 
 
 class AgentOut(Response):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 from flask import Flask
 
+from zerg import ws
 from zerg.api import admin
 from zerg.api import agents
 from zerg.api import health
@@ -17,7 +18,7 @@ def init_app(app: Flask) -> None:
     # "/api/agents" and "/api/agents/" both answer, without a redirect.
     app.url_map.strict_slashes = False
     api = Blueprint("api", __name__, url_prefix="/api")
-    for resource in (agents, threads, models, health):
+    for resource in (agents, threads, models, health, ws):
         api.register_blueprint(resource.bp)
     if app.config["ENVIRONMENT"] == "development":
         api.register_blueprint(admin.bp)

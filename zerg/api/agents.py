@@ -8,15 +8,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from zerg import cron
+from zerg import events
 from zerg.api.io import get_or_404
 from zerg.api.io import no_content
 from zerg.api.io import paginate
 from zerg.api.io import parse_body
 from zerg.api.io import parse_query
 from zerg.api.io import respond
+from zerg.api.io import respond_json
 from zerg.api.io import respond_list
 from zerg.db import get_db
 from zerg.errors import unprocessable
+from zerg.events import EventType
 from zerg.llm import get_providers
 from zerg.models import Agent
 from zerg.models import AgentMessage
@@ -26,6 +29,8 @@ from zerg.schemas import AgentMessageOut
 from zerg.schemas import AgentOut
 from zerg.schemas import AgentUpdate
 from zerg.schemas import Page
+from zerg.schemas import ThreadOut
+from zerg.schemas import serialize
 
 bp = Blueprint("agents", __name__, url_prefix="/agents")
 
@@ -86,7 +91,9 @@ def create_agent() -> Response:
     session = get_db()
     session.add(agent)
     session.commit()
-    return respond(AgentOut, agent, 201)
+    payload = serialize(AgentOut, agent)
+    events.publish(events.agent_event(EventType.AGENT_CREATED, payload))
+    return respond_json(payload, 201)
 
 
 @bp.get("/<int:agent_id>")
@@ -108,15 +115,25 @@ def update_agent(agent_id: int) -> Response:
         setattr(agent, field, value)
     _refresh_next_run(agent)
     session.commit()
-    return respond(AgentOut, agent)
+    payload = serialize(AgentOut, agent)
+    events.publish(events.agent_event(EventType.AGENT_UPDATED, payload))
+    return respond_json(payload)
 
 
 @bp.delete("/<int:agent_id>")
 def delete_agent(agent_id: int) -> Response:
     """Delete an agent with its threads, messages and runs."""
     session = get_db()
-    session.delete(load_agent(session, agent_id))
+    agent = load_agent(session, agent_id)
+    threads = [serialize(ThreadOut, thread) for thread in agent.threads]
+    session.delete(agent)
     session.commit()
+    # The database cascades to the threads; their watchers hear of it too.
+    for thread in threads:
+        events.publish(events.thread_event(EventType.THREAD_DELETED, thread))
+    events.publish(
+        events.agent_event(EventType.AGENT_DELETED, {"id": agent.id, "name": agent.name})
+    )
     return no_content()
 
 

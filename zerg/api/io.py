@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import cache
 from typing import Any
 from typing import TypeVar
@@ -20,6 +21,7 @@ from zerg.errors import NotFound
 from zerg.errors import unprocessable
 from zerg.errors import validation_errors
 from zerg.models import Base
+from zerg.schemas import ID_MAX
 from zerg.schemas import Page
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
@@ -59,8 +61,12 @@ def paginate(statement: Select[Any], page: Page) -> Select[Any]:
 
 
 def get_or_404(session: Session, model: type[RowT], ident: int, what: str) -> RowT:
-    """Load a row by primary key or raise a 404 problem."""
-    row = session.get(model, ident)
+    """Load a row by primary key or raise a 404 problem.
+
+    Ids past the id columns' range name nothing; they are answered here, since
+    PostgreSQL would reject them as out of range rather than find no row.
+    """
+    row = session.get(model, ident) if ident <= ID_MAX else None
     if row is None:
         raise NotFound(what, ident)
     return row
@@ -75,6 +81,11 @@ def respond(schema: type[BaseModel], row: object, status: int = 200) -> Response
     """Serialise one row through its response schema."""
     body = schema.model_validate(row).model_dump_json()
     return Response(body, status=status, mimetype=JSON_MIMETYPE)
+
+
+def respond_json(payload: dict[str, Any], status: int = 200) -> Response:
+    """Send an already serialised payload (one that was also published as an event)."""
+    return Response(json.dumps(payload), status=status, mimetype=JSON_MIMETYPE)
 
 
 def respond_list(schema: type[BaseModel], rows: list[Any]) -> Response:

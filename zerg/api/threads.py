@@ -7,6 +7,7 @@ from flask import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from zerg import events
 from zerg.api.agents import load_agent
 from zerg.api.io import get_or_404
 from zerg.api.io import no_content
@@ -14,8 +15,10 @@ from zerg.api.io import paginate
 from zerg.api.io import parse_body
 from zerg.api.io import parse_query
 from zerg.api.io import respond
+from zerg.api.io import respond_json
 from zerg.api.io import respond_list
 from zerg.db import get_db
+from zerg.events import EventType
 from zerg.models import Thread
 from zerg.models import ThreadMessage
 from zerg.models import utcnow
@@ -26,6 +29,7 @@ from zerg.schemas import ThreadMessageOut
 from zerg.schemas import ThreadOut
 from zerg.schemas import ThreadQuery
 from zerg.schemas import ThreadUpdate
+from zerg.schemas import serialize
 
 bp = Blueprint("threads", __name__, url_prefix="/threads")
 
@@ -54,7 +58,9 @@ def create_thread() -> Response:
     thread = Thread(**body.model_dump())
     session.add(thread)
     session.commit()
-    return respond(ThreadOut, thread, 201)
+    payload = serialize(ThreadOut, thread)
+    events.publish(events.thread_event(EventType.THREAD_CREATED, payload))
+    return respond_json(payload, 201)
 
 
 @bp.get("/<int:thread_id>")
@@ -72,15 +78,20 @@ def update_thread(thread_id: int) -> Response:
     for field, value in body.changes().items():
         setattr(thread, field, value)
     session.commit()
-    return respond(ThreadOut, thread)
+    payload = serialize(ThreadOut, thread)
+    events.publish(events.thread_event(EventType.THREAD_UPDATED, payload))
+    return respond_json(payload)
 
 
 @bp.delete("/<int:thread_id>")
 def delete_thread(thread_id: int) -> Response:
     """Delete a thread with its messages."""
     session = get_db()
-    session.delete(load_thread(session, thread_id))
+    thread = load_thread(session, thread_id)
+    payload = serialize(ThreadOut, thread)
+    session.delete(thread)
     session.commit()
+    events.publish(events.thread_event(EventType.THREAD_DELETED, payload))
     return no_content()
 
 
@@ -108,4 +119,6 @@ def create_thread_message(thread_id: int) -> Response:
     session.add(message)
     thread.updated_at = utcnow()
     session.commit()
-    return respond(ThreadMessageOut, message, 201)
+    payload = serialize(ThreadMessageOut, message)
+    events.publish(events.thread_message_created(payload))
+    return respond_json(payload, 201)

@@ -1,0 +1,196 @@
+"""The websocket hub: which connection watches which topic, and how frames reach it.
+
+Every connection has a bounded send queue and one writer thread, the only code
+that sends on its socket. Publishing only enqueues, so a slow or dead client
+never stalls the publisher or the other clients; a client whose queue
+overflows is dropped instead.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import queue
+import socket
+import threading
+from collections import defaultdict
+from typing import Any
+from typing import Protocol
+
+from zerg.events import Event
+
+log = logging.getLogger(__name__)
+
+_CLOSE = object()
+_ids = itertools.count(1)
+
+
+class Socket(Protocol):
+    """The part of simple-websocket's connection the hub uses."""
+
+    sock: socket.socket
+
+    def send(self, data: str) -> None: ...
+
+    def close(self, reason: int | None = None, message: str | None = None) -> None: ...
+
+
+class Connection:
+    """One websocket client: its topics, its send queue and its writer thread."""
+
+    def __init__(self, ws: Socket, queue_size: int, drop_grace: float) -> None:
+        self.id = next(_ids)
+        self.ws = ws
+        self.topics: set[str] = set()
+        self.dropped = False
+        self._drop_grace = drop_grace
+        self._outbox: queue.Queue[object] = queue.Queue(maxsize=queue_size)
+        self._writer = threading.Thread(
+            target=self._write_loop, name=f"zerg-ws-writer-{self.id}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._writer.start()
+
+    def send(self, frame: dict[str, Any]) -> bool:
+        """Queue a frame for this client; False (and the client dropped) if it is behind."""
+        return self.send_text(json.dumps(frame))
+
+    def send_text(self, text: str) -> bool:
+        if self.dropped:
+            return False
+        try:
+            self._outbox.put_nowait(text)
+        except queue.Full:
+            self.drop("client too slow: its send queue overflowed")
+            return False
+        return True
+
+    def drop(self, reason: str) -> None:
+        """Disconnect a client that cannot keep up, telling it why if it still listens.
+
+        The queue is emptied so the error frame goes out next. If the client
+        reads nothing within the grace period, its socket is shut down, which
+        frees a writer blocked on a full TCP buffer and wakes the reader, which
+        would otherwise wait forever for the close reply of a client that has
+        stopped reading.
+        """
+        if self.dropped:
+            return
+        self.dropped = True
+        log.warning("dropping websocket client %s: %s", self.id, reason)
+        while True:
+            try:
+                self._outbox.get_nowait()
+            except queue.Empty:
+                break
+        error = {"type": "error", "message_id": None, "error": reason, "details": None}
+        self._outbox.put_nowait(json.dumps(error))
+        self._outbox.put_nowait(_CLOSE)
+        timer = threading.Timer(self._drop_grace, self._shutdown_socket)
+        timer.daemon = True
+        timer.start()
+
+    def close(self) -> None:
+        """Let the writer send what is queued and a close frame, then end the connection.
+
+        The socket is shut down last in every case: some servers (Werkzeug's)
+        keep reading a finished websocket's socket until the peer hangs up,
+        while the peer waits for the server to hang up first.
+        """
+        try:
+            self._outbox.put(_CLOSE, timeout=1)
+        except queue.Full:
+            self._shutdown_socket()
+        self._writer.join(timeout=self._drop_grace + 1)
+        self._shutdown_socket()
+        self._writer.join(timeout=1)
+
+    def _shutdown_socket(self) -> None:
+        """Cut the connection off, waking any thread blocked on it."""
+        try:
+            self.ws.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def _write_loop(self) -> None:
+        while True:
+            item = self._outbox.get()
+            try:
+                if item is _CLOSE:
+                    self.ws.close()
+                    return
+                self.ws.send(item)  # type: ignore[arg-type]
+            except Exception:
+                # The peer went away; the reader side notices and cleans up.
+                return
+
+
+class Hub:
+    """Topic → connections, safe to use from any thread."""
+
+    def __init__(self, queue_size: int, drop_grace: float) -> None:
+        self.queue_size = queue_size
+        self.drop_grace = drop_grace
+        self._lock = threading.Lock()
+        self._connections: set[Connection] = set()
+        self._topics: defaultdict[str, set[Connection]] = defaultdict(set)
+
+    def connect(self, ws: Socket) -> Connection:
+        """Register a new client and start its writer."""
+        connection = Connection(ws, self.queue_size, self.drop_grace)
+        with self._lock:
+            self._connections.add(connection)
+        connection.start()
+        return connection
+
+    def disconnect(self, connection: Connection) -> None:
+        """Forget a client and all its subscriptions, then stop its writer."""
+        with self._lock:
+            self._connections.discard(connection)
+            for topic in list(connection.topics):
+                self._unlink(connection, topic)
+        connection.close()
+
+    def subscribe(self, connection: Connection, topic: str) -> None:
+        with self._lock:
+            if connection in self._connections:
+                connection.topics.add(topic)
+                self._topics[topic].add(connection)
+
+    def unsubscribe(self, connection: Connection, topic: str) -> None:
+        with self._lock:
+            self._unlink(connection, topic)
+
+    def _unlink(self, connection: Connection, topic: str) -> None:
+        """Remove one subscription; the caller holds the lock."""
+        connection.topics.discard(topic)
+        watchers = self._topics.get(topic)
+        if watchers is not None:
+            watchers.discard(connection)
+            if not watchers:
+                del self._topics[topic]
+
+    def deliver(self, event: Event) -> None:
+        """Queue the event once for every connection watching any of its topics."""
+        with self._lock:
+            targets = set().union(*(self._topics.get(topic, ()) for topic in event.topics))
+        if not targets:
+            return
+        text = json.dumps(event.frame())
+        for connection in targets:
+            if not connection.send_text(text):
+                # Dropped: stop feeding it now; its handler removes it entirely.
+                with self._lock:
+                    for topic in list(connection.topics):
+                        self._unlink(connection, topic)
+
+    def stats(self) -> dict[str, int]:
+        """Count connections and subscriptions (for health checks and tests)."""
+        with self._lock:
+            return {
+                "connections": len(self._connections),
+                "subscriptions": sum(len(c) for c in self._topics.values()),
+                "topics": len(self._topics),
+            }

@@ -1,0 +1,281 @@
+"""The websocket endpoint ``/api/ws`` and its protocol.
+
+flask-sock keeps the request open for the whole connection, so this handler
+never uses the request's session: each client message that touches the
+database opens one short ``session_scope`` of its own. Replies and events go
+through the connection's send queue (see ``zerg.hub``); this thread only reads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated
+from typing import Any
+
+from flask import Blueprint
+from flask import Flask
+from flask import current_app
+from flask import request
+from flask_sock import Sock
+from pydantic import ConfigDict
+from pydantic import Field
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from zerg import events
+from zerg.db import session_scope
+from zerg.hub import Connection
+from zerg.hub import Hub
+from zerg.models import Agent
+from zerg.models import Thread
+from zerg.models import ThreadMessage
+from zerg.schemas import MAX_TEXT
+from zerg.schemas import AgentOut
+from zerg.schemas import Id
+from zerg.schemas import Storable
+from zerg.schemas import ThreadMessageOut
+from zerg.schemas import serialize
+
+EXTENSION_KEY = "zerg.ws"
+HISTORY_LIMIT = 100
+RECEIVE_POLL_SECONDS = 1.0
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("ws", __name__)
+sock = Sock()
+
+
+class ProtocolError(Exception):
+    """A client request that cannot be served; it becomes an ``error`` frame."""
+
+    def __init__(self, error: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(error)
+        self.error = error
+        self.details = details
+
+
+class Frame(Storable):
+    """A client frame: typed fields are strict, unknown ones are ignored."""
+
+    model_config = ConfigDict(strict=True, extra="ignore")
+
+
+class PingFrame(Frame):
+    timestamp: int | float | str | None = None
+
+
+Topic = Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class TopicsFrame(Frame):
+    topics: list[Topic] = Field(min_length=1, max_length=100)
+
+
+class SubscribeThreadFrame(Frame):
+    thread_id: Id
+
+
+class SendMessageFrame(Frame):
+    thread_id: Id
+    content: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass
+class Client:
+    """What a protocol handler needs: the app, the hub and this client's connection."""
+
+    app: Flask
+    hub: Hub
+    connection: Connection
+
+    def reply(self, frame: dict[str, Any]) -> None:
+        self.connection.send(frame)
+
+    def error(self, message_id: Any, error: str, details: dict[str, Any] | None = None) -> None:
+        self.reply({"type": "error", "message_id": message_id, "error": error, "details": details})
+
+
+def parse_topic(topic: str) -> tuple[str, int | None]:
+    """Split ``thread:7`` into ``("thread", 7)``; ``agents`` has no id."""
+    if topic == "agents":
+        return "agents", None
+    kind, _, ident = topic.partition(":")
+    if kind in ("agent", "thread") and ident.isdigit() and int(ident) > 0:
+        return kind, int(ident)
+    raise ProtocolError(
+        f"unknown topic {topic!r}",
+        {"topic": topic, "expected": ["agents", "agent:{id}", "thread:{id}"]},
+    )
+
+
+def subscribe_topic(client: Client, topic: str, message_id: Any) -> None:
+    """Subscribe to one topic and send what the old front end expects back.
+
+    The subscription is made before the current state is read, so an event
+    that lands in between is delivered (perhaps twice) rather than lost.
+    """
+    kind, ident = parse_topic(topic)
+    client.hub.subscribe(client.connection, topic)
+    if kind == "agents":
+        client.reply({"type": "subscribed", "topics": [topic], "message_id": message_id})
+        return
+    with session_scope(client.app, write=False) as session:
+        if kind == "agent":
+            agent = session.get(Agent, ident)
+            found = agent is not None
+            reply = {"type": "agent_state", "message_id": message_id}
+            if agent is not None:
+                reply["data"] = serialize(AgentOut, agent)
+        else:
+            found = session.get(Thread, ident) is not None
+            history = session.scalars(
+                select(ThreadMessage)
+                .where(ThreadMessage.thread_id == ident)
+                .order_by(ThreadMessage.timestamp, ThreadMessage.id)
+                .limit(HISTORY_LIMIT)
+            )
+            reply = {
+                "type": "thread_history",
+                "thread_id": ident,
+                "messages": [serialize(ThreadMessageOut, message) for message in history],
+                "message_id": message_id,
+            }
+    if not found:
+        client.hub.unsubscribe(client.connection, topic)
+        raise ProtocolError(f"{kind.capitalize()} {ident} not found", {"topic": topic})
+    client.reply(reply)
+
+
+def subscribe_many(client: Client, topics: list[str], message_id: Any) -> None:
+    """Subscribe topic by topic, answering each in request order."""
+    for topic in topics:
+        try:
+            subscribe_topic(client, topic, message_id)
+        except ProtocolError as exc:
+            client.error(message_id, exc.error, exc.details)
+
+
+def on_ping(client: Client, frame: PingFrame, message_id: Any) -> None:
+    client.reply({"type": "pong", "message_id": message_id, "timestamp": frame.timestamp})
+
+
+def on_subscribe(client: Client, frame: TopicsFrame, message_id: Any) -> None:
+    subscribe_many(client, frame.topics, message_id)
+
+
+def on_subscribe_thread(client: Client, frame: SubscribeThreadFrame, message_id: Any) -> None:
+    subscribe_topic(client, f"thread:{frame.thread_id}", message_id)
+
+
+def on_unsubscribe(client: Client, frame: TopicsFrame, message_id: Any) -> None:
+    for topic in frame.topics:
+        client.hub.unsubscribe(client.connection, topic)
+    client.reply({"type": "unsubscribe_success", "topics": frame.topics, "message_id": message_id})
+
+
+def on_send_message(client: Client, frame: SendMessageFrame, message_id: Any) -> None:
+    """Store a user message; the thread's watchers (the sender too) get ``thread_message``."""
+    with session_scope(client.app) as session:
+        thread = session.get(Thread, frame.thread_id)
+        if thread is None:
+            details = {"thread_id": frame.thread_id}
+            raise ProtocolError(f"Thread {frame.thread_id} not found", details)
+        message = ThreadMessage(thread_id=thread.id, role="user", content=frame.content)
+        session.add(message)
+        session.flush()
+        payload = serialize(ThreadMessageOut, message)
+    events.publish(events.thread_message_created(payload), client.app)
+
+
+Handler = Callable[[Client, Any, Any], None]
+HANDLERS: dict[str, tuple[type[Frame], Handler]] = {
+    "ping": (PingFrame, on_ping),
+    "subscribe": (TopicsFrame, on_subscribe),
+    "subscribe_thread": (SubscribeThreadFrame, on_subscribe_thread),
+    "unsubscribe": (TopicsFrame, on_unsubscribe),
+    "send_message": (SendMessageFrame, on_send_message),
+}
+
+
+def handle_text(client: Client, text: str) -> None:
+    """Handle one client frame; every failure becomes an ``error`` frame."""
+    try:
+        frame = json.loads(text)
+    except ValueError as exc:
+        client.error(None, "malformed JSON", {"reason": str(exc)})
+        return
+    if not isinstance(frame, dict):
+        client.error(None, "a frame must be a JSON object")
+        return
+    message_id = frame.get("message_id")
+    kind = frame.get("type")
+    if kind not in HANDLERS:
+        client.error(message_id, f"unknown message type {kind!r}", {"known": sorted(HANDLERS)})
+        return
+    schema, handler = HANDLERS[kind]
+    try:
+        handler(client, schema.model_validate(frame), message_id)
+    except ValidationError as exc:
+        errors = [
+            {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
+            for error in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]
+        client.error(message_id, f"invalid {kind} message", {"errors": errors})
+    except ProtocolError as exc:
+        client.error(message_id, exc.error, exc.details)
+    except Exception:
+        request_id = uuid.uuid4().hex
+        log.exception("websocket handler failed, request id %s", request_id)
+        client.error(message_id, "internal error", {"request_id": request_id})
+
+
+@sock.route("/ws", bp=bp)
+def websocket(ws: Any) -> None:
+    """Serve one client until it disconnects or is dropped."""
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    hub = get_hub(app)
+    client = Client(app, hub, hub.connect(ws))
+    try:
+        initial = request.args.get("initial_topics", "")
+        topics = [topic.strip() for topic in initial.split(",") if topic.strip()]
+        if topics:
+            subscribe_many(client, topics, None)
+        while True:
+            # A timeout, not a blocking wait: simple-websocket can mark a
+            # connection closed without waking a receiver already waiting.
+            text = ws.receive(timeout=RECEIVE_POLL_SECONDS)
+            if text is None:
+                if not ws.connected:
+                    return
+                continue
+            if isinstance(text, bytes):
+                client.error(None, "binary frames are not supported; send JSON text")
+            else:
+                handle_text(client, text)
+    finally:
+        hub.disconnect(client.connection)
+
+
+def get_hub(app: Flask | None = None) -> Hub:
+    """Return the current (or given) app's hub."""
+    target = app if app is not None else current_app
+    hub: Hub = target.extensions[EXTENSION_KEY]
+    return hub
+
+
+def init_app(app: Flask) -> None:
+    """Give the app a hub fed by its event bus."""
+    if EXTENSION_KEY in app.extensions:
+        raise RuntimeError("zerg.ws is already registered on this app")
+    hub = Hub(
+        queue_size=app.config["WS_SEND_QUEUE_SIZE"],
+        drop_grace=app.config["WS_DROP_GRACE_SECONDS"],
+    )
+    app.extensions[EXTENSION_KEY] = hub
+    events.get_bus(app).subscribe(hub.deliver)

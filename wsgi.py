@@ -1,7 +1,8 @@
 """WSGI entry point: ``gunicorn wsgi:app``.
 
 Only the ``flask`` command reads ``.env`` by itself, so this file does it for
-every other server.
+every other server. It also starts the app's background services (run
+recovery, the scheduler) in the process that serves.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 from dotenv import load_dotenv
 
 from zerg import create_app
+from zerg import services
 
 load_dotenv()
 app = create_app()
+services.start(app)

@@ -31,6 +31,7 @@ from werkzeug.serving import make_server
 
 from zerg import create_app
 from zerg import db
+from zerg import services
 from zerg.models import Base
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -101,6 +102,7 @@ def make_app(database_url: str) -> Iterator[AppFactory]:
 
     yield factory
     for app in apps:
+        services.stop(app)
         _empty_tables(app)
         db.get_database(app).engine.dispose()
 

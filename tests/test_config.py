@@ -20,7 +20,7 @@ def test_defaults_use_sqlite_in_the_instance_folder() -> None:
     app = build()
     expected = Path(app.instance_path) / "zerg.sqlite"
     assert app.config["DATABASE_URL"] == f"sqlite:///{expected}"
-    assert app.config["LLM_PROVIDER"] == "offline"
+    assert app.config["LLM_PROVIDER"] == ("offline",)
     assert app.config["MAX_CONTENT_LENGTH"] == 1024 * 1024
 
 
@@ -68,7 +68,8 @@ def test_the_callers_mapping_wins_over_the_environment(
         ({"AUTO_CREATE_TABLES": "maybe"}, "AUTO_CREATE_TABLES must be true or false"),
         ({"MAX_CONTENT_LENGTH": "lots"}, "MAX_CONTENT_LENGTH must be a whole number"),
         ({"MAX_CONTENT_LENGTH": 0}, "MAX_CONTENT_LENGTH must be a whole number of at least 1"),
-        ({"LLM_PROVIDER": "magic"}, "LLM_PROVIDER must be one of offline"),
+        ({"LLM_PROVIDER": "magic"}, "LLM_PROVIDER must list one or more of offline, openai"),
+        ({"LLM_PROVIDER": "openai"}, "LLM_PROVIDER=openai needs OPENAI_API_KEY"),
         ({"ENVIRONMENT": "production"}, "ENVIRONMENT=production requires API_TOKEN"),
     ],
 )

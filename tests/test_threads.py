@@ -33,6 +33,7 @@ THREAD_FIELDS = {
     "id",
     "agent_id",
     "title",
+    "thread_type",
     "active",
     "agent_state",
     "memory_strategy",
@@ -40,6 +41,7 @@ THREAD_FIELDS = {
     "updated_at",
 }
 MESSAGE_FIELDS = {
+    "partial",
     "id",
     "thread_id",
     "role",
@@ -144,6 +146,7 @@ def test_create_thread_returns_every_field_with_its_default(
         "id": 1,
         "agent_id": agent_id,
         "title": "New thread",
+        "thread_type": "chat",
         "active": True,
         "agent_state": None,
         "memory_strategy": "buffer",
@@ -382,6 +385,7 @@ def test_create_message_returns_every_field_with_its_default(
         "tool_call_id": None,
         "name": None,
         "processed": False,
+        "partial": False,
         "timestamp": message["timestamp"],
     }
     parse_utc(message["timestamp"])

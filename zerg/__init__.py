@@ -15,6 +15,8 @@ from zerg import db
 from zerg import errors
 from zerg import events
 from zerg import llm
+from zerg import runner
+from zerg import scheduler
 from zerg import ws
 
 
@@ -33,6 +35,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     events.init_app(app)
     ws.init_app(app)
     llm.init_app(app)
+    runner.init_app(app)
+    scheduler.init_app(app)
     api.init_app(app)
     cli.init_app(app)
     return app

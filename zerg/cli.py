@@ -6,9 +6,15 @@ import click
 from flask import Flask
 from flask import current_app
 from flask.cli import AppGroup
+from sqlalchemy import select
 from sqlalchemy.engine import make_url
+from werkzeug.serving import is_running_from_reloader
+from werkzeug.serving import run_simple
 
+from zerg import cron
 from zerg import db
+from zerg import services
+from zerg.models import Agent
 
 db_cli = AppGroup("db", help="Create or reset zerg's database tables.")
 
@@ -42,9 +48,46 @@ def reset_command(yes: bool) -> None:
     click.echo(f"Dropped and recreated all tables in {shown_url()}")
 
 
+scheduler_cli = AppGroup("scheduler", help="Inspect the cron schedules.")
+
+
+@scheduler_cli.command("list")
+def list_command() -> None:
+    """Print every scheduled agent with its schedule and next run time (UTC)."""
+    with db.session_scope(write=False) as session:
+        agents = session.scalars(
+            select(Agent)
+            .where(Agent.run_on_schedule.is_(True), Agent.schedule.is_not(None))
+            .order_by(Agent.id)
+        ).all()
+        rows = [(agent.id, agent.name, agent.schedule or "") for agent in agents]
+    if not rows:
+        click.echo("No agent runs on a schedule.")
+        return
+    for agent_id, name, schedule in rows:
+        upcoming = cron.next_fire_time(schedule)
+        when = upcoming.isoformat() if upcoming else "never"
+        click.echo(f"agent {agent_id} ({name}): '{schedule}' next run {when}")
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--reload/--no-reload", default=False, help="Restart when code changes.")
+def serve_command(host: str, port: int, reload: bool) -> None:
+    """Serve the API and websocket with the scheduler and run workers (development server)."""
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    # With the reloader, the first process only watches files; the child serves.
+    if not reload or is_running_from_reloader():
+        services.start(app)
+    run_simple(host, port, app, threaded=True, use_reloader=reload)
+
+
 def init_app(app: Flask) -> None:
-    """Add the ``db`` group and give ``flask shell`` the session helpers and models."""
+    """Add the ``db`` and ``scheduler`` groups and ``serve``; fill ``flask shell``."""
     app.cli.add_command(db_cli)
+    app.cli.add_command(scheduler_cli)
+    app.cli.add_command(serve_command)
 
     @app.shell_context_processor
     def shell_context() -> dict[str, object]:

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 ENVIRONMENTS = ("development", "testing", "production")
-LLM_PROVIDERS = ("offline",)
+LLM_PROVIDERS = ("offline", "openai")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -59,6 +59,21 @@ def _as_seconds(key: str, value: Any) -> float:
     return number
 
 
+def _as_list(key: str, value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    return tuple(text for item in items if (text := str(item).strip()))
+
+
+def _providers(key: str, value: Any) -> tuple[str, ...]:
+    names = _as_list(key, value)
+    unknown = [name for name in names if name not in LLM_PROVIDERS]
+    if unknown or not names:
+        raise ConfigError(
+            f"{key} must list one or more of {', '.join(LLM_PROVIDERS)}, not {value!r}"
+        )
+    return tuple(dict.fromkeys(names))
+
+
 def _as_optional_str(key: str, value: Any) -> str | None:
     if value is None:
         return None
@@ -84,9 +99,17 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "AUTO_CREATE_TABLES": _as_bool,
     "API_TOKEN": _as_optional_str,
     "SCHEDULER_ENABLED": _as_bool,
-    "LLM_PROVIDER": _one_of(LLM_PROVIDERS),
+    "LLM_PROVIDER": _providers,
+    "OFFLINE_DELAY_SECONDS": _as_seconds,
     "OPENAI_API_KEY": _as_optional_str,
     "OPENAI_BASE_URL": _as_optional_str,
+    "OPENAI_MODELS": _as_list,
+    "OPENAI_TIMEOUT_SECONDS": _as_seconds,
+    "OPENAI_MAX_RETRIES": lambda key, value: _as_int(key, value, minimum=0),
+    "RUN_WORKERS": _as_int,
+    "RUN_CONTEXT_MESSAGES": _as_int,
+    "STREAM_COALESCE_SECONDS": _as_seconds,
+    "SCHEDULER_MISFIRE_GRACE_SECONDS": _as_int,
     "MAX_CONTENT_LENGTH": _as_int,
     "MAX_PAGE_SIZE": _as_int,
     "WS_PING_INTERVAL": _as_seconds,
@@ -102,8 +125,16 @@ DEFAULTS: dict[str, Any] = {
     "AUTO_CREATE_TABLES": True,
     "API_TOKEN": None,
     "LLM_PROVIDER": "offline",
+    "OFFLINE_DELAY_SECONDS": 0.02,
     "OPENAI_API_KEY": None,
     "OPENAI_BASE_URL": None,
+    "OPENAI_MODELS": "gpt-4o-mini,gpt-4o",
+    "OPENAI_TIMEOUT_SECONDS": 60,
+    "OPENAI_MAX_RETRIES": 2,
+    "RUN_WORKERS": 4,
+    "RUN_CONTEXT_MESSAGES": 50,
+    "STREAM_COALESCE_SECONDS": 0.03,
+    "SCHEDULER_MISFIRE_GRACE_SECONDS": 30,
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "MAX_PAGE_SIZE": 500,
     "WS_PING_INTERVAL": 25,
@@ -162,6 +193,14 @@ def database_url(app: Flask) -> str:
 
 
 def check_safety(config: Mapping[str, Any]) -> None:
-    """Refuse a production configuration that would leave the API open."""
+    """Refuse a production configuration that would leave the API open, or a useless one."""
     if config["ENVIRONMENT"] == "production" and not config["API_TOKEN"]:
         raise ConfigError("ENVIRONMENT=production requires API_TOKEN to be set")
+    if "openai" in config["LLM_PROVIDER"]:
+        if not (config["OPENAI_API_KEY"] or config["OPENAI_BASE_URL"]):
+            raise ConfigError(
+                "LLM_PROVIDER=openai needs OPENAI_API_KEY (OpenAI) or OPENAI_BASE_URL "
+                "(a local OpenAI-compatible server)"
+            )
+        if not config["OPENAI_MODELS"]:
+            raise ConfigError("LLM_PROVIDER=openai needs OPENAI_MODELS to name at least one model")

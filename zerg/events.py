@@ -76,6 +76,20 @@ def thread_message_created(message: dict[str, Any]) -> Event:
     return Event(EventType.THREAD_MESSAGE_CREATED, (f"thread:{message['thread_id']}",), message)
 
 
+def run_updated(run: dict[str, Any]) -> Event:
+    """Announce a run's new state to its agent's and its thread's watchers."""
+    topics = (f"agent:{run['agent_id']}",)
+    if run["thread_id"] is not None:
+        topics += (f"thread:{run['thread_id']}",)
+    return Event(EventType.RUN_UPDATED, topics, run)
+
+
+def stream_event(kind: EventType, thread_id: int, run_id: int, **fields: Any) -> Event:
+    """Announce the start, a chunk or the end of a streamed reply to the thread's watchers."""
+    data = {"thread_id": thread_id, "run_id": run_id, **fields}
+    return Event(kind, (f"thread:{thread_id}",), data)
+
+
 Subscriber = Callable[[Event], None]
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import MetaData
 from sqlalchemy import String
 from sqlalchemy import Text
 from sqlalchemy import UniqueConstraint
+from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.orm import Mapped
@@ -120,6 +121,9 @@ class Thread(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
     title: Mapped[str] = mapped_column(String(255))
+    # "chat" for conversations people start; "manual" and "scheduled" for the
+    # threads the agent's own task runs write into.
+    thread_type: Mapped[str] = mapped_column(String(16), default="chat")
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     agent_state: Mapped[dict[str, Any] | None]
     memory_strategy: Mapped[str] = mapped_column(String(32), default="buffer")
@@ -145,6 +149,8 @@ class ThreadMessage(Base):
     tool_call_id: Mapped[str | None] = mapped_column(String(255))
     name: Mapped[str | None] = mapped_column(String(255))
     processed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # True for an assistant reply cut short by a cancelled run.
+    partial: Mapped[bool] = mapped_column(Boolean, default=False)
     timestamp: Mapped[datetime] = mapped_column(default=utcnow)
 
     thread: Mapped[Thread] = relationship(back_populates="messages")
@@ -155,13 +161,22 @@ class Run(Base):
 
     ``scheduled_for`` is set only for scheduled runs; the unique constraint on
     (agent, scheduled time) is what stops a trigger that fires twice from
-    running twice. NULLs never collide, so manual runs are unaffected.
+    running twice. NULLs never collide, so manual runs are unaffected. The
+    partial unique index allows one active (queued or running) run per thread,
+    even when two requests race to start one.
     """
 
     __tablename__ = "runs"
     __table_args__ = (
         UniqueConstraint("agent_id", "scheduled_for"),
         Index("ix_runs_status", "status"),
+        Index(
+            "uq_runs_active_thread",
+            "thread_id",
+            unique=True,
+            sqlite_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

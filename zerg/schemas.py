@@ -220,6 +220,7 @@ class ThreadOut(Response):
     id: int
     agent_id: int
     title: str
+    thread_type: str
     active: bool
     agent_state: dict[str, Any] | None
     memory_strategy: str
@@ -236,7 +237,35 @@ class ThreadMessageOut(Response):
     tool_call_id: str | None
     name: str | None
     processed: bool
+    partial: bool
     timestamp: datetime
+
+
+RunStatus = Literal["queued", "running", "success", "failed", "cancelled", "interrupted"]
+RunTrigger = Literal["manual", "schedule", "api", "websocket"]
+
+
+class RunQuery(Page):
+    agent_id: Id | None = None
+    thread_id: Id | None = None
+    status: RunStatus | None = None
+
+
+class RunOut(Response):
+    id: int
+    agent_id: int
+    thread_id: int | None
+    trigger: str
+    status: str
+    scheduled_for: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+    error: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+    created_at: datetime
 
 
 class ModelOut(BaseModel):

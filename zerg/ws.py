@@ -33,9 +33,12 @@ from zerg.hub import Hub
 from zerg.models import Agent
 from zerg.models import Thread
 from zerg.models import ThreadMessage
+from zerg.runner import get_runner
+from zerg.runner import queue_thread_run_if_idle
 from zerg.schemas import MAX_TEXT
 from zerg.schemas import AgentOut
 from zerg.schemas import Id
+from zerg.schemas import RunOut
 from zerg.schemas import Storable
 from zerg.schemas import ThreadMessageOut
 from zerg.schemas import serialize
@@ -180,7 +183,13 @@ def on_unsubscribe(client: Client, frame: TopicsFrame, message_id: Any) -> None:
 
 
 def on_send_message(client: Client, frame: SendMessageFrame, message_id: Any) -> None:
-    """Store a user message; the thread's watchers (the sender too) get ``thread_message``."""
+    """Store a user message and start a run to answer it.
+
+    The thread's watchers (the sender too, if subscribed) get
+    ``thread_message`` and then the streamed reply. If a run of the thread is
+    already active, the message waits and that run's follow-up answers it.
+    """
+    run_payload = None
     with session_scope(client.app) as session:
         thread = session.get(Thread, frame.thread_id)
         if thread is None:
@@ -190,7 +199,13 @@ def on_send_message(client: Client, frame: SendMessageFrame, message_id: Any) ->
         session.add(message)
         session.flush()
         payload = serialize(ThreadMessageOut, message)
+        run = queue_thread_run_if_idle(session, thread, "websocket")
+        if run is not None:
+            run_payload = serialize(RunOut, run)
     events.publish(events.thread_message_created(payload), client.app)
+    if run_payload is not None:
+        events.publish(events.run_updated(run_payload), client.app)
+        get_runner(client.app).submit(run_payload["id"])
 
 
 Handler = Callable[[Client, Any, Any], None]

@@ -23,12 +23,16 @@ from zerg.events import EventType
 from zerg.llm import get_providers
 from zerg.models import Agent
 from zerg.models import AgentMessage
+from zerg.runner import get_runner
+from zerg.runner import queue_agent_run
 from zerg.schemas import AgentCreate
 from zerg.schemas import AgentMessageCreate
 from zerg.schemas import AgentMessageOut
 from zerg.schemas import AgentOut
 from zerg.schemas import AgentUpdate
 from zerg.schemas import Page
+from zerg.schemas import RunOut
+from zerg.schemas import ThreadMessageOut
 from zerg.schemas import ThreadOut
 from zerg.schemas import serialize
 
@@ -135,6 +139,20 @@ def delete_agent(agent_id: int) -> Response:
         events.agent_event(EventType.AGENT_DELETED, {"id": agent.id, "name": agent.name})
     )
     return no_content()
+
+
+@bp.post("/<int:agent_id>/run")
+def run_agent(agent_id: int) -> Response:
+    """Run the agent's task instructions in a new thread of its own (202)."""
+    session = get_db()
+    thread, message, run = queue_agent_run(session, load_agent(session, agent_id), "manual")
+    session.commit()
+    events.publish(events.thread_event(EventType.THREAD_CREATED, serialize(ThreadOut, thread)))
+    events.publish(events.thread_message_created(serialize(ThreadMessageOut, message)))
+    payload = serialize(RunOut, run)
+    events.publish(events.run_updated(payload))
+    get_runner().submit(run.id)
+    return respond_json(payload, 202)
 
 
 @bp.get("/<int:agent_id>/messages")

@@ -22,7 +22,10 @@ from zerg.events import EventType
 from zerg.models import Thread
 from zerg.models import ThreadMessage
 from zerg.models import utcnow
+from zerg.runner import get_runner
+from zerg.runner import queue_thread_run
 from zerg.schemas import Page
+from zerg.schemas import RunOut
 from zerg.schemas import ThreadCreate
 from zerg.schemas import ThreadMessageCreate
 from zerg.schemas import ThreadMessageOut
@@ -93,6 +96,18 @@ def delete_thread(thread_id: int) -> Response:
     session.commit()
     events.publish(events.thread_event(EventType.THREAD_DELETED, payload))
     return no_content()
+
+
+@bp.post("/<int:thread_id>/run")
+def run_thread(thread_id: int) -> Response:
+    """Run the thread's agent on its unanswered messages (202; 409 if one is active)."""
+    session = get_db()
+    run = queue_thread_run(session, load_thread(session, thread_id), "api")
+    session.commit()
+    payload = serialize(RunOut, run)
+    events.publish(events.run_updated(payload))
+    get_runner().submit(run.id)
+    return respond_json(payload, 202)
 
 
 @bp.get("/<int:thread_id>/messages")

@@ -8,6 +8,7 @@ no provider offers is refused when it is saved, not when it first runs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from flask import Flask
 from flask import current_app
@@ -21,7 +22,7 @@ EXTENSION_KEY = "zerg.llm"
 
 @dataclass(frozen=True)
 class Providers:
-    """The app's providers, in the order their models are listed."""
+    """The app's providers, in the order LLM_PROVIDER lists them."""
 
     providers: tuple[Provider, ...]
 
@@ -38,6 +39,21 @@ class Providers:
         return self.models()[0].id
 
 
+def build_provider(name: str, config: Any) -> Provider:
+    """Build one provider from the app's configuration."""
+    if name == "openai":
+        from zerg.llm.openai import OpenAIProvider
+
+        return OpenAIProvider(
+            api_key=config["OPENAI_API_KEY"],
+            base_url=config["OPENAI_BASE_URL"],
+            models=config["OPENAI_MODELS"],
+            timeout=config["OPENAI_TIMEOUT_SECONDS"],
+            max_retries=config["OPENAI_MAX_RETRIES"],
+        )
+    return OfflineProvider(delay=config["OFFLINE_DELAY_SECONDS"])
+
+
 def get_providers(app: Flask | None = None) -> Providers:
     """Return the current (or given) app's providers."""
     target = app if app is not None else current_app
@@ -49,4 +65,7 @@ def init_app(app: Flask) -> None:
     """Build the providers the configuration names."""
     if EXTENSION_KEY in app.extensions:
         raise RuntimeError("zerg.llm is already registered on this app")
-    app.extensions[EXTENSION_KEY] = Providers(providers=(OfflineProvider(),))
+    names = app.config["LLM_PROVIDER"]
+    app.extensions[EXTENSION_KEY] = Providers(
+        providers=tuple(build_provider(name, app.config) for name in names)
+    )

@@ -1,0 +1,381 @@
+"""Runs on the offline model: starting, streaming, storing, cancelling, recovering."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import requests
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from tests.conftest import AppFactory
+from tests.conftest import LiveServer
+from tests.conftest import serve
+from tests.wsclient import WSClient
+from zerg import db
+from zerg import services
+from zerg.models import Agent
+from zerg.models import Run
+from zerg.models import Thread
+from zerg.models import ThreadMessage
+from zerg.models import utcnow
+from zerg.runner import recover_interrupted
+
+FAST = {"OFFLINE_DELAY_SECONDS": 0.005}
+SLOW = {"OFFLINE_DELAY_SECONDS": 0.15}
+
+
+def wait_run(client: FlaskClient, run_id: int, timeout: float = 10) -> dict[str, Any]:
+    """Poll a run until it has finished; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        run: dict[str, Any] = client.get(f"/api/runs/{run_id}").get_json()
+        if run["status"] not in ("queued", "running"):
+            return run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} still {run['status']} after {timeout} s")
+        time.sleep(0.02)
+
+
+def wait_status(client: FlaskClient, run_id: int, status: str, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get(f"/api/runs/{run_id}").get_json()["status"] != status:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"run {run_id} never became {status}")
+        time.sleep(0.01)
+
+
+def new_thread(client: FlaskClient, message: str | None = "Hello, agent") -> dict[str, Any]:
+    agent = client.post(
+        "/api/agents", json={"name": "helper", "system_instructions": "Be brief."}
+    ).get_json()
+    thread: dict[str, Any] = client.post("/api/threads", json={"agent_id": agent["id"]}).get_json()
+    if message is not None:
+        client.post(f"/api/threads/{thread['id']}/messages", json={"content": message})
+    return thread
+
+
+def messages(client: FlaskClient, thread_id: int) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = client.get(f"/api/threads/{thread_id}/messages").get_json()
+    return result
+
+
+@pytest.fixture
+def fast_app(make_app: AppFactory) -> Flask:
+    return make_app(**FAST)
+
+
+@pytest.fixture
+def fast(fast_app: Flask) -> FlaskClient:
+    return fast_app.test_client()
+
+
+def test_a_thread_run_answers_and_records_everything(fast: FlaskClient) -> None:
+    thread = new_thread(fast)
+    response = fast.post(f"/api/threads/{thread['id']}/run")
+    assert response.status_code == 202
+    queued = response.get_json()
+    assert queued["status"] == "queued"
+    assert queued["trigger"] == "api"
+    assert queued["thread_id"] == thread["id"]
+
+    run = wait_run(fast, queued["id"])
+
+    assert run["status"] == "success"
+    assert run["error"] is None
+    assert run["started_at"] and run["finished_at"]
+    assert run["duration_ms"] >= 0
+    assert run["completion_tokens"] > 0 and run["total_tokens"] > run["completion_tokens"]
+    user, reply = messages(fast, thread["id"])
+    assert user["processed"] is True
+    assert reply["role"] == "assistant"
+    assert reply["partial"] is False
+    assert "offline model" in reply["content"]
+    assert "Hello, agent" in reply["content"]
+    agent = fast.get(f"/api/agents/{thread['agent_id']}").get_json()
+    assert agent["status"] == "idle"
+    assert agent["last_run_at"] is not None
+
+
+def test_a_run_needs_something_to_answer(fast: FlaskClient, rows: Callable[..., int]) -> None:
+    thread = new_thread(fast, message=None)
+    response = fast.post(f"/api/threads/{thread['id']}/run")
+    assert response.status_code == 409
+    assert "no unanswered user message" in response.get_json()["detail"]
+    assert rows(Run) == 0
+
+
+def test_runs_of_a_missing_thread_or_agent_are_404(fast: FlaskClient) -> None:
+    assert fast.post("/api/threads/999/run").status_code == 404
+    assert fast.post("/api/agents/999/run").status_code == 404
+    assert fast.get("/api/runs/999").status_code == 404
+    assert fast.post("/api/runs/999/cancel").status_code == 404
+
+
+def test_one_active_run_per_thread(make_app: AppFactory, rows: Callable[..., int]) -> None:
+    client = make_app(**SLOW).test_client()
+    thread = new_thread(client)
+    first = client.post(f"/api/threads/{thread['id']}/run")
+    assert first.status_code == 202
+    client.post(f"/api/threads/{thread['id']}/messages", json={"content": "and another"})
+
+    second = client.post(f"/api/threads/{thread['id']}/run")
+
+    assert second.status_code == 409
+    assert "already has an active run" in second.get_json()["detail"]
+    assert rows(Run) == 1
+    client.post(f"/api/runs/{first.get_json()['id']}/cancel")
+    wait_run(client, first.get_json()["id"])
+
+
+def test_the_database_refuses_a_second_active_run_even_in_a_race(fast_app: Flask) -> None:
+    client = fast_app.test_client()
+    thread = new_thread(client)
+    with db.session_scope(fast_app) as session:
+        session.add(Run(agent_id=thread["agent_id"], thread_id=thread["id"], trigger="api"))
+    with pytest.raises(Exception, match="(?i)unique"), db.session_scope(fast_app) as session:
+        session.add(Run(agent_id=thread["agent_id"], thread_id=thread["id"], trigger="api"))
+
+
+def test_an_agent_run_uses_a_thread_of_its_own(fast: FlaskClient) -> None:
+    agent = fast.post(
+        "/api/agents", json={"name": "digest", "task_instructions": "Summarise the day."}
+    ).get_json()
+    chat = fast.post("/api/threads", json={"agent_id": agent["id"]}).get_json()
+
+    response = fast.post(f"/api/agents/{agent['id']}/run")
+
+    assert response.status_code == 202
+    run = wait_run(fast, response.get_json()["id"])
+    assert run["trigger"] == "manual"
+    assert run["status"] == "success"
+    assert run["thread_id"] != chat["id"]
+    task_thread = fast.get(f"/api/threads/{run['thread_id']}").get_json()
+    assert task_thread["thread_type"] == "manual"
+    task, reply = messages(fast, run["thread_id"])
+    assert task["content"] == "Summarise the day." and task["processed"] is True
+    assert "Summarise the day." in reply["content"]
+    assert messages(fast, chat["id"]) == []
+
+
+def test_an_agent_without_task_instructions_cannot_run(
+    fast: FlaskClient, rows: Callable[..., int]
+) -> None:
+    agent = fast.post("/api/agents", json={"name": "idle"}).get_json()
+    response = fast.post(f"/api/agents/{agent['id']}/run")
+    assert response.status_code == 409
+    assert (rows(Run), rows(Thread)) == (0, 0)
+
+
+def test_cancelling_a_running_run_keeps_the_partial_reply(make_app: AppFactory) -> None:
+    client = make_app(**SLOW).test_client()
+    thread = new_thread(client)
+    run_id = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
+    wait_status(client, run_id, "running")
+    time.sleep(0.4)
+
+    response = client.post(f"/api/runs/{run_id}/cancel")
+
+    assert response.status_code == 202
+    run = wait_run(client, run_id)
+    assert run["status"] == "cancelled"
+    user, reply = messages(client, thread["id"])
+    assert reply["partial"] is True
+    assert reply["content"] and "Hello, agent" not in reply["content"]
+    assert user["processed"] is True
+    assert client.get(f"/api/agents/{thread['agent_id']}").get_json()["status"] == "idle"
+    assert client.post(f"/api/runs/{run_id}/cancel").status_code == 409
+
+
+def test_cancelling_a_queued_run_stops_it_before_it_starts(make_app: AppFactory) -> None:
+    client = make_app(RUN_WORKERS=1, **SLOW).test_client()
+    busy = new_thread(client)
+    waiting = new_thread(client)
+    busy_run = client.post(f"/api/threads/{busy['id']}/run").get_json()["id"]
+    wait_status(client, busy_run, "running")
+    queued_run = client.post(f"/api/threads/{waiting['id']}/run").get_json()["id"]
+
+    response = client.post(f"/api/runs/{queued_run}/cancel")
+
+    assert response.status_code == 200
+    assert response.get_json()["status"] == "cancelled"
+    client.post(f"/api/runs/{busy_run}/cancel")
+    wait_run(client, busy_run)
+    time.sleep(0.2)
+    assert client.get(f"/api/runs/{queued_run}").get_json()["status"] == "cancelled"
+    assert [m["role"] for m in messages(client, waiting["id"])] == ["user"]
+
+
+def test_runs_list_newest_first_with_filters(fast: FlaskClient) -> None:
+    first = new_thread(fast)
+    second = new_thread(fast)
+    one = wait_run(fast, fast.post(f"/api/threads/{first['id']}/run").get_json()["id"])
+    two = wait_run(fast, fast.post(f"/api/threads/{second['id']}/run").get_json()["id"])
+
+    assert [r["id"] for r in fast.get("/api/runs").get_json()] == [two["id"], one["id"]]
+    by_thread = fast.get(f"/api/runs?thread_id={first['id']}").get_json()
+    assert [r["id"] for r in by_thread] == [one["id"]]
+    by_agent = fast.get(f"/api/runs?agent_id={second['agent_id']}").get_json()
+    assert [r["id"] for r in by_agent] == [two["id"]]
+    assert len(fast.get("/api/runs?status=success").get_json()) == 2
+    assert fast.get("/api/runs?status=failed").get_json() == []
+    assert [r["id"] for r in fast.get("/api/runs?limit=1").get_json()] == [two["id"]]
+
+
+@pytest.mark.parametrize("query", ["status=done", "agent_id=x", "thread_id=0", "limit=0", "x=1"])
+def test_runs_list_refuses_bad_filters(fast: FlaskClient, query: str) -> None:
+    response = fast.get(f"/api/runs?{query}")
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+
+
+def test_startup_marks_unfinished_runs_interrupted(fast_app: Flask) -> None:
+    client = fast_app.test_client()
+    thread = new_thread(client)
+    with db.session_scope(fast_app) as session:
+        agent = session.get(Agent, thread["agent_id"])
+        assert agent is not None
+        agent.status = "running"
+        session.add(
+            Run(
+                agent_id=thread["agent_id"],
+                thread_id=thread["id"],
+                trigger="api",
+                status="running",
+                started_at=utcnow() - timedelta(minutes=1),
+            )
+        )
+        other = Thread(agent_id=thread["agent_id"], title="other")
+        session.add(other)
+        session.flush()
+        session.add(Run(agent_id=thread["agent_id"], thread_id=other.id, trigger="api"))
+        session.add(
+            Run(agent_id=thread["agent_id"], thread_id=None, trigger="api", status="success")
+        )
+
+    services.start(fast_app)
+
+    runs = {r["status"] for r in client.get("/api/runs").get_json()}
+    assert runs == {"interrupted", "success"}
+    interrupted = client.get("/api/runs?status=interrupted").get_json()
+    assert len(interrupted) == 2
+    assert all(r["finished_at"] and "stopped" in r["error"] for r in interrupted)
+    assert client.get(f"/api/agents/{thread['agent_id']}").get_json()["status"] == "idle"
+    assert recover_interrupted(fast_app) == 0
+    # The thread is free again: a new run can start.
+    assert client.post(f"/api/threads/{thread['id']}/run").status_code == 202
+
+
+def test_deleting_an_agent_mid_run_ends_cleanly(
+    make_app: AppFactory, rows: Callable[..., int]
+) -> None:
+    app = make_app(**SLOW)
+    with serve(app) as server:
+        client = app.test_client()
+        thread = new_thread(client)
+        with WSClient(f"{server.ws_url}/api/ws?initial_topics=thread:{thread['id']}") as ws:
+            ws.recv_type("thread_history")
+            run_id = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
+            ws.recv_type("run_updated")
+            ws.recv_type("run_updated")
+            ws.recv_type("stream_start")
+
+            assert client.delete(f"/api/agents/{thread['agent_id']}").status_code == 204
+
+            frames = []
+            while not frames or frames[-1]["type"] != "stream_end":
+                frames.append(ws.recv(timeout=10))
+            assert any(f["type"] == "thread_deleted" for f in frames)
+            assert frames[-1]["run_id"] == run_id
+    assert (rows(Run), rows(Thread), rows(ThreadMessage), rows(Agent)) == (0, 0, 0, 0)
+
+
+@pytest.fixture
+def live_fast(make_app: AppFactory) -> Iterator[LiveServer]:
+    with serve(make_app(**FAST)) as server:
+        yield server
+
+
+def stream_frames(ws: WSClient, until: str = "stream_end") -> list[dict[str, Any]]:
+    frames: list[dict[str, Any]] = []
+    while not frames or frames[-1]["type"] != until:
+        frames.append(ws.recv(timeout=10))
+    return frames
+
+
+def test_a_websocket_watcher_sees_the_reply_stream_in_order(live_fast: LiveServer) -> None:
+    api = requests.Session()
+    base = f"{live_fast.url}/api"
+    agent = api.post(f"{base}/agents", json={"name": "streamer"}, timeout=10).json()
+    thread = api.post(f"{base}/threads", json={"agent_id": agent["id"]}, timeout=10).json()
+    api.post(f"{base}/threads/{thread['id']}/messages", json={"content": "stream me"}, timeout=10)
+    with WSClient(f"{live_fast.ws_url}/api/ws?initial_topics=thread:{thread['id']}") as ws:
+        ws.recv_type("thread_history")
+        run = api.post(f"{base}/threads/{thread['id']}/run", timeout=10).json()
+
+        frames = [f for f in stream_frames(ws) if f["type"] != "run_updated"]
+
+    kinds = [f["type"] for f in frames]
+    assert kinds[0] == "stream_start"
+    assert kinds[-2:] == ["thread_message", "stream_end"]
+    chunks = [f for f in frames if f["type"] == "stream_chunk"]
+    assert len(chunks) >= 2
+    assert kinds[1 : 1 + len(chunks)] == ["stream_chunk"] * len(chunks)
+    assert all(f["run_id"] == run["id"] and f["thread_id"] == thread["id"] for f in chunks)
+    stored = frames[-2]["message"]
+    assert stored["role"] == "assistant"
+    assert stored["content"] == "".join(f["content"] for f in chunks)
+    assert frames[-1]["status"] == "success"
+    saved = api.get(f"{base}/threads/{thread['id']}/messages", timeout=10).json()[-1]
+    assert saved == stored
+    api.close()
+
+
+def test_send_message_over_the_websocket_gets_an_answer(live_fast: LiveServer) -> None:
+    base = f"{live_fast.url}/api"
+    agent = requests.post(f"{base}/agents", json={"name": "chatty"}, timeout=10).json()
+    thread = requests.post(f"{base}/threads", json={"agent_id": agent["id"]}, timeout=10).json()
+    with WSClient(f"{live_fast.ws_url}/api/ws?initial_topics=thread:{thread['id']}") as ws:
+        ws.recv_type("thread_history")
+        ws.send({"type": "send_message", "thread_id": thread["id"], "content": "first"})
+        ws.send({"type": "send_message", "thread_id": thread["id"], "content": "second"})
+
+        # Both messages are answered: the second by a follow-up run.
+        replies: list[str] = []
+        while len(replies) < 2:
+            frame = ws.recv(timeout=10)
+            if frame["type"] == "thread_message" and frame["message"]["role"] == "assistant":
+                replies.append(frame["message"]["content"])
+
+    assert "first" in replies[0] or "second" in replies[0]
+    assert "second" in replies[1]
+    runs = requests.get(f"{base}/runs?thread_id={thread['id']}", timeout=10).json()
+    assert {r["trigger"] for r in runs} == {"websocket"}
+    assert all(r["status"] == "success" for r in runs)
+    stored = requests.get(f"{base}/threads/{thread['id']}/messages", timeout=10).json()
+    assert all(m["processed"] for m in stored)
+
+
+def test_context_keeps_the_newest_messages(fast_app: Flask) -> None:
+    from zerg.runner import build_context
+
+    client = fast_app.test_client()
+    thread = new_thread(client, message=None)
+    for index in range(6):
+        client.post(f"/api/threads/{thread['id']}/messages", json={"content": f"m{index}"})
+    with db.session_scope(fast_app, write=False) as session:
+        agent = session.scalars(select(Agent)).one()
+        context, unanswered = build_context(session, agent, thread["id"], limit=3)
+    assert context == [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "m3"},
+        {"role": "user", "content": "m4"},
+        {"role": "user", "content": "m5"},
+    ]
+    assert len(unanswered) == 6

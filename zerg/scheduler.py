@@ -1,0 +1,204 @@
+"""Cron schedules: APScheduler jobs that start agents' task runs.
+
+``init_app`` builds the scheduler (stopped) and keeps it in ``app.extensions``;
+only the serving entry points start it (see ``zerg.services``), so tests and
+CLI commands never spin up job threads. Agent events keep the jobs in step
+with the database while it runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import UTC
+from datetime import datetime
+from datetime import timedelta
+
+from apscheduler.events import EVENT_JOB_ERROR
+from apscheduler.events import EVENT_JOB_MISSED
+from apscheduler.events import JobExecutionEvent
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from flask import Flask
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from zerg import cron
+from zerg import events
+from zerg.db import session_scope
+from zerg.events import Event
+from zerg.events import EventType
+from zerg.models import Agent
+from zerg.runner import get_runner
+from zerg.runner import queue_agent_run
+from zerg.schemas import AgentOut
+from zerg.schemas import RunOut
+from zerg.schemas import ThreadMessageOut
+from zerg.schemas import ThreadOut
+from zerg.schemas import serialize
+
+EXTENSION_KEY = "zerg.scheduler"
+
+log = logging.getLogger(__name__)
+
+
+def job_id(agent_id: int) -> str:
+    return f"agent-{agent_id}"
+
+
+def last_fire_time(trigger: CronTrigger, now: datetime, lookback: timedelta) -> datetime | None:
+    """Return the latest time the trigger fired at or before ``now``, within ``lookback``."""
+    fire = trigger.get_next_fire_time(None, now - lookback)
+    latest = None
+    while fire is not None and fire <= now:
+        latest = fire
+        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
+    return latest
+
+
+def run_scheduled_agent(app: Flask, agent_id: int, scheduled_for: datetime | None = None) -> bool:
+    """The job: start one scheduled run of the agent; False if it was not started.
+
+    It is handed the real app (never ``current_app``, which does not cross
+    into APScheduler's threads). The run is keyed by (agent, scheduled
+    time), so a trigger that fires twice, here or in another process, starts
+    one run.
+    """
+    grace = app.config["SCHEDULER_MISFIRE_GRACE_SECONDS"]
+    try:
+        with session_scope(app) as session:
+            agent = session.get(Agent, agent_id)
+            if agent is None or not (agent.run_on_schedule and agent.schedule):
+                log.info("agent %s is no longer scheduled; skipping", agent_id)
+                return False
+            trigger = cron.parse(agent.schedule)
+            now = datetime.now(UTC)
+            scheduled_for = scheduled_for or last_fire_time(
+                trigger, now, timedelta(seconds=grace + 60)
+            )
+            if scheduled_for is None:
+                log.warning("agent %s fired with no matching schedule time; skipping", agent_id)
+                return False
+            thread, message, run = queue_agent_run(session, agent, "schedule", scheduled_for)
+            after = scheduled_for + timedelta(seconds=1)
+            agent.next_run_at = cron.next_fire_time(agent.schedule, after)
+            session.flush()
+            payloads = (
+                serialize(ThreadOut, thread),
+                serialize(ThreadMessageOut, message),
+                serialize(RunOut, run),
+                serialize(AgentOut, agent),
+            )
+    except IntegrityError:
+        log.info("agent %s already ran for %s; skipping the duplicate", agent_id, scheduled_for)
+        return False
+    thread_payload, message_payload, run_payload, agent_payload = payloads
+    events.publish(events.thread_event(EventType.THREAD_CREATED, thread_payload), app)
+    events.publish(events.thread_message_created(message_payload), app)
+    events.publish(events.run_updated(run_payload), app)
+    events.publish(events.agent_event(EventType.AGENT_UPDATED, agent_payload), app)
+    get_runner(app).submit(int(run_payload["id"]))
+    return True
+
+
+@dataclass
+class Scheduler:
+    """The app's APScheduler and the glue that keeps its jobs in step with agents."""
+
+    app: Flask
+    scheduler: BackgroundScheduler
+    # The schedule each agent's job runs on, so that an agent event that did
+    # not touch the schedule (a run changing its status) leaves the job alone.
+    applied: dict[int, str] = field(default_factory=dict)
+
+    @property
+    def running(self) -> bool:
+        return bool(self.scheduler.running)
+
+    def start(self) -> None:
+        """Schedule every scheduled agent, then start the job thread."""
+        if self.running:
+            return
+        with session_scope(self.app, write=False) as session:
+            agents = session.scalars(
+                select(Agent).where(Agent.run_on_schedule.is_(True), Agent.schedule.is_not(None))
+            ).all()
+            for agent in agents:
+                self.sync(agent.id, agent.schedule, agent.run_on_schedule)
+        self.scheduler.start()
+        log.info("scheduler started with %d job(s)", len(self.scheduler.get_jobs()))
+
+    def shutdown(self) -> None:
+        if self.running:
+            self.scheduler.shutdown(wait=False)
+
+    def sync(self, agent_id: int, schedule: str | None, run_on_schedule: bool) -> None:
+        """Add, replace or remove the agent's job to match its settings."""
+        wanted = schedule if schedule and run_on_schedule else None
+        if self.applied.get(agent_id) == wanted:
+            return
+        if wanted is None:
+            self.applied.pop(agent_id, None)
+        else:
+            self.applied[agent_id] = wanted
+        if schedule and run_on_schedule:
+            self.scheduler.add_job(
+                run_scheduled_agent,
+                trigger=cron.parse(schedule),
+                args=[self.app, agent_id],
+                id=job_id(agent_id),
+                name=f"agent {agent_id}: {schedule}",
+                replace_existing=True,
+            )
+        elif self.scheduler.get_job(job_id(agent_id)) is not None:
+            self.scheduler.remove_job(job_id(agent_id))
+
+    def on_event(self, event: Event) -> None:
+        """Follow agent creations, updates and deletions (bus subscriber)."""
+        if event.type is EventType.AGENT_DELETED:
+            self.sync(event.data["id"], None, False)
+        elif event.type in (EventType.AGENT_CREATED, EventType.AGENT_UPDATED):
+            self.sync(event.data["id"], event.data["schedule"], event.data["run_on_schedule"])
+
+    def jobs(self) -> list[tuple[str, str, datetime | None]]:
+        """List (job id, name, next run time) of the scheduled jobs."""
+        return [
+            (job.id, job.name, getattr(job, "next_run_time", None))
+            for job in self.scheduler.get_jobs()
+        ]
+
+
+def _log_job_problem(event: JobExecutionEvent) -> None:
+    if event.code == EVENT_JOB_MISSED:
+        log.warning("scheduled job %s missed its time %s", event.job_id, event.scheduled_run_time)
+    else:
+        log.error(
+            "scheduled job %s failed: %r", event.job_id, event.exception, exc_info=event.exception
+        )
+
+
+def get_scheduler(app: Flask | None = None) -> Scheduler:
+    """Return the current (or given) app's scheduler."""
+    target = app if app is not None else current_app
+    scheduler: Scheduler = target.extensions[EXTENSION_KEY]
+    return scheduler
+
+
+def init_app(app: Flask) -> None:
+    """Build the app's scheduler, stopped; ``zerg.services.start`` starts it."""
+    if EXTENSION_KEY in app.extensions:
+        raise RuntimeError("zerg.scheduler is already registered on this app")
+    background = BackgroundScheduler(
+        timezone=UTC,
+        job_defaults={
+            "coalesce": True,
+            "max_instances": 1,
+            "misfire_grace_time": app.config["SCHEDULER_MISFIRE_GRACE_SECONDS"],
+        },
+    )
+    background.add_listener(_log_job_problem, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+    scheduler = Scheduler(app=app, scheduler=background)
+    app.extensions[EXTENSION_KEY] = scheduler
+    events.get_bus(app).subscribe(scheduler.on_event)

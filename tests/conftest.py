@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from werkzeug.serving import BaseWSGIServer
 from werkzeug.serving import make_server
 
+from tests.openai_standin import OpenAIStandIn
 from zerg import create_app
 from zerg import db
 from zerg import services
@@ -167,6 +168,13 @@ def serve(app: Flask) -> Iterator[LiveServer]:
 @pytest.fixture
 def live_server(app: Flask) -> Iterator[LiveServer]:
     with serve(app) as server:
+        yield server
+
+
+@pytest.fixture
+def standin() -> Iterator[OpenAIStandIn]:
+    """A local OpenAI-compatible server, scripted per test (see openai_standin.py)."""
+    with OpenAIStandIn() as server:
         yield server
 
 

@@ -78,7 +78,7 @@ def thread_message_created(message: dict[str, Any]) -> Event:
 
 def run_updated(run: dict[str, Any]) -> Event:
     """Announce a run's new state to its agent's and its thread's watchers."""
-    topics = (f"agent:{run['agent_id']}",)
+    topics: tuple[str, ...] = (f"agent:{run['agent_id']}",)
     if run["thread_id"] is not None:
         topics += (f"thread:{run['thread_id']}",)
     return Event(EventType.RUN_UPDATED, topics, run)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from dataclasses import field
@@ -304,9 +303,7 @@ class Runner:
                 pending.clear()
             last_flush = time.monotonic()
 
-        stream: Iterator[str | Usage] = execution.provider.stream(
-            execution.model, execution.messages
-        )
+        stream = execution.provider.stream(execution.model, execution.messages)
         try:
             for item in stream:
                 if switch.is_set():
@@ -327,9 +324,8 @@ class Runner:
             log.exception("provider %s failed on run %s", execution.provider.name, execution.run_id)
             execution.status, execution.error = "failed", "the model provider failed unexpectedly"
         finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
+            # Closing the generator is how a provider learns to hang up.
+            stream.close()
 
     def _finish(self, execution: Execution) -> None:
         """Store the outcome in one transaction, then announce it."""

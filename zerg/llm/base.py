@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator
 from collections.abc import Mapping
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,7 +45,7 @@ class Provider(Protocol):
         """List the models this provider can run."""
         ...
 
-    def stream(self, model: str, messages: ChatMessages) -> Iterator[StreamItem]:
+    def stream(self, model: str, messages: ChatMessages) -> Generator[StreamItem, None, None]:
         """Stream the reply to ``messages`` (dicts with ``role`` and ``content``).
 
         Raise :class:`ProviderError` on failure. The caller cancels by closing

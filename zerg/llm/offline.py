@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 
 from zerg.llm.base import ChatMessages
 from zerg.llm.base import ModelInfo
@@ -45,7 +45,7 @@ class OfflineProvider:
             f"only echo you. You said: {said}"
         )
 
-    def stream(self, model: str, messages: ChatMessages) -> Iterator[StreamItem]:
+    def stream(self, model: str, messages: ChatMessages) -> Generator[StreamItem, None, None]:
         pieces = re.findall(r"\S+\s*", self.reply(messages))
         for index, piece in enumerate(pieces):
             if index and self.delay:

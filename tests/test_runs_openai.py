@@ -1,0 +1,156 @@
+"""Runs against a real OpenAI-compatible server (the local stand-in), failures included."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from tests.conftest import AppFactory
+from tests.openai_standin import OpenAIStandIn
+from tests.openai_standin import Reply
+
+MODEL = "standin-small"
+
+
+@pytest.fixture
+def model_app(make_app: AppFactory, standin: OpenAIStandIn) -> Flask:
+    return make_app(
+        LLM_PROVIDER="openai",
+        OPENAI_BASE_URL=standin.base_url,
+        OPENAI_MODELS=MODEL,
+        OPENAI_MAX_RETRIES=0,
+        OPENAI_TIMEOUT_SECONDS=2,
+    )
+
+
+@pytest.fixture
+def client(model_app: Flask) -> FlaskClient:
+    return model_app.test_client()
+
+
+def start(client: FlaskClient, content: str = "Tell me a story") -> tuple[dict[str, Any], int]:
+    agent = client.post(
+        "/api/agents",
+        json={"name": "storyteller", "model": MODEL, "system_instructions": "You tell stories."},
+    ).get_json()
+    thread = client.post("/api/threads", json={"agent_id": agent["id"]}).get_json()
+    client.post(f"/api/threads/{thread['id']}/messages", json={"content": content})
+    response = client.post(f"/api/threads/{thread['id']}/run")
+    assert response.status_code == 202, response.get_json()
+    return thread, response.get_json()["id"]
+
+
+def finished(client: FlaskClient, run_id: int, timeout: float = 10) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        run: dict[str, Any] = client.get(f"/api/runs/{run_id}").get_json()
+        if run["status"] not in ("queued", "running"):
+            return run
+        assert time.monotonic() < deadline, f"run {run_id} did not finish"
+        time.sleep(0.02)
+
+
+def thread_messages(client: FlaskClient, thread_id: int) -> list[dict[str, Any]]:
+    result: list[dict[str, Any]] = client.get(f"/api/threads/{thread_id}/messages").get_json()
+    return result
+
+
+def test_a_run_streams_from_the_model_and_stores_its_reply(
+    client: FlaskClient, standin: OpenAIStandIn
+) -> None:
+    standin.script(Reply(pieces=["Once ", "upon ", "a time."]))
+    thread, run_id = start(client)
+
+    run = finished(client, run_id)
+
+    assert run["status"] == "success"
+    assert run["prompt_tokens"] is not None and run["completion_tokens"] == 3
+    assert thread_messages(client, thread["id"])[-1]["content"] == "Once upon a time."
+    (request,) = standin.requests
+    assert request.model == MODEL
+    assert request.messages == [
+        {"role": "system", "content": "You tell stories."},
+        {"role": "user", "content": "Tell me a story"},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("reply", "error"),
+    [
+        (Reply(status=500, message="the GPU caught fire"), "returned 500: the GPU caught fire"),
+        (Reply(status=429, message="slow down"), "returned 429"),
+        (Reply(pieces=["Once ", "upon ", "a ", "time"], fail_after=2), "broke off the reply"),
+        (Reply(pieces=["Once ", "upon"], fail_after=1, failure="truncate"), "before finishing"),
+        (Reply(pieces=["Once"], wait=3), "timed out after 2 s"),
+    ],
+    ids=["500", "429", "mid-stream", "truncated", "timeout"],
+)
+def test_a_failing_model_fails_the_run_and_loses_nothing(
+    client: FlaskClient, standin: OpenAIStandIn, reply: Reply, error: str
+) -> None:
+    standin.script(reply)
+    thread, run_id = start(client)
+
+    run = finished(client, run_id)
+
+    assert run["status"] == "failed"
+    assert error in run["error"]
+    agent = client.get(f"/api/agents/{thread['agent_id']}").get_json()
+    assert agent["status"] == "error"
+    assert error in agent["last_error"]
+    # The user's message stays, unanswered, ready for another run.
+    (message,) = thread_messages(client, thread["id"])
+    assert message["role"] == "user" and message["processed"] is False
+
+    standin.script(Reply(pieces=["Better ", "now."]))
+    retry = client.post(f"/api/threads/{thread['id']}/run")
+    assert retry.status_code == 202
+    assert finished(client, retry.get_json()["id"])["status"] == "success"
+    assert thread_messages(client, thread["id"])[-1]["content"] == "Better now."
+    agent = client.get(f"/api/agents/{thread['agent_id']}").get_json()
+    assert agent["status"] == "idle" and agent["last_error"] is None
+
+
+def test_rate_limits_are_retried_when_configured(
+    make_app: AppFactory, standin: OpenAIStandIn
+) -> None:
+    app = make_app(
+        LLM_PROVIDER="openai",
+        OPENAI_BASE_URL=standin.base_url,
+        OPENAI_MODELS=MODEL,
+        OPENAI_MAX_RETRIES=2,
+    )
+    client = app.test_client()
+    standin.script(
+        Reply(status=429, retry_after=0.05),
+        Reply(status=429, retry_after=0.05),
+        Reply(pieces=["Third ", "time lucky."]),
+    )
+    thread, run_id = start(client)
+
+    assert finished(client, run_id)["status"] == "success"
+    assert len(standin.requests) == 3
+    assert thread_messages(client, thread["id"])[-1]["content"] == "Third time lucky."
+
+
+def test_cancel_hangs_up_on_the_model_and_keeps_the_partial_reply(
+    client: FlaskClient, standin: OpenAIStandIn
+) -> None:
+    standin.script(Reply(pieces=[f"word{i} " for i in range(50)], delay=0.1))
+    thread, run_id = start(client)
+    (request,) = standin.wait_for_requests(1)
+    time.sleep(0.5)
+
+    assert client.post(f"/api/runs/{run_id}/cancel").status_code == 202
+
+    run = finished(client, run_id)
+    assert run["status"] == "cancelled"
+    reply = thread_messages(client, thread["id"])[-1]
+    assert reply["partial"] is True
+    assert reply["content"].startswith("word0 word1")
+    assert "word49" not in reply["content"]
+    assert request.disconnected.wait(5)

@@ -81,8 +81,13 @@ def run_scheduled_agent(app: Flask, agent_id: int, scheduled_for: datetime | Non
             if scheduled_for is None:
                 log.warning("agent %s fired with no matching schedule time; skipping", agent_id)
                 return False
-            thread, message, run = queue_agent_run(session, agent, "schedule", scheduled_for)
             after = scheduled_for + timedelta(seconds=1)
+            if not agent.task_instructions.strip():
+                # Nothing to run is the agent's state, not the scheduler's failure.
+                log.warning("agent %s has no task instructions; skipping its tick", agent_id)
+                agent.next_run_at = cron.next_fire_time(agent.schedule, after)
+                return False
+            thread, message, run = queue_agent_run(session, agent, "schedule", scheduled_for)
             agent.next_run_at = cron.next_fire_time(agent.schedule, after)
             session.flush()
             payloads = (
@@ -118,15 +123,20 @@ class Scheduler:
         return bool(self.scheduler.running)
 
     def start(self) -> None:
-        """Schedule every scheduled agent, then start the job thread."""
+        """Schedule every scheduled agent, then start the job thread.
+
+        ``next_run_at`` is refreshed on the way, since ticks missed while no
+        scheduler ran are not run later.
+        """
         if self.running:
             return
-        with session_scope(self.app, write=False) as session:
+        with session_scope(self.app) as session:
             agents = session.scalars(
                 select(Agent).where(Agent.run_on_schedule.is_(True), Agent.schedule.is_not(None))
             ).all()
             for agent in agents:
                 self.sync(agent.id, agent.schedule, agent.run_on_schedule)
+                agent.next_run_at = cron.next_fire_time(agent.schedule or "")
         self.scheduler.start()
         log.info("scheduler started with %d job(s)", len(self.scheduler.get_jobs()))
 
@@ -139,21 +149,22 @@ class Scheduler:
         wanted = schedule if schedule and run_on_schedule else None
         if self.applied.get(agent_id) == wanted:
             return
+        # Remove, then add: a stopped APScheduler keeps pending jobs in a list
+        # where replace_existing does not replace, so a job changed before
+        # start would otherwise be scheduled twice.
+        if self.scheduler.get_job(job_id(agent_id)) is not None:
+            self.scheduler.remove_job(job_id(agent_id))
         if wanted is None:
             self.applied.pop(agent_id, None)
-        else:
-            self.applied[agent_id] = wanted
-        if schedule and run_on_schedule:
-            self.scheduler.add_job(
-                run_scheduled_agent,
-                trigger=cron.parse(schedule),
-                args=[self.app, agent_id],
-                id=job_id(agent_id),
-                name=f"agent {agent_id}: {schedule}",
-                replace_existing=True,
-            )
-        elif self.scheduler.get_job(job_id(agent_id)) is not None:
-            self.scheduler.remove_job(job_id(agent_id))
+            return
+        self.applied[agent_id] = wanted
+        self.scheduler.add_job(
+            run_scheduled_agent,
+            trigger=cron.parse(wanted),
+            args=[self.app, agent_id],
+            id=job_id(agent_id),
+            name=f"agent {agent_id}: {wanted}",
+        )
 
     def on_event(self, event: Event) -> None:
         """Follow agent creations, updates and deletions (bus subscriber)."""

@@ -404,3 +404,21 @@ def test_messages_that_arrive_mid_run_get_a_follow_up_run(make_app: AppFactory) 
     assert contents[:2] == ["first", "second"]
     assert "You said: first" in contents[2]
     assert "You said: second" in contents[3]
+
+
+def test_a_streaming_run_holds_no_database_connection(make_app: AppFactory) -> None:
+    app = make_app(**SLOW)
+    client = app.test_client()
+    thread = new_thread(client)
+    run_id = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
+    wait_status(client, run_id, "running")
+    pool = db.get_database(app).engine.pool
+    # Sample while the model streams: the worker waits on it with no session open.
+    samples = []
+    for _ in range(10):
+        samples.append(pool.checkedout())
+        time.sleep(0.05)
+    assert client.get(f"/api/runs/{run_id}").get_json()["status"] == "running"
+    assert samples == [0] * 10
+    client.post(f"/api/runs/{run_id}/cancel")
+    wait_run(client, run_id)

@@ -61,11 +61,12 @@ def test_a_failing_subscriber_breaks_neither_publisher_nor_others(
 def test_unsubscribe_stops_delivery(app: Flask) -> None:
     seen: list[Event] = []
     unsubscribe = events.get_bus(app).subscribe(seen.append)
-    event = Event(EventType.AGENT_UPDATED, ("agent:1",), {"id": 1})
+    event = Event(EventType.RUN_UPDATED, ("agent:1",), {"id": 1})
     events.publish(event, app)
     unsubscribe()
     events.publish(event, app)
-    assert seen == [event]
+    assert [(e.type, e.data) for e in seen] == [(event.type, event.data)]
+    assert seen[0].id is not None
 
 
 def test_frames_follow_the_protocol() -> None:
@@ -74,12 +75,23 @@ def test_frames_follow_the_protocol() -> None:
         "type": "thread_message",
         "thread_id": 7,
         "message": message,
+        "event_id": None,
     }
     chunk = events.stream_event(EventType.STREAM_CHUNK, 7, 9, content="he")
-    assert chunk.frame() == {"type": "stream_chunk", "thread_id": 7, "run_id": 9, "content": "he"}
+    assert chunk.frame() == {
+        "type": "stream_chunk",
+        "thread_id": 7,
+        "run_id": 9,
+        "content": "he",
+        "event_id": None,
+    }
     assert chunk.topics == ("thread:7",)
     update = events.agent_event(EventType.AGENT_UPDATED, {"id": 1, "name": "x"})
-    assert update.frame() == {"type": "agent_updated", "data": {"id": 1, "name": "x"}}
+    assert update.frame() == {
+        "type": "agent_updated",
+        "data": {"id": 1, "name": "x"},
+        "event_id": None,
+    }
     assert update.topics == ("agent:1",)
 
 

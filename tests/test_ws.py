@@ -143,7 +143,9 @@ def test_thread_topic_sends_history_then_messages_and_updates(
     }
 
     second = api.message(thread["id"], "after subscribing")
-    assert ws.recv() == {"type": "thread_message", "thread_id": thread["id"], "message": second}
+    frame = ws.recv()
+    assert isinstance(frame.pop("event_id"), str)
+    assert frame == {"type": "thread_message", "thread_id": thread["id"], "message": second}
 
     api("PATCH", f"/threads/{thread['id']}", json={"title": "Renamed"})
     assert ws.recv_type("thread_updated")["data"]["title"] == "Renamed"
@@ -179,7 +181,9 @@ def test_agents_topic_sees_creations_and_deletions_only(
     api("PUT", f"/agents/{agent['id']}", json={"name": "changed"})
     ws.expect_silence()
     api("DELETE", f"/agents/{agent['id']}")
-    assert ws.recv() == {
+    deleted = ws.recv()
+    assert isinstance(deleted.pop("event_id"), str)
+    assert deleted == {
         "type": "agent_deleted",
         "data": {"id": agent["id"], "name": "changed"},
     }

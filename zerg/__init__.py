@@ -11,6 +11,7 @@ from zerg import api
 from zerg import auth
 from zerg import cli
 from zerg import config as settings
+from zerg import cors
 from zerg import db
 from zerg import errors
 from zerg import events
@@ -30,6 +31,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     settings.load(app, config)
     errors.init_app(app)
+    cors.init_app(app)
     auth.init_app(app)
     db.init_app(app)
     events.init_app(app)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import ArgumentError
 
 ENVIRONMENTS = ("development", "testing", "production")
 LLM_PROVIDERS = ("offline", "openai")
+EVENT_BACKENDS = ("memory", "redis")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -112,6 +113,11 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "SCHEDULER_MISFIRE_GRACE_SECONDS": _as_int,
     "MAX_CONTENT_LENGTH": _as_int,
     "MAX_PAGE_SIZE": _as_int,
+    "EVENT_BACKEND": _one_of(EVENT_BACKENDS),
+    "EVENT_REPLAY_WINDOW": _as_int,
+    "EVENT_STREAM": _as_optional_str,
+    "REDIS_URL": _as_optional_str,
+    "CORS_ORIGINS": _as_list,
     "WS_PING_INTERVAL": _as_seconds,
     "WS_MAX_MESSAGE_SIZE": _as_int,
     "WS_SEND_QUEUE_SIZE": _as_int,
@@ -137,6 +143,11 @@ DEFAULTS: dict[str, Any] = {
     "SCHEDULER_MISFIRE_GRACE_SECONDS": 30,
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "MAX_PAGE_SIZE": 500,
+    "EVENT_BACKEND": "memory",
+    "EVENT_REPLAY_WINDOW": 10_000,
+    "EVENT_STREAM": "zerg:events",
+    "REDIS_URL": "redis://127.0.0.1:6379/0",
+    "CORS_ORIGINS": "",
     "WS_PING_INTERVAL": 25,
     "WS_MAX_MESSAGE_SIZE": 256 * 1024,
     "WS_SEND_QUEUE_SIZE": 1024,

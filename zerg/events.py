@@ -8,10 +8,14 @@ global, so every app in a test run has its own.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import replace
 from enum import StrEnum
 from typing import Any
 
@@ -47,15 +51,29 @@ class Event:
     type: EventType
     topics: tuple[str, ...]
     data: dict[str, Any]
+    # Set by the bus on publishing; clients quote it to resume after a reconnect.
+    id: str | None = None
 
     def frame(self) -> dict[str, Any]:
         """Return the websocket frame that announces this event."""
         if self.type is EventType.THREAD_MESSAGE_CREATED:
             thread_id = self.data["thread_id"]
-            return {"type": "thread_message", "thread_id": thread_id, "message": self.data}
-        if self.type in STREAM_EVENTS:
-            return {"type": self.type.value, **self.data}
-        return {"type": self.type.value, "data": self.data}
+            frame = {"type": "thread_message", "thread_id": thread_id, "message": self.data}
+        elif self.type in STREAM_EVENTS:
+            frame = {"type": self.type.value, **self.data}
+        else:
+            frame = {"type": self.type.value, "data": self.data}
+        frame["event_id"] = self.id
+        return frame
+
+    def to_json(self) -> str:
+        """Serialise for a bus that crosses processes."""
+        return json.dumps({"type": self.type.value, "topics": self.topics, "data": self.data})
+
+    @classmethod
+    def from_json(cls, text: str | bytes, event_id: str) -> Event:
+        raw = json.loads(text)
+        return cls(EventType(raw["type"]), tuple(raw["topics"]), raw["data"], event_id)
 
 
 def agent_event(kind: EventType, agent: dict[str, Any]) -> Event:
@@ -93,16 +111,33 @@ def stream_event(kind: EventType, thread_id: int, run_id: int, **fields: Any) ->
 Subscriber = Callable[[Event], None]
 
 
+def id_key(event_id: str) -> tuple[int, ...]:
+    """Order event ids: ``"12"`` (in-memory) and ``"1700000000000-3"`` (Redis) alike."""
+    return tuple(int(part) for part in event_id.split("-"))
+
+
+def valid_id(event_id: str) -> bool:
+    parts = event_id.split("-")
+    return 1 <= len(parts) <= 2 and all(part.isdigit() for part in parts)
+
+
 class EventBus:
     """In-process publish/subscribe: every subscriber sees every event, in order.
 
-    A subscriber that raises is logged and skipped; it never breaks the
+    Each event gets an increasing id and the newest ``window`` events are kept,
+    so a websocket client that reconnects can ask for what it missed. A
+    subscriber that raises is logged and skipped; it never breaks the
     publisher or the subscribers after it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, window: int = 1000) -> None:
         self._lock = threading.Lock()
         self._subscribers: tuple[Subscriber, ...] = ()
+        self._recent: deque[Event] = deque(maxlen=window)
+        # Ids are "<start ms>-<n>", so an id from before a restart is never
+        # mistaken for one of this process's.
+        self._epoch = time.time_ns() // 1_000_000
+        self._next = 1
 
     def subscribe(self, subscriber: Subscriber) -> Callable[[], None]:
         """Add a subscriber; call the returned function to remove it."""
@@ -116,12 +151,38 @@ class EventBus:
         return unsubscribe
 
     def publish(self, event: Event) -> None:
-        """Hand the event to every subscriber."""
+        """Number the event, remember it, and hand it to every subscriber."""
+        with self._lock:
+            event = replace(event, id=f"{self._epoch}-{self._next}")
+            self._next += 1
+            self._recent.append(event)
+        self.dispatch(event)
+
+    def dispatch(self, event: Event) -> None:
+        """Hand an already numbered event to the local subscribers."""
         for subscriber in self._subscribers:
             try:
                 subscriber(event)
             except Exception:
                 log.exception("event subscriber %r failed on %s", subscriber, event.type)
+
+    def since(self, event_id: str) -> list[Event] | None:
+        """Return the events after ``event_id``, or None if they are no longer all kept."""
+        if not valid_id(event_id):
+            return None
+        key = id_key(event_id)
+        with self._lock:
+            recent = list(self._recent)
+            issued = self._next - 1
+        if len(key) != 2 or key[0] != self._epoch or key[1] > issued:
+            return None
+        oldest = id_key(recent[0].id or "")[1] if recent else issued + 1
+        if key[1] < oldest - 1:
+            return None
+        return [event for event in recent if id_key(event.id or "")[1] > key[1]]
+
+    def close(self) -> None:
+        """Release what the bus holds (nothing, in memory)."""
 
 
 def get_bus(app: Flask | None = None) -> EventBus:
@@ -137,7 +198,16 @@ def publish(event: Event, app: Flask | None = None) -> None:
 
 
 def init_app(app: Flask) -> None:
-    """Give the app its bus."""
+    """Give the app its bus: in memory, or through Redis when processes must share it."""
     if EXTENSION_KEY in app.extensions:
         raise RuntimeError("zerg.events is already registered on this app")
-    app.extensions[EXTENSION_KEY] = EventBus()
+    window = app.config["EVENT_REPLAY_WINDOW"]
+    if app.config["EVENT_BACKEND"] == "redis":
+        from zerg.redis_bus import RedisEventBus
+
+        bus: EventBus = RedisEventBus(
+            app.config["REDIS_URL"], stream=app.config["EVENT_STREAM"], window=window
+        )
+    else:
+        bus = EventBus(window=window)
+    app.extensions[EXTENSION_KEY] = bus

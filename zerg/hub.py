@@ -19,6 +19,7 @@ from typing import Any
 from typing import Protocol
 
 from zerg.events import Event
+from zerg.events import id_key
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,10 @@ class Connection:
         # the bound is enforced here instead (approximately, which is enough).
         self._queue_size = queue_size
         self._outbox: queue.SimpleQueue[object] = queue.SimpleQueue()
+        # While a reconnecting client is brought up to date, live events wait
+        # here, so that replayed and live events reach it once and in order.
+        self._held: list[tuple[str | None, str]] | None = None
+        self._hold_lock = threading.Lock()
         self._writer = threading.Thread(
             target=self._write_loop, name=f"zerg-ws-writer-{self.id}", daemon=True
         )
@@ -60,6 +65,31 @@ class Connection:
     def send(self, frame: dict[str, Any]) -> bool:
         """Queue a frame for this client; False (and the client dropped) if it is behind."""
         return self.send_text(json.dumps(frame))
+
+    def send_event(self, event_id: str | None, text: str) -> bool:
+        """Queue an event's frame, or hold it while the client is resuming."""
+        with self._hold_lock:
+            if self._held is not None:
+                self._held.append((event_id, text))
+                return True
+        return self.send_text(text)
+
+    def hold(self) -> None:
+        """Start holding live events back (see ``resume``)."""
+        with self._hold_lock:
+            self._held = []
+
+    def resume(self, missed: list[Event], after: str) -> None:
+        """Send the missed events, then the held live ones that are newer than all of them."""
+        with self._hold_lock:
+            held, self._held = self._held or [], None
+            last = id_key(after)
+            for event in missed:
+                self.send_text(json.dumps(event.frame()))
+                last = max(last, id_key(event.id or after))
+            for event_id, text in held:
+                if event_id is None or id_key(event_id) > last:
+                    self.send_text(text)
 
     def send_text(self, text: str) -> bool:
         if self.dropped:
@@ -180,7 +210,7 @@ class Hub:
             return
         text = json.dumps(event.frame())
         for connection in targets:
-            if not connection.send_text(text):
+            if not connection.send_event(event.id, text):
                 # Dropped: stop feeding it now; its handler removes it entirely.
                 with self._lock:
                     for topic in list(connection.topics):

@@ -13,6 +13,7 @@ import logging
 
 from flask import Flask
 
+from zerg import events
 from zerg import runner
 from zerg import scheduler
 
@@ -28,6 +29,7 @@ def start(app: Flask) -> None:
 
 
 def stop(app: Flask) -> None:
-    """Stop the scheduler and the run workers (running runs are cancelled)."""
+    """Stop the scheduler, the run workers (running runs are cancelled) and the event bus."""
     scheduler.get_scheduler(app).shutdown()
     runner.get_runner(app).shutdown(wait=True)
+    events.get_bus(app).close()

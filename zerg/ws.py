@@ -164,6 +164,26 @@ def subscribe_many(client: Client, topics: list[str], message_id: Any) -> None:
             client.error(message_id, exc.error, exc.details)
 
 
+def replay_missed(client: Client, last_event_id: str) -> None:
+    """Send a reconnecting client the events of its topics that it missed.
+
+    If the bus no longer holds everything since ``last_event_id``, the client
+    is told to reload its state instead of being handed a history with a gap.
+    """
+    missed = events.get_bus(client.app).since(last_event_id)
+    if missed is None:
+        client.connection.resume([], last_event_id if events.valid_id(last_event_id) else "0")
+        client.error(
+            None,
+            "the events since last_event_id are no longer available; reload the state",
+            {"last_event_id": last_event_id},
+        )
+        return
+    watched = client.connection.topics
+    mine = [event for event in missed if watched.intersection(event.topics)]
+    client.connection.resume(mine, last_event_id)
+
+
 def on_ping(client: Client, frame: PingFrame, message_id: Any) -> None:
     client.reply({"type": "pong", "message_id": message_id, "timestamp": frame.timestamp})
 
@@ -259,8 +279,13 @@ def websocket(ws: Any) -> None:
     try:
         initial = request.args.get("initial_topics", "")
         topics = [topic.strip() for topic in initial.split(",") if topic.strip()]
+        last_event_id = request.args.get("last_event_id")
+        if last_event_id:
+            client.connection.hold()
         if topics:
             subscribe_many(client, topics, None)
+        if last_event_id:
+            replay_missed(client, last_event_id)
         while True:
             # A timeout, not a blocking wait: simple-websocket can mark a
             # connection closed without waking a receiver already waiting.

@@ -20,12 +20,13 @@ from tests.conftest import serve
 from tests.wsclient import WSClient
 from zerg import db
 from zerg import services
+from zerg.locks import make_locks
 from zerg.models import Agent
 from zerg.models import Run
 from zerg.models import Thread
 from zerg.models import ThreadMessage
 from zerg.models import utcnow
-from zerg.runner import recover_interrupted
+from zerg.runner import mark_interrupted
 
 FAST = {"OFFLINE_DELAY_SECONDS": 0.005}
 SLOW = {"OFFLINE_DELAY_SECONDS": 0.15}
@@ -267,7 +268,7 @@ def test_startup_marks_unfinished_runs_interrupted(fast_app: Flask) -> None:
     assert len(interrupted) == 2
     assert all(r["finished_at"] and "stopped" in r["error"] for r in interrupted)
     assert client.get(f"/api/agents/{thread['agent_id']}").get_json()["status"] == "idle"
-    assert recover_interrupted(fast_app) == 0
+    assert mark_interrupted(fast_app, dead=make_locks(db.get_database(fast_app).engine)) == 0
     # The thread is free again: a new run can start.
     assert client.post(f"/api/threads/{thread['id']}/run").status_code == 202
 
@@ -422,3 +423,35 @@ def test_a_streaming_run_holds_no_database_connection(make_app: AppFactory) -> N
     assert samples == [0] * 10
     client.post(f"/api/runs/{run_id}/cancel")
     wait_run(client, run_id)
+
+
+def test_start_up_leaves_a_live_sibling_s_runs_alone(make_app: AppFactory) -> None:
+    worker_a, worker_b = make_app(**SLOW), make_app(**SLOW)
+    services.start(worker_a)
+    client_a = worker_a.test_client()
+    thread = new_thread(client_a)
+    run_id = client_a.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
+    wait_status(client_a, run_id, "running")
+
+    services.start(worker_b)
+
+    assert worker_b.test_client().get(f"/api/runs/{run_id}").get_json()["status"] == "running"
+    services.stop(worker_a)
+    run = client_a.get(f"/api/runs/{run_id}").get_json()
+    assert run["status"] == "interrupted"
+    assert "shut down" in run["error"]
+    reply = messages(client_a, thread["id"])[-1]
+    assert reply["role"] == "assistant" and reply["partial"] is True
+
+
+def test_stopping_gives_runs_their_grace_to_finish(make_app: AppFactory) -> None:
+    app = make_app(OFFLINE_DELAY_SECONDS=0.02)
+    services.start(app)
+    client = app.test_client()
+    thread = new_thread(client)
+    run_id = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
+    wait_status(client, run_id, "running")
+
+    services.stop(app, grace=10)
+
+    assert client.get(f"/api/runs/{run_id}").get_json()["status"] == "success"

@@ -23,7 +23,9 @@ from zerg.events import id_key
 
 log = logging.getLogger(__name__)
 
-_CLOSE = object()
+# Queued to end a connection: (close code, reason).
+Close = tuple[int, str | None]
+NORMAL_CLOSE: Close = (1000, None)
 _ids = itertools.count(1)
 
 
@@ -120,7 +122,7 @@ class Connection:
                 break
         error = {"type": "error", "message_id": None, "error": reason, "details": None}
         self._outbox.put_nowait(json.dumps(error))
-        self._outbox.put_nowait(_CLOSE)
+        self._outbox.put_nowait((1008, "too slow"))
         timer = threading.Timer(self._drop_grace, self._shutdown_socket)
         timer.daemon = True
         timer.start()
@@ -132,10 +134,14 @@ class Connection:
         keep reading a finished websocket's socket until the peer hangs up,
         while the peer waits for the server to hang up first.
         """
-        self._outbox.put(_CLOSE)
+        self._outbox.put(NORMAL_CLOSE)
         self._writer.join(timeout=self._drop_grace + 1)
         self._shutdown_socket()
         self._writer.join(timeout=1)
+
+    def request_close(self, code: int, reason: str) -> None:
+        """Ask the writer to close after what is queued; the handler cleans up."""
+        self._outbox.put((code, reason))
 
     def _shutdown_socket(self) -> None:
         """Cut the connection off, waking any thread blocked on it."""
@@ -148,8 +154,9 @@ class Connection:
         while True:
             item = self._outbox.get()
             try:
-                if item is _CLOSE:
-                    self.ws.close()
+                if isinstance(item, tuple):
+                    code, reason = item
+                    self.ws.close(code, reason)
                     return
                 self.ws.send(item)  # type: ignore[arg-type]
             except Exception:
@@ -215,6 +222,14 @@ class Hub:
                 with self._lock:
                     for topic in list(connection.topics):
                         self._unlink(connection, topic)
+
+    def close_all(self, code: int, reason: str) -> int:
+        """Close every connection with ``code`` (e.g. 1012: restarting, reconnect)."""
+        with self._lock:
+            connections = list(self._connections)
+        for connection in connections:
+            connection.request_close(code, reason)
+        return len(connections)
 
     def stats(self) -> dict[str, int]:
         """Count connections and subscriptions (for health checks and tests)."""

@@ -186,6 +186,9 @@ class Run(Base):
     )
     trigger: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), default="queued")
+    # The process (its runner's instance id) that executes the run; recovery
+    # interrupts a run only when that process is gone.
+    owner: Mapped[str | None] = mapped_column(String(32))
     scheduled_for: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from dataclasses import field
@@ -34,6 +35,7 @@ from zerg.llm.base import ChatMessages
 from zerg.llm.base import Provider
 from zerg.llm.base import ProviderError
 from zerg.llm.base import Usage
+from zerg.locks import Locks
 from zerg.models import Agent
 from zerg.models import Run
 from zerg.models import Thread
@@ -73,7 +75,7 @@ def has_unanswered(session: Session, thread_id: int) -> bool:
     )
 
 
-def queue_thread_run(session: Session, thread: Thread, trigger: str) -> Run:
+def queue_thread_run(session: Session, thread: Thread, trigger: str, owner: str) -> Run:
     """Add a queued run of the thread's agent on its unanswered messages.
 
     Raises Conflict when the thread already has an active run or nothing to
@@ -85,7 +87,9 @@ def queue_thread_run(session: Session, thread: Thread, trigger: str) -> Run:
         raise Conflict(f"Thread {thread.id} already has an active run ({running}).")
     if not has_unanswered(session, thread.id):
         raise Conflict(f"Thread {thread.id} has no unanswered user message to run on.")
-    run = Run(agent_id=thread.agent_id, thread_id=thread.id, trigger=trigger, status="queued")
+    run = Run(
+        agent_id=thread.agent_id, thread_id=thread.id, trigger=trigger, status="queued", owner=owner
+    )
     session.add(run)
     try:
         session.flush()
@@ -94,7 +98,9 @@ def queue_thread_run(session: Session, thread: Thread, trigger: str) -> Run:
     return run
 
 
-def queue_thread_run_if_idle(session: Session, thread: Thread, trigger: str) -> Run | None:
+def queue_thread_run_if_idle(
+    session: Session, thread: Thread, trigger: str, owner: str
+) -> Run | None:
     """Queue a thread run unless one is active (or there is nothing to answer).
 
     The attempt runs in a savepoint, so losing a race for the thread leaves
@@ -103,7 +109,7 @@ def queue_thread_run_if_idle(session: Session, thread: Thread, trigger: str) -> 
     """
     try:
         with session.begin_nested():
-            return queue_thread_run(session, thread, trigger)
+            return queue_thread_run(session, thread, trigger, owner)
     except Conflict:
         return None
 
@@ -112,6 +118,7 @@ def queue_agent_run(
     session: Session,
     agent: Agent,
     trigger: str,
+    owner: str,
     scheduled_for: datetime | None = None,
 ) -> tuple[Thread, ThreadMessage, Run]:
     """Start the agent's task in a thread of its own; return the thread, task message and run.
@@ -138,6 +145,7 @@ def queue_agent_run(
         trigger=trigger,
         status="queued",
         scheduled_for=scheduled_for,
+        owner=owner,
     )
     session.add_all([message, run])
     session.flush()
@@ -196,6 +204,9 @@ class Runner:
 
     def __init__(self, app: Flask) -> None:
         self.app = app
+        # Names this process as the owner of the runs it queues and executes.
+        self.instance_id = uuid.uuid4().hex[:16]
+        self._interrupting = False
         self.coalesce = app.config["STREAM_COALESCE_SECONDS"]
         self.context_messages = app.config["RUN_CONTEXT_MESSAGES"]
         self._pool = ThreadPoolExecutor(
@@ -219,12 +230,30 @@ class Runner:
         switch.set()
         return True
 
-    def shutdown(self, wait: bool = True) -> None:
-        """Stop taking runs; cancel the running ones so they end promptly."""
+    def shutdown(self, grace: float = 0.0) -> None:
+        """Stop taking runs; give running ones ``grace`` seconds, then interrupt them.
+
+        Interrupted runs keep what they streamed, marked partial; runs still
+        waiting in the queue are marked interrupted without starting. Only the
+        first call does anything.
+        """
         with self._lock:
+            if self._interrupting:
+                return
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + grace
+        while self._running_ids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self._lock:
+            self._interrupting = True
             for switch in self._cancels.values():
                 switch.set()
-        self._pool.shutdown(wait=wait, cancel_futures=True)
+        self._pool.shutdown(wait=True)
+        mark_interrupted(self.app, owner=self.instance_id)
+
+    def _running_ids(self) -> list[int]:
+        with self._lock:
+            return list(self._cancels)
 
     def _execute(self, run_id: int) -> None:
         try:
@@ -316,7 +345,11 @@ class Runner:
                 if time.monotonic() - last_flush >= self.coalesce:
                     flush()
             if switch.is_set():
-                execution.status = "cancelled"
+                if self._interrupting:
+                    execution.status = "interrupted"
+                    execution.error = "the server shut down before the run finished"
+                else:
+                    execution.status = "cancelled"
             flush()
         except ProviderError as exc:
             execution.status, execution.error = "failed", str(exc)
@@ -342,7 +375,7 @@ class Runner:
                     log.info("run %s ended after its agent or thread was deleted", execution.run_id)
                 else:
                     keep_reply = execution.status == "success" or (
-                        execution.status == "cancelled" and text
+                        execution.status in ("cancelled", "interrupted") and text
                     )
                     if keep_reply:
                         message = ThreadMessage(
@@ -350,7 +383,7 @@ class Runner:
                             role="assistant",
                             content=text,
                             processed=True,
-                            partial=execution.status == "cancelled",
+                            partial=execution.status != "success",
                         )
                         session.add(message)
                         session.execute(
@@ -370,7 +403,9 @@ class Runner:
                         and has_unanswered(session, thread.id)
                     ):
                         # Messages that arrived while this run streamed get their own run.
-                        queued = queue_thread_run_if_idle(session, thread, execution.trigger)
+                        queued = queue_thread_run_if_idle(
+                            session, thread, execution.trigger, self.instance_id
+                        )
                         follow_up = queued.id if queued is not None else None
         except IntegrityError:
             # The agent was deleted between our reads and our writes (PostgreSQL).
@@ -442,13 +477,25 @@ class Runner:
             log.exception("could not record the failure of run %s", run_id)
 
 
-def recover_interrupted(app: Flask) -> int:
-    """Mark runs a dead process left queued or running as interrupted; return how many.
+def mark_interrupted(app: Flask, *, owner: str | None = None, dead: Locks | None = None) -> int:
+    """Mark unfinished runs interrupted and free their agents; return how many.
 
-    Call it once at start-up, before this process starts runs of its own.
+    With ``owner``, only that process's runs (it is shutting down). With
+    ``dead``, the runs whose owner no longer holds its liveness lock, or has
+    none: a process that died cannot finish them, while a live sibling's runs
+    are left alone.
     """
     with session_scope(app) as session:
-        stale = session.scalars(select(Run).where(Run.status.in_(ACTIVE))).all()
+        statement = select(Run).where(Run.status.in_(ACTIVE))
+        if owner is not None:
+            statement = statement.where(Run.owner == owner)
+        stale = [
+            run
+            for run in session.scalars(statement)
+            if dead is None
+            or run.owner is None
+            or not dead.held_elsewhere(liveness_lock(run.owner))
+        ]
         now = utcnow()
         for run in stale:
             run.status, run.finished_at = "interrupted", now
@@ -460,9 +507,17 @@ def recover_interrupted(app: Flask) -> int:
                 .where(Agent.id.in_(agent_ids), Agent.status == "running")
                 .values(status="idle")
             )
-    if stale:
-        log.warning("marked %d unfinished run(s) as interrupted", len(stale))
-    return len(stale)
+        payloads = [serialize(RunOut, run) for run in stale]
+    for payload in payloads:
+        events.publish(events.run_updated(payload), app)
+    if payloads:
+        log.warning("marked %d unfinished run(s) as interrupted", len(payloads))
+    return len(payloads)
+
+
+def liveness_lock(instance_id: str) -> str:
+    """Name the lock a runner holds for as long as its process lives."""
+    return f"runner:{instance_id}"
 
 
 def get_runner(app: Flask | None = None) -> Runner:

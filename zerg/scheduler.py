@@ -30,8 +30,10 @@ from zerg import events
 from zerg.db import session_scope
 from zerg.events import Event
 from zerg.events import EventType
+from zerg.locks import Locks
 from zerg.models import Agent
 from zerg.runner import get_runner
+from zerg.runner import mark_interrupted
 from zerg.runner import queue_agent_run
 from zerg.schemas import AgentOut
 from zerg.schemas import RunOut
@@ -40,6 +42,7 @@ from zerg.schemas import ThreadOut
 from zerg.schemas import serialize
 
 EXTENSION_KEY = "zerg.scheduler"
+REAP_SECONDS = 30
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +90,8 @@ def run_scheduled_agent(app: Flask, agent_id: int, scheduled_for: datetime | Non
                 log.warning("agent %s has no task instructions; skipping its tick", agent_id)
                 agent.next_run_at = cron.next_fire_time(agent.schedule, after)
                 return False
-            thread, message, run = queue_agent_run(session, agent, "schedule", scheduled_for)
+            owner = get_runner(app).instance_id
+            thread, message, run = queue_agent_run(session, agent, "schedule", owner, scheduled_for)
             agent.next_run_at = cron.next_fire_time(agent.schedule, after)
             session.flush()
             payloads = (
@@ -122,14 +126,25 @@ class Scheduler:
     def running(self) -> bool:
         return bool(self.scheduler.running)
 
-    def start(self) -> None:
+    def start(self, reaper: Locks | None = None) -> None:
         """Schedule every scheduled agent, then start the job thread.
 
         ``next_run_at`` is refreshed on the way, since ticks missed while no
-        scheduler ran are not run later.
+        scheduler ran are not run later. With ``reaper`` (the process's locks),
+        the scheduler also interrupts, every REAP_SECONDS, the runs of
+        processes that died, so they do not wait for a restart.
         """
         if self.running:
             return
+        if reaper is not None:
+            self.scheduler.add_job(
+                mark_interrupted,
+                "interval",
+                seconds=REAP_SECONDS,
+                args=[self.app],
+                kwargs={"dead": reaper},
+                id="reap-interrupted-runs",
+            )
         with session_scope(self.app) as session:
             agents = session.scalars(
                 select(Agent).where(Agent.run_on_schedule.is_(True), Agent.schedule.is_not(None))

@@ -1,35 +1,110 @@
-"""What a serving process runs besides requests: recovery, scheduler, run workers.
+"""What a serving process runs besides requests, and how it stops.
 
-``create_app`` builds these but starts nothing, so tests and CLI commands stay
-free of background threads. The serving entry points (``flask serve`` and
-``wsgi.py``) call :func:`start` once the app is built, in the process that
-will serve it; :func:`stop` runs at exit.
+``create_app`` builds the pieces but starts nothing, so tests and CLI commands
+stay free of background threads. The serving entry points (``flask serve``,
+``wsgi.py`` under gunicorn) call :func:`start` in the process that serves:
+
+- it takes this runner's liveness lock, so other processes can tell its runs
+  from those of a process that died;
+- it marks runs whose owner died as interrupted;
+- with ``SCHEDULER_ENABLED``, it campaigns for the scheduler lock: exactly
+  one process (of all workers, on all hosts sharing the database) runs the
+  scheduler, and when it dies the lock passes to another within a poll.
+
+:func:`stop` undoes it in order, for SIGTERM and for exit.
 """
 
 from __future__ import annotations
 
 import atexit
 import logging
+import threading
+from dataclasses import dataclass
+from dataclasses import field
 
 from flask import Flask
 
+from zerg import db
 from zerg import events
 from zerg import runner
 from zerg import scheduler
+from zerg.locks import Locks
+from zerg.locks import make_locks
+from zerg.ws import get_hub
+
+EXTENSION_KEY = "zerg.services"
+SCHEDULER_LOCK = "scheduler"
+# "Service Restart": the server is going away; clients should reconnect.
+RESTART_CLOSE_CODE = 1012
 
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Running:
+    """A started process's locks and its scheduler election thread."""
+
+    locks: Locks
+    stopping: threading.Event = field(default_factory=threading.Event)
+    elector: threading.Thread | None = None
+
+
 def start(app: Flask) -> None:
-    """Recover runs a dead process left behind, then start the scheduler if enabled."""
-    runner.recover_interrupted(app)
-    if app.config["SCHEDULER_ENABLED"]:
-        scheduler.get_scheduler(app).start()
+    """Start this serving process's background work (once per app)."""
+    if EXTENSION_KEY in app.extensions:
+        return
+    locks = make_locks(db.get_database(app).engine)
+    state = Running(locks=locks)
+    app.extensions[EXTENSION_KEY] = state
+    locks.try_acquire(runner.liveness_lock(runner.get_runner(app).instance_id))
+    runner.mark_interrupted(app, dead=locks)
+    # The first attempt is made here, so a lone process has its scheduler
+    # running when start() returns; the others keep polling in the background.
+    if app.config["SCHEDULER_ENABLED"] and not _try_lead(app, state):
+        state.elector = threading.Thread(
+            target=_campaign, args=(app, state), name="zerg-scheduler-election", daemon=True
+        )
+        state.elector.start()
     atexit.register(stop, app)
 
 
-def stop(app: Flask) -> None:
-    """Stop the scheduler, the run workers (running runs are cancelled) and the event bus."""
+def _try_lead(app: Flask, state: Running) -> bool:
+    """Take the scheduler lock if it is free, and start the scheduler if so."""
+    if not state.locks.try_acquire(SCHEDULER_LOCK):
+        return False
+    log.info("this process now runs the scheduler")
+    scheduler.get_scheduler(app).start(reaper=state.locks)
+    return True
+
+
+def _campaign(app: Flask, state: Running) -> None:
+    """Poll for the scheduler lock until this process gets it or stops."""
+    interval = app.config["SCHEDULER_LOCK_POLL_SECONDS"]
+    while not state.stopping.wait(interval):
+        try:
+            if _try_lead(app, state):
+                return
+        except Exception:
+            log.exception("scheduler election failed; retrying")
+
+
+def stop(app: Flask, grace: float = 0.0) -> None:
+    """Stop in order: scheduler, websockets (told to reconnect), runs, bus, connections.
+
+    Runs get ``grace`` seconds to finish before they are interrupted. Safe to
+    call more than once, and on apps that were never started.
+    """
+    state: Running | None = app.extensions.pop(EXTENSION_KEY, None)
+    if state is not None:
+        state.stopping.set()
+        if state.elector is not None:
+            state.elector.join(timeout=5)
     scheduler.get_scheduler(app).shutdown()
-    runner.get_runner(app).shutdown(wait=True)
+    closed = get_hub(app).close_all(RESTART_CLOSE_CODE, "server restarting; reconnect")
+    if closed:
+        log.info("asked %d websocket client(s) to reconnect", closed)
+    runner.get_runner(app).shutdown(grace)
     events.get_bus(app).close()
+    if state is not None:
+        state.locks.close()
+    db.get_database(app).engine.dispose()

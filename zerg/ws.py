@@ -219,7 +219,8 @@ def on_send_message(client: Client, frame: SendMessageFrame, message_id: Any) ->
         session.add(message)
         session.flush()
         payload = serialize(ThreadMessageOut, message)
-        run = queue_thread_run_if_idle(session, thread, "websocket")
+        owner = get_runner(client.app).instance_id
+        run = queue_thread_run_if_idle(session, thread, "websocket", owner)
         if run is not None:
             run_payload = serialize(RunOut, run)
     events.publish(events.thread_message_created(payload), client.app)

@@ -145,13 +145,15 @@ def delete_agent(agent_id: int) -> Response:
 def run_agent(agent_id: int) -> Response:
     """Run the agent's task instructions in a new thread of its own (202)."""
     session = get_db()
-    thread, message, run = queue_agent_run(session, load_agent(session, agent_id), "manual")
+    runner = get_runner()
+    agent = load_agent(session, agent_id)
+    thread, message, run = queue_agent_run(session, agent, "manual", runner.instance_id)
     session.commit()
     events.publish(events.thread_event(EventType.THREAD_CREATED, serialize(ThreadOut, thread)))
     events.publish(events.thread_message_created(serialize(ThreadMessageOut, message)))
     payload = serialize(RunOut, run)
     events.publish(events.run_updated(payload))
-    get_runner().submit(run.id)
+    runner.submit(run.id)
     return respond_json(payload, 202)
 
 

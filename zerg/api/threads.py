@@ -102,11 +102,12 @@ def delete_thread(thread_id: int) -> Response:
 def run_thread(thread_id: int) -> Response:
     """Run the thread's agent on its unanswered messages (202; 409 if one is active)."""
     session = get_db()
-    run = queue_thread_run(session, load_thread(session, thread_id), "api")
+    runner = get_runner()
+    run = queue_thread_run(session, load_thread(session, thread_id), "api", runner.instance_id)
     session.commit()
     payload = serialize(RunOut, run)
     events.publish(events.run_updated(payload))
-    get_runner().submit(run.id)
+    runner.submit(run.id)
     return respond_json(payload, 202)
 
 

@@ -1,0 +1,174 @@
+"""Locks that live exactly as long as the process holding them.
+
+Two jobs need them once several processes serve one database: exactly one
+process runs the scheduler, and a process starting up must tell a run whose
+owner died (interrupted) from one whose owner is merely busy elsewhere.
+
+On PostgreSQL they are session advisory locks on a connection kept for the
+purpose, so they work across hosts and vanish when the process dies, however
+it dies. On SQLite (one host by nature) they are ``flock`` locks on files in
+the instance folder, which the kernel releases the same way.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import threading
+from pathlib import Path
+from typing import IO
+from typing import Protocol
+
+from sqlalchemy import Connection
+from sqlalchemy import Engine
+from sqlalchemy import text
+
+log = logging.getLogger(__name__)
+
+
+def lock_key(name: str) -> int:
+    """Map a lock name to PostgreSQL's signed 64-bit advisory key."""
+    digest = hashlib.blake2b(name.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class Locks(Protocol):
+    def try_acquire(self, name: str) -> bool:
+        """Take the named lock for this process's lifetime, if no live process has it."""
+        ...
+
+    def release(self, name: str) -> None:
+        """Give up a lock this process holds."""
+        ...
+
+    def held_elsewhere(self, name: str) -> bool:
+        """Tell whether a live process other than this one holds the lock."""
+        ...
+
+    def close(self) -> None:
+        """Release everything."""
+        ...
+
+
+class AdvisoryLocks:
+    """PostgreSQL session advisory locks on one dedicated connection.
+
+    Keys are namespaced by the database URL (schema options included), so two
+    deployments, or two test runs, sharing a server do not block each other.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._namespace = engine.url.render_as_string(hide_password=True)
+        self._guard = threading.Lock()
+        self._connection: Connection | None = None
+        self._held: set[str] = set()
+
+    def _own(self) -> Connection:
+        if self._connection is None or self._connection.closed:
+            # Autocommit: advisory locks are per session, not per transaction.
+            self._connection = self._engine.connect().execution_options(
+                isolation_level="AUTOCOMMIT"
+            )
+        return self._connection
+
+    def _key(self, name: str) -> int:
+        return lock_key(f"{self._namespace}|{name}")
+
+    def try_acquire(self, name: str) -> bool:
+        with self._guard:
+            if name in self._held:
+                return True
+            query = text("SELECT pg_try_advisory_lock(:key)")
+            if self._own().execute(query, {"key": self._key(name)}).scalar():
+                self._held.add(name)
+                return True
+            return False
+
+    def release(self, name: str) -> None:
+        with self._guard:
+            if name in self._held and self._connection is not None:
+                unlock = text("SELECT pg_advisory_unlock(:key)")
+                self._connection.execute(unlock, {"key": self._key(name)})
+            self._held.discard(name)
+
+    def held_elsewhere(self, name: str) -> bool:
+        with self._guard:
+            if name in self._held:
+                return False
+        # Probe from a pooled connection: if we can take it, nobody holds it.
+        with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as probe:
+            key = {"key": self._key(name)}
+            if probe.execute(text("SELECT pg_try_advisory_lock(:key)"), key).scalar():
+                probe.execute(text("SELECT pg_advisory_unlock(:key)"), key)
+                return False
+        return True
+
+    def close(self) -> None:
+        with self._guard:
+            if self._connection is not None:
+                self._connection.close()
+            self._connection = None
+            self._held.clear()
+
+
+class FileLocks:
+    """``flock`` locks on files in a folder beside the SQLite file, for its single host."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._guard = threading.Lock()
+        self._files: dict[str, IO[bytes]] = {}
+
+    def _path(self, name: str) -> Path:
+        return self._folder / f"{hashlib.sha1(name.encode()).hexdigest()}.lock"
+
+    def try_acquire(self, name: str) -> bool:
+        with self._guard:
+            if name in self._files:
+                return True
+            self._folder.mkdir(parents=True, exist_ok=True)
+            handle = self._path(name).open("ab")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                return False
+            self._files[name] = handle
+            return True
+
+    def release(self, name: str) -> None:
+        with self._guard:
+            handle = self._files.pop(name, None)
+        if handle is not None:
+            handle.close()
+
+    def held_elsewhere(self, name: str) -> bool:
+        with self._guard:
+            if name in self._files:
+                return False
+        path = self._path(name)
+        if not path.exists():
+            return False
+        with path.open("ab") as probe:
+            try:
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return True
+            fcntl.flock(probe, fcntl.LOCK_UN)
+        return False
+
+    def close(self) -> None:
+        with self._guard:
+            files, self._files = self._files, {}
+        for handle in files.values():
+            handle.close()
+
+
+def make_locks(engine: Engine) -> Locks:
+    """Choose the lock kind the database allows; both are scoped to that database."""
+    if engine.dialect.name == "postgresql":
+        return AdvisoryLocks(engine)
+    database = Path(engine.url.database or "zerg.sqlite")
+    return FileLocks(database.with_name(f"{database.name}.locks"))

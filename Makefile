@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint check clean
+.PHONY: run serve test lint check clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,12 +16,21 @@ $(VENV)/.installed-run: setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
+$(VENV)/.installed-production: setup.cfg pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[production]'
+	touch $@ $(VENV)/.installed-run
+
 $(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed-run
 
 run: $(VENV)/.installed-run
 	$(BIN)/flask --app zerg serve --host $(HOST) --port $(PORT)
+
+# Production: gunicorn (gunicorn.conf.py) on the DATABASE_URL you give it.
+serve: $(VENV)/.installed-production
+	$(BIN)/flask --app zerg db init
+	$(BIN)/gunicorn -c gunicorn.conf.py
 
 test: $(VENV)/.installed-test
 	$(BIN)/pytest

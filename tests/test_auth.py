@@ -65,3 +65,19 @@ def test_health_stays_open(secured: Flask) -> None:
 
 def test_no_token_configured_means_an_open_api(app: Flask) -> None:
     assert app.test_client().get("/api/agents").status_code == 200
+
+
+def test_every_api_route_but_health_is_protected(secured: Flask) -> None:
+    """Walk the URL map, so a route added later cannot be left open by mistake."""
+    client = secured.test_client()
+    checked = 0
+    for rule in secured.url_map.iter_rules():
+        if not rule.rule.startswith("/api") or rule.rule == "/api/health":
+            continue
+        path = rule.rule.replace("<int:", "<").replace("<", "").replace(">", "")
+        path = "/".join("1" if part.endswith("_id") else part for part in path.split("/"))
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            response = client.open(path, method=method)
+            assert response.status_code == 401, (method, path)
+            checked += 1
+    assert checked >= 20

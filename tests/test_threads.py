@@ -21,6 +21,7 @@ from zerg.models import Agent
 from zerg.models import Base
 from zerg.models import Thread
 from zerg.models import ThreadMessage
+from zerg.runner import get_runner
 
 Rows = Callable[[type[Base]], int]
 AppFactory = Callable[..., Flask]
@@ -837,13 +838,15 @@ def test_health_reports_ok(client: FlaskClient) -> None:
 
     assert response.status_code == 200
     assert response.mimetype == "application/json"
-    assert response.get_json() == {"status": "ok", "database": "ok"}
+    body = response.get_json()
+    assert body == {"status": "ok", "database": "ok", "instance": body["instance"]}
+    assert body["instance"] == get_runner(client.application).instance_id
 
 
 def test_health_needs_no_token_when_the_api_is_protected(make_app: AppFactory) -> None:
     client = make_app(API_TOKEN="s3cret").test_client()
 
-    assert client.get("/api/health").get_json() == {"status": "ok", "database": "ok"}
+    assert client.get("/api/health").get_json()["status"] == "ok"
     assert_problem(client.get("/api/models"), 401)
 
 
@@ -866,7 +869,8 @@ def test_health_is_503_when_the_database_does_not_answer(tmp_path: Path) -> None
 
     assert response.status_code == 503
     assert response.mimetype == "application/json"
-    assert response.get_json() == {"status": "degraded", "database": "unavailable"}
+    assert response.get_json()["status"] == "degraded"
+    assert response.get_json()["database"] == "unavailable"
 
 
 # --- values no supported database can hold ---------------------------------------

@@ -92,7 +92,9 @@ def writer_threads() -> list[threading.Thread]:
 def test_ping_echoes_message_id_and_timestamp(connect: Callable[..., WSClient]) -> None:
     ws = connect()
     ws.send({"type": "ping", "message_id": "m-1", "timestamp": 1700000000123})
-    assert ws.recv() == {"type": "pong", "message_id": "m-1", "timestamp": 1700000000123}
+    pong = ws.recv()
+    assert isinstance(pong.pop("instance"), str)
+    assert pong == {"type": "pong", "message_id": "m-1", "timestamp": 1700000000123}
 
 
 def test_agent_topic_sees_exactly_one_update_until_unsubscribed(

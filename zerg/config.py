@@ -129,7 +129,6 @@ DEFAULTS: dict[str, Any] = {
     "ENVIRONMENT": "development",
     "DATABASE_URL": None,
     "DATABASE_POOL_SIZE": 10,
-    "AUTO_CREATE_TABLES": True,
     "API_TOKEN": None,
     "LLM_PROVIDER": "offline",
     "OFFLINE_DELAY_SECONDS": 0.02,
@@ -174,6 +173,14 @@ def load(app: Flask, overrides: Mapping[str, Any] | None = None) -> None:
     if "SCHEDULER_ENABLED" not in app.config:
         app.config["SCHEDULER_ENABLED"] = app.config["ENVIRONMENT"] != "testing"
     app.config["DATABASE_URL"] = database_url(app)
+    # The embedded SQLite makes its own tables; a server database gets them
+    # from `flask db init`, so that several workers starting at once never race.
+    if "AUTO_CREATE_TABLES" not in app.config:
+        is_sqlite = make_url(app.config["DATABASE_URL"]).get_backend_name() == "sqlite"
+        app.config["AUTO_CREATE_TABLES"] = is_sqlite
+    app.config["AUTO_CREATE_TABLES"] = _as_bool(
+        "AUTO_CREATE_TABLES", app.config["AUTO_CREATE_TABLES"]
+    )
     # flask-sock hands these to every simple-websocket server it creates.
     app.config["SOCK_SERVER_OPTIONS"] = {
         "ping_interval": app.config["WS_PING_INTERVAL"],

@@ -24,6 +24,7 @@ from sqlalchemy import create_engine
 from sqlalchemy import event
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import sessionmaker
 
@@ -172,8 +173,16 @@ def session_scope(app: Flask | None = None, *, write: bool = True) -> Iterator[S
 
 
 def create_tables(app: Flask | None = None) -> None:
-    """Create every missing table (existing ones are left as they are)."""
-    Base.metadata.create_all(get_database(app).engine)
+    """Create every missing table (existing ones are left as they are).
+
+    Worker processes starting together may race to create the same table;
+    the loser's error is ignored once a second pass finds everything there.
+    """
+    engine = get_database(app).engine
+    try:
+        Base.metadata.create_all(engine)
+    except DBAPIError:
+        Base.metadata.create_all(engine)
 
 
 def drop_tables(app: Flask | None = None) -> None:

@@ -277,3 +277,5 @@ class ModelOut(BaseModel):
 class HealthOut(BaseModel):
     status: Literal["ok", "degraded"]
     database: Literal["ok", "unavailable"]
+    # Which serving process answered: the id it stamps on the runs it owns.
+    instance: str

@@ -185,7 +185,14 @@ def replay_missed(client: Client, last_event_id: str) -> None:
 
 
 def on_ping(client: Client, frame: PingFrame, message_id: Any) -> None:
-    client.reply({"type": "pong", "message_id": message_id, "timestamp": frame.timestamp})
+    client.reply(
+        {
+            "type": "pong",
+            "message_id": message_id,
+            "timestamp": frame.timestamp,
+            "instance": get_runner(client.app).instance_id,
+        }
+    )
 
 
 def on_subscribe(client: Client, frame: TopicsFrame, message_id: Any) -> None:

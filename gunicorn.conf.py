@@ -1,0 +1,52 @@
+"""Gunicorn settings for serving zerg: ``gunicorn -c gunicorn.conf.py``.
+
+gthread workers, because every websocket holds a thread for its whole life
+(flask-sock is synchronous), and several of them, because one process is one
+GIL. Each worker imports ``wsgi.py`` after the fork (no ``preload_app``), so
+every worker builds its own engine and pool: connections are never shared
+across a fork. Environment variables override the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Any
+
+_host, _port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
+bind = os.environ.get("BIND", f"{_host}:{_port}")
+wsgi_app = "wsgi:app"
+worker_class = "gthread"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# One thread per open websocket plus headroom for plain requests.
+threads = int(os.environ.get("GUNICORN_THREADS", "128"))
+# Seconds a worker has after SIGTERM: websockets are closed at once (1012,
+# reconnect), running runs get most of this to finish, then are interrupted.
+graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
+RUN_GRACE = max(graceful_timeout - 5, 0)
+keepalive = 5
+accesslog = os.environ.get("ACCESS_LOG") or None
+errorlog = "-"
+
+
+def post_worker_init(worker: Any) -> None:
+    """Drain zerg when the worker is told to stop, then let gunicorn finish.
+
+    Gunicorn waits ``graceful_timeout`` for open requests, and a websocket is
+    an open request until it closes: so on SIGTERM (and SIGINT/SIGQUIT) zerg
+    closes its websockets, gives runs their grace and releases its locks and
+    connections, in a thread, while gunicorn's own handler stops accepting.
+    """
+    from zerg import services
+
+    app = worker.wsgi
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        previous = signal.getsignal(signum)
+
+        def drain(number: int, frame: Any, previous: Any = previous) -> None:
+            threading.Thread(target=services.stop, args=(app, RUN_GRACE), name="zerg-drain").start()
+            if callable(previous):
+                previous(number, frame)
+
+        signal.signal(signum, drain)

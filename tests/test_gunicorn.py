@@ -1,0 +1,319 @@
+"""zerg under gunicorn with two worker processes, Redis events and one database.
+
+These start the real server from ``gunicorn.conf.py`` as a subprocess, on the
+test database (PostgreSQL when TEST_DATABASE_URL is set, else an SQLite
+file), and need Redis for events between the workers; without Redis they
+skip, saying so.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import requests
+from sqlalchemy import select
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from tests.conftest import AppFactory
+from tests.wsclient import WSClient
+from zerg import db
+from zerg.models import Run
+
+ROOT = Path(__file__).resolve().parents[1]
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@dataclass
+class Gunicorn:
+    process: subprocess.Popen[bytes]
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/api/ws"
+
+    def workers(self) -> list[int]:
+        found = subprocess.run(
+            ["pgrep", "-P", str(self.process.pid)], capture_output=True, text=True
+        ).stdout.split()
+        return [int(pid) for pid in found]
+
+    def session_on(self, instance: str | None = None, avoid: str | None = None) -> requests.Session:
+        """A keep-alive HTTP session held by a worker (a given one, or any but one)."""
+        for _ in range(200):
+            http = requests.Session()
+            served_by = http.get(f"{self.url}/api/health", timeout=5).json()["instance"]
+            if (instance is None or served_by == instance) and served_by != avoid:
+                return http
+            http.close()
+        raise AssertionError("could not reach the wanted worker")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        pytest.skip(f"Redis is not reachable at {REDIS_URL} ({exc}); multi-worker tests skipped")
+    finally:
+        client.close()
+    yield REDIS_URL
+
+
+@pytest.fixture
+def start_gunicorn(
+    make_app: AppFactory, database_url: str, redis_url: str, tmp_path: Path
+) -> Iterator[Callable[..., Gunicorn]]:
+    """Start gunicorn on the test database; the fixture's app has made the tables."""
+    make_app()
+    started: list[Gunicorn] = []
+    stream = f"zerg:test:{uuid.uuid4().hex}"
+
+    def start(**settings: str) -> Gunicorn:
+        port = free_port()
+        log = tmp_path / f"gunicorn-{port}.log"
+        env = {
+            **os.environ,
+            "ENVIRONMENT": "testing",
+            "DATABASE_URL": database_url,
+            "AUTO_CREATE_TABLES": "false",
+            "EVENT_BACKEND": "redis",
+            "REDIS_URL": redis_url,
+            "EVENT_STREAM": stream,
+            "SCHEDULER_ENABLED": "true",
+            "SCHEDULER_LOCK_POLL_SECONDS": "0.5",
+            "OFFLINE_DELAY_SECONDS": "0.01",
+            "WEB_CONCURRENCY": "2",
+            "GUNICORN_THREADS": "32",
+            "GRACEFUL_TIMEOUT": "10",
+            "PORT": str(port),
+            **settings,
+        }
+        env.pop("API_TOKEN", None)
+        command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
+        with log.open("wb") as output:
+            process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=output)
+        server = Gunicorn(process, port, log)
+        started.append(server)
+
+        def healthy() -> bool:
+            try:
+                return requests.get(f"{server.url}/api/health", timeout=2).status_code == 200
+            except requests.RequestException:
+                return False
+
+        wait_for(healthy, "gunicorn to answer")
+        wait_for(lambda: len(server.workers()) == 2, "two workers")
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.process.terminate()
+            try:
+                server.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.process.kill()
+                server.process.wait()
+    client = redis.Redis.from_url(redis_url)
+    client.delete(stream)
+    client.close()
+
+
+def next_frame(ws: WSClient, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """Skip frames (other events of the same topics) until one is wanted."""
+    for _ in range(200):
+        frame = ws.recv(timeout=15)
+        if wanted(frame):
+            return frame
+    raise AssertionError("the wanted frame never came")
+
+
+def instance_of(ws: WSClient) -> str:
+    ws.send({"type": "ping", "message_id": "who"})
+    return str(ws.recv_type("pong")["instance"])
+
+
+@contextmanager
+def clients_on_both_workers(server: Gunicorn, topics: list[str]) -> Iterator[dict[str, WSClient]]:
+    """Open websocket clients until each worker holds one; subscribe and yield them."""
+    by_worker: dict[str, WSClient] = {}
+    spare: list[WSClient] = []
+    try:
+        for _ in range(60):
+            ws = WSClient(server.ws_url)
+            instance = instance_of(ws)
+            if instance in by_worker:
+                spare.append(ws)
+            else:
+                by_worker[instance] = ws
+            if len(by_worker) == 2:
+                break
+        assert len(by_worker) == 2, "websockets never reached both workers"
+        for ws in spare:
+            ws.close()
+        for ws in by_worker.values():
+            ws.send({"type": "subscribe", "topics": topics})
+        yield by_worker
+    finally:
+        for ws in by_worker.values():
+            ws.close()
+
+
+def test_two_workers_share_events_runs_and_one_scheduler(
+    start_gunicorn: Callable[..., Gunicorn], make_app: AppFactory
+) -> None:
+    server = start_gunicorn()
+    http = server.session_on()
+    api = f"{server.url}/api"
+    every_minute = http.post(
+        f"{api}/agents",
+        json={"name": "ticker", "schedule": "* * * * *", "task_instructions": "Tick."},
+        timeout=10,
+    ).json()
+    created_at = datetime.now(UTC)
+    agent = http.post(f"{api}/agents", json={"name": "chat"}, timeout=10).json()
+    thread = http.post(f"{api}/threads", json={"agent_id": agent["id"]}, timeout=10).json()
+    topics = [f"agent:{agent['id']}", f"thread:{thread['id']}"]
+
+    with clients_on_both_workers(server, topics) as clients:
+        for ws in clients.values():
+            ws.recv_type("agent_state")
+            ws.recv_type("thread_history")
+        for instance, ws in clients.items():
+            # Writes served by the *other* worker reach this client.
+            other = server.session_on(avoid=instance)
+            name = f"from-{instance}"
+            other.put(f"{api}/agents/{agent['id']}", json={"name": name}, timeout=10)
+            next_frame(
+                ws, lambda f, n=name: f["type"] == "agent_updated" and f["data"]["name"] == n
+            )
+
+            # And so does a run the other worker executes, chunk by chunk.
+            other.post(
+                f"{api}/threads/{thread['id']}/messages", json={"content": instance}, timeout=10
+            )
+            run = other.post(f"{api}/threads/{thread['id']}/run", timeout=10).json()
+            other.close()
+            run_id = run["id"]
+            next_frame(ws, lambda f, r=run_id: f["type"] == "stream_start" and f["run_id"] == r)
+            frames: list[dict[str, Any]] = []
+            while not frames or frames[-1]["type"] != "stream_end":
+                frames.append(ws.recv(timeout=15))
+            chunks = [f["content"] for f in frames if f["type"] == "stream_chunk"]
+            reply = [f for f in frames if f["type"] == "thread_message"][-1]["message"]
+            assert len(chunks) >= 2 and "".join(chunks) == reply["content"]
+            assert instance in reply["content"]
+
+    # One scheduler for both workers: the first whole tick after the agent was
+    # made produces exactly one run.
+    tick = created_at.replace(second=0, microsecond=0).timestamp() + 60
+    wait_for(lambda: time.time() > tick + 5, "the next minute's tick", timeout=75)
+    app = make_app()
+    with db.session_scope(app, write=False) as session:
+        runs = session.scalars(
+            select(Run).where(Run.agent_id == every_minute["id"], Run.trigger == "schedule")
+        ).all()
+        ticks = [run.scheduled_for for run in runs]
+    first_tick = datetime.fromtimestamp(tick, UTC)
+    assert ticks.count(first_tick) == 1, ticks
+    assert len(ticks) == len(set(ticks))
+
+
+def connection_count(engine: Any, application_name: str) -> int:
+    with engine.connect() as connection:
+        query = text("SELECT count(*) FROM pg_stat_activity WHERE application_name = :name")
+        return int(connection.execute(query, {"name": application_name}).scalar() or 0)
+
+
+def test_a_killed_worker_s_run_is_interrupted_and_leaks_no_connection(
+    start_gunicorn: Callable[..., Gunicorn], database_url: str, make_app: AppFactory
+) -> None:
+    url = make_url(database_url)
+    on_postgres = url.get_backend_name() == "postgresql"
+    application_name = f"zerg-test-{uuid.uuid4().hex[:8]}"
+    if on_postgres:
+        url = url.update_query_dict({"application_name": application_name})
+    server = start_gunicorn(
+        DATABASE_URL=url.render_as_string(hide_password=False), OFFLINE_DELAY_SECONDS="0.3"
+    )
+    app = make_app()
+    engine = db.get_database(app).engine
+    http = server.session_on()
+    api = f"{server.url}/api"
+    agent = http.post(f"{api}/agents", json={"name": "doomed"}, timeout=10).json()
+    thread = http.post(f"{api}/threads", json={"agent_id": agent["id"]}, timeout=10).json()
+    http.post(f"{api}/threads/{thread['id']}/messages", json={"content": "long"}, timeout=10)
+    run = http.post(f"{api}/threads/{thread['id']}/run", timeout=10).json()
+    http.close()
+    wait_for(
+        lambda: requests.get(f"{api}/runs/{run['id']}", timeout=5).json()["status"] == "running",
+        "the run to start",
+    )
+
+    doomed = server.workers()
+    for pid in doomed:
+        os.kill(pid, signal.SIGKILL)
+    wait_for(
+        lambda: len(set(server.workers()) - set(doomed)) == 2, "gunicorn to replace the workers"
+    )
+
+    def interrupted() -> bool:
+        return requests.get(f"{api}/runs/{run['id']}", timeout=5).json()["status"] == "interrupted"
+
+    wait_for(interrupted, "the run to be marked interrupted")
+    assert requests.get(f"{api}/agents/{agent['id']}", timeout=5).json()["status"] == "idle"
+
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(timeout=30)
+    if on_postgres:
+        wait_for(lambda: connection_count(engine, application_name) == 0, "connections to close")
+
+
+def test_sigterm_tells_websocket_clients_to_reconnect(
+    start_gunicorn: Callable[..., Gunicorn],
+) -> None:
+    server = start_gunicorn()
+    ws = WSClient(f"{server.ws_url}?initial_topics=agents")
+    ws.recv_type("subscribed")
+    server.process.send_signal(signal.SIGTERM)
+    assert ws.wait_closed(timeout=15) == 1012
+    assert server.process.wait(timeout=30) == 0
+    assert "Traceback" not in server.log.read_text()

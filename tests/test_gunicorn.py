@@ -32,6 +32,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from tests.conftest import AppFactory
+from tests.helpers import wait_for
 from tests.wsclient import WSClient
 from zerg import db
 from zerg.models import Run
@@ -44,14 +45,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 @dataclass
@@ -139,8 +132,8 @@ def start_gunicorn(
             except requests.RequestException:
                 return False
 
-        wait_for(healthy, "gunicorn to answer")
-        wait_for(lambda: len(server.workers()) == 2, "two workers")
+        wait_for(healthy, "gunicorn to answer", timeout=30)
+        wait_for(lambda: len(server.workers()) == 2, "two workers", timeout=30)
         return server
 
     yield start
@@ -286,25 +279,32 @@ def test_a_killed_worker_s_run_is_interrupted_and_leaks_no_connection(
     wait_for(
         lambda: requests.get(f"{api}/runs/{run['id']}", timeout=5).json()["status"] == "running",
         "the run to start",
+        timeout=30,
     )
 
     doomed = server.workers()
     for pid in doomed:
         os.kill(pid, signal.SIGKILL)
     wait_for(
-        lambda: len(set(server.workers()) - set(doomed)) == 2, "gunicorn to replace the workers"
+        lambda: len(set(server.workers()) - set(doomed)) == 2,
+        "gunicorn to replace the workers",
+        timeout=30,
     )
 
     def interrupted() -> bool:
         return requests.get(f"{api}/runs/{run['id']}", timeout=5).json()["status"] == "interrupted"
 
-    wait_for(interrupted, "the run to be marked interrupted")
+    wait_for(interrupted, "the run to be marked interrupted", timeout=30)
     assert requests.get(f"{api}/agents/{agent['id']}", timeout=5).json()["status"] == "idle"
 
     server.process.send_signal(signal.SIGTERM)
     server.process.wait(timeout=30)
     if on_postgres:
-        wait_for(lambda: connection_count(engine, application_name) == 0, "connections to close")
+        wait_for(
+            lambda: connection_count(engine, application_name) == 0,
+            "connections to close",
+            timeout=30,
+        )
 
 
 def test_sigterm_tells_websocket_clients_to_reconnect(

@@ -7,6 +7,7 @@ import time
 from flask import Flask
 
 from tests.conftest import AppFactory
+from tests.helpers import wait_for
 from zerg import db
 from zerg import services
 from zerg.locks import make_locks
@@ -42,13 +43,6 @@ def test_closing_frees_every_lock_as_dying_would(app: Flask) -> None:
         assert theirs.try_acquire("a") and theirs.try_acquire("b")
     finally:
         theirs.close()
-
-
-def wait_for(condition: object, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def test_exactly_one_process_runs_the_scheduler_and_it_passes_on(make_app: AppFactory) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable
 from datetime import UTC
 from datetime import datetime
@@ -20,6 +19,10 @@ from flask.testing import FlaskCliRunner
 from sqlalchemy import select
 
 from tests.conftest import AppFactory
+from tests.helpers import create_agent
+from tests.helpers import get_agent
+from tests.helpers import parse_utc
+from tests.helpers import wait_for
 from zerg import cron
 from zerg import services
 from zerg.db import session_scope
@@ -54,23 +57,8 @@ def app(make_app: AppFactory) -> Flask:
 # --- helpers -------------------------------------------------------------------
 
 
-def create_agent(client: FlaskClient, **fields: Any) -> dict[str, Any]:
-    fields.setdefault("name", "Agent")
-    response = client.post("/api/agents", json=fields)
-    assert response.status_code == 201, response.get_json()
-    body: dict[str, Any] = response.get_json()
-    return body
-
-
 def update_agent(client: FlaskClient, agent_id: int, **fields: Any) -> dict[str, Any]:
     response = client.put(f"/api/agents/{agent_id}", json=fields)
-    assert response.status_code == 200, response.get_json()
-    body: dict[str, Any] = response.get_json()
-    return body
-
-
-def get_agent(client: FlaskClient, agent_id: int) -> dict[str, Any]:
-    response = client.get(f"/api/agents/{agent_id}")
     assert response.status_code == 200, response.get_json()
     body: dict[str, Any] = response.get_json()
     return body
@@ -81,26 +69,12 @@ def delete_agent(client: FlaskClient, agent_id: int) -> None:
     assert response.status_code == 204, response.get_data(as_text=True)
 
 
-def parse_utc(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value)
-    assert parsed.utcoffset() == timedelta(0), value
-    return parsed
-
-
 def minute_floor(moment: datetime) -> datetime:
     return moment.replace(second=0, microsecond=0)
 
 
 def soon(seconds: float = 0.2) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=seconds)
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {DEADLINE_SECONDS}s waiting for {what}")
-        time.sleep(0.01)
 
 
 def runs_of(app: Flask, agent_id: int) -> list[Run]:
@@ -115,7 +89,7 @@ def finished_runs(app: Flask, agent_id: int, count: int) -> list[Run]:
         runs = runs_of(app, agent_id)
         return len(runs) == count and all(run.status not in ("queued", "running") for run in runs)
 
-    wait_until(done, f"{count} finished run(s) of agent {agent_id}")
+    wait_for(done, f"{count} finished run(s) of agent {agent_id}")
     return runs_of(app, agent_id)
 
 
@@ -537,12 +511,12 @@ def test_a_failing_job_is_logged_and_the_scheduler_keeps_running(
     scheduler = get_scheduler(app)
     scheduler.start()
     scheduler.scheduler.add_job(explode, "date", run_date=soon(), id="explode")
-    wait_until(lambda: bool(failures_logged(caplog)), "the failure to be logged")
+    wait_for(lambda: bool(failures_logged(caplog)), "the failure to be logged")
     assert scheduler.running
 
     ran: list[str] = []
     scheduler.scheduler.add_job(append_to, "date", run_date=soon(), args=[ran, "after"])
-    wait_until(lambda: ran == ["after"], "the next job to run")
+    wait_for(lambda: ran == ["after"], "the next job to run")
     assert scheduler.running
 
     [failure] = failures_logged(caplog)
@@ -563,7 +537,7 @@ def test_a_scheduled_agent_without_task_instructions_does_not_stop_the_scheduler
     scheduler.scheduler.add_job(
         run_scheduled_agent, "date", run_date=soon(), args=[app, empty["id"], tick]
     )
-    wait_until(
+    wait_for(
         lambda: any("no task instructions" in r.getMessage() for r in caplog.records),
         "the skipped tick to be logged",
     )

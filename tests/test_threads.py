@@ -2,33 +2,30 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
-from datetime import datetime
-from datetime import timedelta
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from werkzeug.test import TestResponse
 
+from tests import helpers
+from tests.helpers import BEYOND_BIGINT
+from tests.helpers import PROBLEM_JSON
+from tests.helpers import Rows
+from tests.helpers import assert_problem
+from tests.helpers import encode
+from tests.helpers import parse_utc
+from tests.helpers import send
 from zerg import create_app
 from zerg import db
 from zerg.models import Agent
-from zerg.models import Base
 from zerg.models import Thread
 from zerg.models import ThreadMessage
 from zerg.runner import get_runner
 
-Rows = Callable[[type[Base]], int]
 AppFactory = Callable[..., Flask]
-
-PROBLEM_JSON = "application/problem+json"
-# One past the largest 64-bit integer: no id column on either database holds it.
-BEYOND_BIGINT = 2**63
 
 THREAD_FIELDS = {
     "id",
@@ -56,10 +53,7 @@ MESSAGE_FIELDS = {
 
 
 def create_agent(client: FlaskClient, name: str = "Agent") -> int:
-    response = client.post("/api/agents", json={"name": name})
-    assert response.status_code == 201, response.get_json()
-    agent_id: int = response.get_json()["id"]
-    return agent_id
+    return int(helpers.create_agent(client, name=name)["id"])
 
 
 def create_thread(client: FlaskClient, agent_id: int, **fields: Any) -> dict[str, Any]:
@@ -81,51 +75,6 @@ def create_message(client: FlaskClient, thread_id: int, **fields: Any) -> dict[s
     response = client.post(f"/api/threads/{thread_id}/messages", json=fields)
     assert response.status_code == 201, response.get_json()
     body: dict[str, Any] = response.get_json()
-    return body
-
-
-def send(client: FlaskClient, method: str, url: str, body: bytes) -> TestResponse:
-    return client.open(url, method=method, data=body, content_type="application/json")
-
-
-def encode(value: Any) -> bytes:
-    return json.dumps(value).encode()
-
-
-def parse_utc(value: str) -> datetime:
-    """Check that a response timestamp is UTC with an explicit offset, and parse it."""
-    assert value.endswith(("Z", "+00:00")), value
-    parsed = datetime.fromisoformat(value)
-    assert parsed.utcoffset() == timedelta(0)
-    return parsed
-
-
-def assert_problem(
-    response: TestResponse,
-    status: int,
-    loc: list[Any] | None = None,
-    error_type: str | None = None,
-) -> dict[str, Any]:
-    """Check a problem+json response; for a 422, that one error has ``loc`` and ``error_type``."""
-    assert response.status_code == status, response.get_data(as_text=True)
-    assert response.mimetype == PROBLEM_JSON
-    body: dict[str, Any] = response.get_json()
-    assert body["type"] == "about:blank"
-    assert body["title"] == HTTPStatus(status).phrase
-    assert body["status"] == status
-    assert isinstance(body["detail"], str) and body["detail"]
-    if status == 422:
-        errors = body["errors"]
-        assert isinstance(errors, list) and errors
-        for error in errors:
-            assert set(error) == {"loc", "msg", "type"}
-            assert error["loc"][0] in ("body", "query")
-            assert isinstance(error["msg"], str) and error["msg"]
-        assert {"loc": loc, "type": error_type} in [
-            {"loc": error["loc"], "type": error["type"]} for error in errors
-        ]
-    else:
-        assert "errors" not in body
     return body
 
 

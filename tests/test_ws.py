@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +20,7 @@ from wsproto.events import Request
 from tests.conftest import AppFactory
 from tests.conftest import LiveServer
 from tests.conftest import serve
+from tests.helpers import wait_for
 from tests.wsclient import WSClient
 from zerg import db
 from zerg import events
@@ -75,14 +75,6 @@ def connect(live_server: LiveServer) -> Iterator[Callable[..., WSClient]]:
     yield open_client
     for client in clients:
         client.close()
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.02)
 
 
 def writer_threads() -> list[threading.Thread]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from typing import Any
@@ -410,3 +411,18 @@ def test_disconnects_leave_no_subscription_or_thread_behind(
         ws.ws.socket.shutdown(socket.SHUT_RDWR)
     wait_for(lambda: hub.stats() == {"connections": 0, "subscriptions": 0, "topics": 0})
     wait_for(lambda: len(writer_threads()) == before)
+
+
+def test_keepalive_pings_drop_a_client_that_never_answers(make_app: AppFactory) -> None:
+    app = make_app(WS_PING_INTERVAL=0.3)
+    hub = get_hub(app)
+    with serve(app) as server:
+        with WSClient(f"{server.ws_url}/api/ws") as answering:
+            # A raw socket completes the handshake and then answers nothing, pings included.
+            silent = open_stalled_client(server.server.server_port, "")
+            wait_for(lambda: hub.stats()["connections"] == 2, "both clients")
+            wait_for(lambda: hub.stats()["connections"] == 1, "the silent client to be dropped")
+            time.sleep(1)
+            # The client library answers pings, so it stays.
+            answering.ping()
+            silent.close()

@@ -1,0 +1,1069 @@
+"""HTTP throughput and latency of zerg's hot routes, against a bare WSGI app and raw sqlite3.
+
+What it measures: requests per second and p50/p99 latency of
+
+    GET  /api/health
+    GET  /api/agents/{id}
+    GET  /api/agents?limit=100            (120 agents seeded)
+    GET  /api/threads/{id}/messages?limit=50   (60 messages seeded)
+    POST /api/threads/{id}/messages       (a thread of its own, so the GETs stay unchanged)
+
+served by gunicorn with the project's ``gunicorn.conf.py`` and ONE worker
+(``WEB_CONCURRENCY=1``) pinned to core 0 (``taskset -c 0``), on a fresh SQLite
+file (``ENVIRONMENT=testing``, ``SCHEDULER_ENABLED=false``, ``EVENT_BACKEND=memory``,
+``AUTO_CREATE_TABLES=true``). The load generator is ``wrk -t1 -c<N> --latency``
+pinned to core 1 (a Lua script makes the POST); without wrk, an asyncio
+keep-alive client in a subprocess pinned the same way (lower ceiling: say so
+when comparing with wrk figures).
+
+Two baselines, measured in the same invocation:
+
+1. ``bench/bare_app.py``: a plain WSGI function returning fixed JSON, served by
+   the same gunicorn settings (``bench/gunicorn_bare.conf.py``), same worker
+   count and pinning. Every zerg figure is printed as a ratio to it, and the
+   issue's targets are ratios to it: health >= 0.70, agent by id >= 0.45,
+   POST message >= 0.25.
+2. raw ``sqlite3`` in this process (pinned to core 0 once the servers are
+   stopped), issuing the statements each view issues, in the same transaction
+   shape (BEGIN ... ROLLBACK for reads, BEGIN IMMEDIATE ... COMMIT for the
+   POST), on the same database file: queries per second, and zerg's ratio to it.
+
+Both servers run side by side on core 0 and the cases are interleaved: one
+warm-up round of every case, then ``--runs`` (5) rounds, each running every
+case once, so the bare baseline and zerg see the same machine conditions. The
+figures are medians over the rounds. CPU use of the server worker, the load
+generator and everything else on the machine (other people's test suites) is
+recorded per run, with the load average: read the noise column before the ratios.
+
+Run it from the repository root:
+
+    .venv/bin/python bench/http_bench.py
+    .venv/bin/python bench/http_bench.py --duration 5 --connections 16 --json out.json
+    .venv/bin/python bench/http_bench.py --profile /tmp/prof   # + a py-spy profile per zerg case
+
+``--profile DIR`` runs one more (unmeasured) wrk run per zerg case while
+``py-spy record`` samples the worker (``pip install py-spy`` into the venv), and
+writes collapsed stacks plus a per-request breakdown (``bench/profile_summary.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import ExitStack
+from contextlib import contextmanager
+from dataclasses import asdict
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import UTC
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import requests
+
+HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+SERVER_CORE = 0
+LOAD_CORE = 1
+START_TIMEOUT = 60.0
+STOP_TIMEOUT = 20.0
+LOADGEN_ARG = "_loadgen"
+PROFILE_RATE = 200  # py-spy samples per second
+SEED_AGENTS = 120
+SEED_MESSAGES = 60
+POST_BODY = '{"content": "benchmark message: the quick brown fox jumps over the lazy dog"}'
+# The issue's targets: zerg req/s as a fraction of the bare WSGI app's, same run.
+TARGETS = {"health": 0.70, "agent": 0.45, "post_message": 0.25}
+WRK_INSTALL_HINT = (
+    "wrk not found: install it for the reference figures (Debian/Ubuntu: "
+    "`apt-get install -y wrk`; macOS: `brew install wrk`); "
+    "falling back to the Python load generator, whose ceiling is lower"
+)
+
+
+# --- cases -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    key: str
+    label: str
+    server: str  # "bare" or "zerg"
+    method: str
+    path: str
+    body: str | None = None
+    sqlite: str | None = None  # key of the raw sqlite3 baseline doing the same statements
+
+    @property
+    def target(self) -> float | None:
+        return TARGETS.get(self.key)
+
+
+@dataclass(frozen=True)
+class Seeded:
+    agent_id: int
+    read_thread_id: int
+    write_thread_id: int
+    agents: int
+    messages: int
+
+
+def build_cases(seeded: Seeded) -> list[Case]:
+    return [
+        Case("bare", "bare WSGI (baseline)", "bare", "GET", "/api/health"),
+        Case("health", "GET /api/health", "zerg", "GET", "/api/health", sqlite="health"),
+        Case(
+            "agent",
+            "GET /api/agents/{id}",
+            "zerg",
+            "GET",
+            f"/api/agents/{seeded.agent_id}",
+            sqlite="agent",
+        ),
+        Case(
+            "agents",
+            "GET /api/agents?limit=100",
+            "zerg",
+            "GET",
+            "/api/agents?limit=100",
+            sqlite="agents",
+        ),
+        Case(
+            "messages",
+            "GET /api/threads/{id}/messages?limit=50",
+            "zerg",
+            "GET",
+            f"/api/threads/{seeded.read_thread_id}/messages?limit=50",
+            sqlite="messages",
+        ),
+        Case(
+            "post_message",
+            "POST /api/threads/{id}/messages",
+            "zerg",
+            "POST",
+            f"/api/threads/{seeded.write_thread_id}/messages",
+            body=POST_BODY,
+            sqlite="post_message",
+        ),
+    ]
+
+
+# --- pinning, CPU accounting ----------------------------------------------------
+
+
+def pinning_available() -> bool:
+    return hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
+
+
+def pinned(command: list[str], core: int | None) -> tuple[list[str], Callable[[], None] | None]:
+    """Prefix ``command`` with ``taskset -c core`` (or pin in the child if taskset is missing)."""
+    if core is None:
+        return command, None
+    if shutil.which("taskset"):
+        return ["taskset", "-c", str(core), *command], None
+
+    def pin() -> None:
+        os.sched_setaffinity(0, {core})
+
+    return command, pin
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_seconds(core: int | None = None) -> float:
+    """CPU seconds spent busy since boot (/proc/stat): on all cores, or on ``core``."""
+    name = "cpu" if core is None else f"cpu{core}"
+    try:
+        lines = Path("/proc/stat").read_text().splitlines()
+        line = next(line for line in lines if line.split()[0] == name)
+        values = [int(v) for v in line.split()[1:]]
+    except (OSError, ValueError, StopIteration):
+        return 0.0
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (values + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def load_average() -> list[float]:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return []
+
+
+# --- servers -------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+    core: int | None
+    worker_pid: int = 0
+
+    def log_tail(self, lines: int = 25) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def server_env(database: Path, port: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        BIND=f"{HOST}:{port}",
+        WEB_CONCURRENCY="1",
+        ENVIRONMENT="testing",
+        DATABASE_URL=f"sqlite:///{database}",
+        SCHEDULER_ENABLED="false",
+        EVENT_BACKEND="memory",
+        AUTO_CREATE_TABLES="true",
+        API_TOKEN="",  # empty: no token, so no auth hook (as in testing)
+        CORS_ORIGINS="",
+        ACCESS_LOG="",  # gunicorn.conf.py: no access log unless asked for
+        PYTHON_DOTENV_DISABLED="1",  # a developer's .env must not change the measurement
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def child_pids(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+        return [int(child) for child in text.split()]
+    except OSError:
+        pass
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def stop(process: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL to the process group this script started, if it lingers."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=STOP_TIMEOUT)
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # its own session: start_new_session=True
+    except OSError:
+        process.kill()
+    process.wait(timeout=STOP_TIMEOUT)
+
+
+@contextmanager
+def running_gunicorn(name: str, config: Path, workdir: Path, core: int | None) -> Iterator[Server]:
+    """Start gunicorn with ``config`` and one worker; wait for a 200; always stop it."""
+    port = free_port()
+    command, preexec = pinned([sys.executable, "-m", "gunicorn", "-c", str(config)], core)
+    log_path = workdir / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=server_env(workdir / "bench.sqlite", port),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec,
+            start_new_session=True,
+        )
+    server = Server(name, process, f"http://{HOST}:{port}", log_path, core)
+    try:
+        wait_ready(server)
+        yield server
+    finally:
+        stop(process)
+
+
+def wait_ready(server: Server) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} server exited early:\n{server.log_tail()}")
+        try:
+            if requests.get(f"{server.url}/api/health", timeout=2).status_code == 200:
+                workers = child_pids(server.process.pid)
+                if len(workers) == 1:
+                    server.worker_pid = workers[0]
+                    return
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(
+        f"{server.name} server not ready in {START_TIMEOUT:.0f} s:\n{server.log_tail()}"
+    )
+
+
+# --- seeding -------------------------------------------------------------------
+
+
+def post(http: requests.Session, url: str, body: dict[str, Any]) -> dict[str, Any]:
+    response = http.post(url, json=body, timeout=30)
+    if response.status_code != 201:
+        raise RuntimeError(f"POST {url}: {response.status_code} {response.text[:300]}")
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def seed(base: str, agents: int, messages: int) -> Seeded:
+    """Create the data the cases read, over HTTP like any client."""
+    with requests.Session() as http:
+        ids = [
+            post(
+                http,
+                f"{base}/api/agents",
+                {
+                    "name": f"bench agent {n}",
+                    "system_instructions": "You are a benchmark agent. Be brief.",
+                    "task_instructions": "Summarise the day.",
+                    "config": {"temperature": 0.2, "tags": ["bench"]},
+                },
+            )["id"]
+            for n in range(agents)
+        ]
+        read_thread = post(http, f"{base}/api/threads", {"agent_id": ids[0], "title": "read"})
+        write_thread = post(http, f"{base}/api/threads", {"agent_id": ids[0], "title": "write"})
+        for n in range(messages):
+            post(
+                http,
+                f"{base}/api/threads/{read_thread['id']}/messages",
+                {"content": f"seeded message {n}: " + "lorem ipsum dolor sit amet " * 4},
+            )
+    return Seeded(ids[0], read_thread["id"], write_thread["id"], agents, messages)
+
+
+# --- load generators ----------------------------------------------------------------
+
+
+@dataclass
+class RunFigures:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    requests: int
+    errors: int  # socket errors and timeouts
+    non_2xx: int
+    server_cpu_pct: float = 0.0  # % of one core, the server's worker
+    loadgen_cpu_pct: float = 0.0
+    other_cpu_pct: float = 0.0  # everything else on the machine, % of one core
+    other_on_server_core_pct: float = 0.0  # what else ran on the server's core
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+
+
+def _wrk_ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text.strip())
+    if not match:
+        raise ValueError(f"unreadable wrk duration {text!r}")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def parse_wrk(output: str) -> RunFigures:
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    total = re.search(r"(\d+) requests in", output)
+    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
+    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
+    if not (rps and total and p50 and p99):
+        raise RuntimeError(f"could not read wrk's output:\n{output}")
+    errors = sum(
+        int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output)
+    )  # "Socket errors: connect 0, read 0, write 0, timeout 0"
+    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
+    return RunFigures(
+        rps=float(rps.group(1)),
+        p50_ms=_wrk_ms(p50.group(1)),
+        p99_ms=_wrk_ms(p99.group(1)),
+        requests=int(total.group(1)),
+        errors=errors,
+        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+    )
+
+
+@dataclass
+class LoadGenerator:
+    kind: str  # "wrk" or "python"
+    connections: int
+    workdir: Path
+    core: int | None
+    version: str = ""
+
+    def command(self, case: Case, url: str, duration: float) -> list[str]:
+        if self.kind == "wrk":
+            command = ["wrk", "-t1", f"-c{self.connections}", f"-d{max(1, round(duration))}s"]
+            command += ["--latency", "--timeout", "10s"]
+            if case.method != "GET":
+                command += ["-s", str(self.lua_script(case))]
+            return [*command, url + case.path]
+        config = {
+            "url": url + case.path,
+            "method": case.method,
+            "body": case.body,
+            "connections": self.connections,
+            "duration": duration,
+        }
+        return [sys.executable, str(Path(__file__).resolve()), LOADGEN_ARG, json.dumps(config)]
+
+    def lua_script(self, case: Case) -> Path:
+        path = self.workdir / f"{case.key}.lua"
+        if not path.exists():
+            lines = [
+                f"wrk.method = {json.dumps(case.method)}",
+                f"wrk.body = {json.dumps(case.body or '')}",
+                'wrk.headers["Content-Type"] = "application/json"',
+            ]
+            path.write_text("\n".join(lines) + "\n")
+        return path
+
+    def run(self, case: Case, url: str, duration: float, server: Server) -> RunFigures:
+        """One timed run of ``case``, with the CPU use of everyone during it."""
+        command, preexec = pinned(self.command(case, url, duration), self.core)
+        before = (
+            time.monotonic(),
+            process_cpu_seconds(server.worker_pid),
+            children_cpu_seconds(),
+            machine_busy_seconds(),
+            machine_busy_seconds(server.core),
+        )
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=duration + 60,
+            preexec_fn=preexec,
+            check=False,
+        )
+        wall = max(time.monotonic() - before[0], 1e-9)
+        server_cpu = process_cpu_seconds(server.worker_pid) - before[1]
+        loadgen_cpu = children_cpu_seconds() - before[2]
+        busy = machine_busy_seconds() - before[3]
+        busy_server_core = machine_busy_seconds(server.core) - before[4]
+        if done.returncode != 0:
+            raise RuntimeError(f"{command[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
+        if self.kind == "wrk":
+            figures = parse_wrk(done.stdout)
+        else:
+            figures = RunFigures(**json.loads(done.stdout))
+        figures.server_cpu_pct = 100 * server_cpu / wall
+        figures.loadgen_cpu_pct = 100 * loadgen_cpu / wall
+        figures.other_cpu_pct = max(0.0, 100 * (busy - server_cpu - loadgen_cpu) / wall)
+        if server.core is not None:
+            figures.other_on_server_core_pct = max(
+                0.0, 100 * (busy_server_core - server_cpu) / wall
+            )
+        return figures
+
+
+def choose_loadgen(kind: str, connections: int, workdir: Path, core: int | None) -> LoadGenerator:
+    if kind in ("auto", "wrk") and shutil.which("wrk"):
+        version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+        first = (version.stdout or version.stderr).splitlines()[:1]
+        return LoadGenerator("wrk", connections, workdir, core, first[0] if first else "")
+    if kind == "wrk":
+        raise SystemExit(WRK_INSTALL_HINT.split(";")[0] + " (or pass --loadgen python)")
+    if kind == "auto":
+        print(WRK_INSTALL_HINT, file=sys.stderr)
+    return LoadGenerator(
+        "python", connections, workdir, core, f"asyncio, {platform.python_version()}"
+    )
+
+
+# --- the Python load generator (a subprocess: ``http_bench.py _loadgen '{json}'``) ----------
+
+
+@dataclass
+class _Tally:
+    latencies: list[float] = field(default_factory=list)
+    errors: int = 0
+    non_2xx: int = 0
+
+
+def _content_length(head: bytes) -> int:
+    match = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.I)
+    return int(match.group(1)) if match else 0
+
+
+async def _connection(host: str, port: int, request: bytes, deadline: float, tally: _Tally) -> None:
+    writer: asyncio.StreamWriter | None = None
+    try:
+        while time.perf_counter() < deadline:
+            if writer is None:
+                reader, writer = await asyncio.open_connection(host, port)
+            began = time.perf_counter()
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = _content_length(head)
+            if length:
+                await reader.readexactly(length)
+            tally.latencies.append(time.perf_counter() - began)
+            if head[9:10] not in (b"2", b"3"):
+                tally.non_2xx += 1
+            if re.search(rb"\r\nconnection:\s*close", head, re.I):
+                writer.close()
+                writer = None
+    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        tally.errors += 1
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+async def _drive(config: dict[str, Any]) -> dict[str, Any]:
+    url = re.fullmatch(r"http://([^:/]+):(\d+)(/.*)", config["url"])
+    if not url:
+        raise SystemExit(f"unsupported url {config['url']}")
+    host, port, path = url.group(1), int(url.group(2)), url.group(3)
+    body = (config["body"] or "").encode()
+    head = f"{config['method']} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+    if body:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    request = head.encode() + b"\r\n" + body
+    tally = _Tally()
+    started = time.perf_counter()
+    deadline = started + config["duration"]
+    tasks = [
+        _connection(host, port, request, deadline, tally) for _ in range(config["connections"])
+    ]
+    try:
+        async with asyncio.timeout(config["duration"] + 15):
+            await asyncio.gather(*tasks)
+    except TimeoutError:
+        tally.errors += 1
+    elapsed = max(time.perf_counter() - started, 1e-9)
+    ordered = sorted(tally.latencies) or [0.0]
+
+    def pct(fraction: float) -> float:
+        return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000
+
+    return {
+        "rps": len(tally.latencies) / elapsed,
+        "p50_ms": pct(0.50),
+        "p99_ms": pct(0.99),
+        "requests": len(tally.latencies),
+        "errors": tally.errors,
+        "non_2xx": tally.non_2xx,
+    }
+
+
+def loadgen_main(argv: list[str]) -> int:
+    print(json.dumps(asyncio.run(_drive(json.loads(argv[0])))))
+    return 0
+
+
+# --- raw sqlite3 baseline -------------------------------------------------------------
+
+AGENT_COLUMNS = (
+    "id, name, status, system_instructions, task_instructions, model, schedule, "
+    "run_on_schedule, config, last_error, created_at, updated_at, next_run_at, last_run_at"
+)
+THREAD_COLUMNS = (
+    "id, agent_id, title, thread_type, active, agent_state, memory_strategy, created_at, updated_at"
+)
+MESSAGE_COLUMNS = (
+    "id, thread_id, role, content, tool_calls, tool_call_id, name, processed, partial, timestamp"
+)
+
+
+def sqlite_statements(
+    connection: sqlite3.Connection, seeded: Seeded
+) -> dict[str, Callable[[], object]]:
+    """One callable per case: the statements its view issues, in the same transaction shape."""
+    execute = connection.execute
+
+    def read(sql: str, params: tuple[Any, ...], many: bool = False) -> object:
+        execute("BEGIN")
+        try:
+            cursor = execute(sql, params)
+            return cursor.fetchall() if many else cursor.fetchone()
+        finally:
+            execute("ROLLBACK")
+
+    def messages() -> object:
+        execute("BEGIN")
+        try:
+            execute(
+                f"SELECT {THREAD_COLUMNS} FROM agent_threads WHERE id = ?", (seeded.read_thread_id,)
+            ).fetchone()
+            return execute(
+                f"SELECT {MESSAGE_COLUMNS} FROM thread_messages WHERE thread_id = ? "
+                "ORDER BY timestamp, id LIMIT ? OFFSET ?",
+                (seeded.read_thread_id, 50, 0),
+            ).fetchall()
+        finally:
+            execute("ROLLBACK")
+
+    def post_message() -> object:
+        now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
+        execute("BEGIN IMMEDIATE")
+        try:
+            execute(
+                f"SELECT {THREAD_COLUMNS} FROM agent_threads WHERE id = ?",
+                (seeded.write_thread_id,),
+            ).fetchone()
+            execute(
+                "UPDATE agent_threads SET updated_at = ? WHERE id = ?",
+                (now, seeded.write_thread_id),
+            )
+            cursor = execute(
+                "INSERT INTO thread_messages (thread_id, role, content, tool_calls, tool_call_id,"
+                " name, processed, partial, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    seeded.write_thread_id,
+                    "user",
+                    json.loads(POST_BODY)["content"],
+                    "null",
+                    None,
+                    None,
+                    0,
+                    0,
+                    now,
+                ),
+            )
+            execute("COMMIT")
+            return cursor.lastrowid
+        except BaseException:
+            execute("ROLLBACK")
+            raise
+
+    return {
+        "health": lambda: read("SELECT 1", ()),
+        "agent": lambda: read(
+            f"SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?", (seeded.agent_id,)
+        ),
+        "agents": lambda: read(
+            f"SELECT {AGENT_COLUMNS} FROM agents ORDER BY created_at, id LIMIT ? OFFSET ?",
+            (100, 0),
+            many=True,
+        ),
+        "messages": messages,
+        "post_message": post_message,
+    }
+
+
+def sqlite_baseline(
+    database: Path, seeded: Seeded, runs: int, seconds: float, core: int | None
+) -> dict[str, dict[str, Any]]:
+    """Queries per second of each case's statements, in this process, median of ``runs``."""
+    previous = os.sched_getaffinity(0) if core is not None else None
+    connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
+    for pragma in (
+        "journal_mode=WAL",
+        "foreign_keys=ON",
+        "busy_timeout=30000",
+        "synchronous=NORMAL",
+    ):
+        connection.execute(f"PRAGMA {pragma}")
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        if core is not None:
+            os.sched_setaffinity(0, {core})
+        for key, work in sqlite_statements(connection, seeded).items():
+            rates = []
+            for run in range(runs + 1):  # the first is the warm-up
+                count, began = 0, time.perf_counter()
+                ends = began + (seconds / 3 if run == 0 else seconds)
+                while True:
+                    for _ in range(50):
+                        work()
+                    count += 50
+                    now = time.perf_counter()
+                    if now >= ends:
+                        break
+                if run:
+                    rates.append(count / (now - began))
+            results[key] = {"qps": statistics.median(rates), "runs": rates}
+    finally:
+        connection.close()
+        if previous is not None:
+            os.sched_setaffinity(0, previous)
+    return results
+
+
+# --- the rounds ---------------------------------------------------------------------
+
+
+@dataclass
+class CaseResult:
+    case: Case
+    warmup: RunFigures | None = None
+    runs: list[RunFigures] = field(default_factory=list)
+
+    def median(self, attribute: str) -> float:
+        return statistics.median(getattr(run, attribute) for run in self.runs)
+
+
+def run_rounds(
+    cases: list[Case],
+    servers: dict[str, Server],
+    loadgen: LoadGenerator,
+    args: argparse.Namespace,
+) -> dict[str, CaseResult]:
+    results = {case.key: CaseResult(case) for case in cases}
+    for round_number in range(args.runs + 1):
+        warm = round_number == 0
+        duration = args.warmup if warm else args.duration
+        label = "warm-up" if warm else f"run {round_number}/{args.runs}"
+        print(f"  {label} ({duration:g} s per case), load average {load_average()}", flush=True)
+        for case in cases:
+            server = servers[case.server]
+            figures = loadgen.run(case, server.url, duration, server)
+            if warm:
+                results[case.key].warmup = figures
+            else:
+                results[case.key].runs.append(figures)
+            print(
+                f"    {case.label:<42} {figures.rps:>9.0f} req/s  p50 {figures.p50_ms:6.2f} ms"
+                f"  p99 {figures.p99_ms:7.2f} ms  srv {figures.server_cpu_pct:3.0f}%"
+                f"  others {figures.other_cpu_pct:3.0f}%"
+                f" (on server core {figures.other_on_server_core_pct:3.0f}%){error_note(figures)}",
+                flush=True,
+            )
+    return results
+
+
+def error_note(figures: RunFigures) -> str:
+    if not (figures.errors or figures.non_2xx):
+        return ""
+    return f"  ERRORS: {figures.errors} socket, {figures.non_2xx} non-2xx"
+
+
+# --- profiling (optional) ---------------------------------------------------------------
+
+
+def profile_cases(
+    cases: list[Case],
+    servers: dict[str, Server],
+    loadgen: LoadGenerator,
+    args: argparse.Namespace,
+    rates: dict[str, float],
+) -> dict[str, Any]:
+    """One more run per zerg case while py-spy samples the worker; collapsed stacks to disk."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        print("py-spy not found: `.venv/bin/pip install py-spy` to profile", file=sys.stderr)
+        return {}
+    from profile_summary import render  # bench/ is on sys.path when run as a script
+    from profile_summary import summarize
+
+    out: Path = args.profile
+    out.mkdir(parents=True, exist_ok=True)
+    summaries: dict[str, Any] = {}
+    for case in cases:
+        if case.server != "zerg" or (args.profile_cases and case.key not in args.profile_cases):
+            continue
+        server = servers[case.server]
+        stacks = out / f"{case.key}.txt"
+        command, preexec = pinned(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(server.worker_pid),
+                "--rate",
+                str(PROFILE_RATE),
+                "--gil",  # only the thread holding the GIL: where the one core goes
+                "--nonblocking",  # do not pause the worker per sample (128 threads)
+                "--format",
+                "raw",
+                "--duration",
+                str(max(1, round(args.profile_seconds))),
+                "--output",
+                str(stacks),
+            ],
+            loadgen.core,
+        )
+        spying = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=preexec
+        )
+        try:
+            time.sleep(0.5)  # let py-spy attach before the load starts
+            figures = loadgen.run(case, server.url, args.profile_seconds, server)
+            _, err = spying.communicate(timeout=args.profile_seconds + 30)
+        finally:
+            stop(spying)
+        if not stacks.exists():
+            print(f"py-spy wrote nothing for {case.key}: {err.decode()[-500:]}", file=sys.stderr)
+            continue
+        summary = summarize(stacks.read_text(), rates.get(case.key))
+        summary["profiled_rps"] = figures.rps
+        (out / f"{case.key}.summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        text = render(
+            summary,
+            f"{case.label}: profiled at {figures.rps:.0f} req/s under py-spy",
+        )
+        (out / f"{case.key}.summary.txt").write_text(text + "\n")
+        summaries[case.key] = summary
+        print(text, flush=True)
+    return summaries
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def ratio(value: float, base: float) -> float:
+    return value / base if base > 0 else float("inf")
+
+
+def report(
+    results: dict[str, CaseResult], sqlite: dict[str, dict[str, Any]]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    bare = results["bare"]
+    bare_rps = bare.median("rps")
+    rows: list[dict[str, Any]] = []
+    for key, result in results.items():
+        case = result.case
+        rps = result.median("rps")
+        paired = [
+            ratio(run.rps, base.rps) for run, base in zip(result.runs, bare.runs, strict=True)
+        ]
+        sqlite_qps = sqlite.get(case.sqlite or "", {}).get("qps")
+        errors = sum(run.errors + run.non_2xx for run in result.runs)
+        row: dict[str, Any] = {
+            "key": key,
+            "label": case.label,
+            "server": case.server,
+            "path": case.path,
+            "method": case.method,
+            "rps": rps,
+            "p50_ms": result.median("p50_ms"),
+            "p99_ms": result.median("p99_ms"),
+            "ratio_vs_bare": ratio(rps, bare_rps),
+            "paired_ratio_vs_bare": statistics.median(paired),
+            "sqlite_qps": sqlite_qps,
+            "ratio_vs_sqlite": ratio(rps, sqlite_qps) if sqlite_qps else None,
+            "server_cpu_pct": result.median("server_cpu_pct"),
+            "other_cpu_pct": result.median("other_cpu_pct"),
+            "other_on_server_core_pct": result.median("other_on_server_core_pct"),
+            "errors": errors,
+            "target": case.target,
+            "verdict": None,
+            "runs": [asdict(run) for run in result.runs],
+            "warmup": asdict(result.warmup) if result.warmup else None,
+        }
+        if case.target is not None:
+            row["verdict"] = (
+                "PASS" if row["ratio_vs_bare"] >= case.target and not errors else "MISS"
+            )
+        rows.append(row)
+
+    headers = [
+        "case",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "x bare",
+        "sqlite q/s",
+        "x sqlite",
+        "srv cpu%",
+        "others%",
+        "on srv core%",
+        "target",
+        "",
+    ]
+    table = [headers]
+    for row in rows:
+        table.append(
+            [
+                row["label"],
+                f"{row['rps']:.0f}",
+                f"{row['p50_ms']:.2f}",
+                f"{row['p99_ms']:.2f}",
+                f"{row['ratio_vs_bare']:.2f}",
+                f"{row['sqlite_qps']:.0f}" if row["sqlite_qps"] else "-",
+                f"{row['ratio_vs_sqlite']:.3f}" if row["ratio_vs_sqlite"] else "-",
+                f"{row['server_cpu_pct']:.0f}",
+                f"{row['other_cpu_pct']:.0f}",
+                f"{row['other_on_server_core_pct']:.0f}",
+                f">= {row['target']:.2f}" if row["target"] is not None else "",
+                (row["verdict"] or "") + (f" ({row['errors']} errors)" if row["errors"] else ""),
+            ]
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(headers))]
+    lines = []
+    for number, line in enumerate(table):
+        cells = [line[0].ljust(widths[0])]
+        cells += [text.rjust(width) for text, width in zip(line[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+        if number == 0:
+            lines.append("-" * len(lines[0]))
+    return rows, lines
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=5.0, help="seconds per measured run")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds of the warm-up run")
+    parser.add_argument("--runs", type=int, default=5, help="measured runs per case (median)")
+    parser.add_argument("--connections", type=int, default=16, help="wrk -c")
+    parser.add_argument("--sqlite-seconds", type=float, default=1.0, help="per sqlite3 run")
+    parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin server and load")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy each zerg case")
+    parser.add_argument("--profile-cases", nargs="+", metavar="KEY", help="only these cases")
+    parser.add_argument("--profile-seconds", type=float, default=10.0, help="per profiled case")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also save results here")
+    args = parser.parse_args(argv)
+    if not (0 < args.duration <= 120 and 0 < args.warmup <= 120 and 1 <= args.runs <= 20):
+        parser.error("keep it bounded: 0 < duration, warmup <= 120 s; 1 <= runs <= 20")
+    if not 1 <= args.profile_seconds <= 120:
+        parser.error("--profile-seconds must be between 1 and 120")
+    if not 1 <= args.connections <= 1000:
+        parser.error("--connections must be between 1 and 1000")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if importlib.util.find_spec("gunicorn") is None:
+        raise SystemExit("gunicorn is not installed: `.venv/bin/pip install -e '.[test]'`")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+    pin = pinning_available() and not args.no_pin
+    server_core, load_core = (SERVER_CORE, LOAD_CORE) if pin else (None, None)
+    if not pin and not args.no_pin:
+        print(
+            "fewer than 2 usable cores: server and load generator are NOT pinned", file=sys.stderr
+        )
+    started = time.time()
+    load_before = load_average()
+    with tempfile.TemporaryDirectory(prefix="zerg-http-bench-") as tmp:
+        workdir = Path(tmp)
+        loadgen = choose_loadgen(args.loadgen, args.connections, workdir, load_core)
+        estimate = (
+            6 * (args.warmup + args.runs * args.duration)
+            + 5 * (args.runs + 1) * args.sqlite_seconds
+        )
+        print(
+            f"http bench: {loadgen.kind} ({loadgen.version}), -c{args.connections}, "
+            f"1 warm-up of {args.warmup:g} s + {args.runs} x {args.duration:g} s per case, "
+            f"server on core {server_core}, load on core {load_core}; ~{estimate / 60:.1f} min; "
+            f"load average {load_before}",
+            flush=True,
+        )
+        with ExitStack() as stack:
+            bare = stack.enter_context(
+                running_gunicorn("bare", BENCH / "gunicorn_bare.conf.py", workdir, server_core)
+            )
+            zerg = stack.enter_context(
+                running_gunicorn("zerg", ROOT / "gunicorn.conf.py", workdir, server_core)
+            )
+            seeded = seed(zerg.url, SEED_AGENTS, SEED_MESSAGES)
+            servers = {"bare": bare, "zerg": zerg}
+            affinity = {
+                name: sorted(os.sched_getaffinity(server.worker_pid))
+                for name, server in servers.items()
+            }
+            cases = build_cases(seeded)
+            results = run_rounds(cases, servers, loadgen, args)
+            profiles: dict[str, Any] = {}
+            if args.profile:
+                rates = {key: result.median("rps") for key, result in results.items()}
+                profiles = profile_cases(cases, servers, loadgen, args, rates)
+        print(f"  raw sqlite3 baseline ({args.runs} x {args.sqlite_seconds:g} s per query)")
+        sqlite = sqlite_baseline(
+            workdir / "bench.sqlite", seeded, args.runs, args.sqlite_seconds, server_core
+        )
+    rows, lines = report(results, sqlite)
+    load_after = load_average()
+    print()
+    print(
+        f"HTTP, one gunicorn gthread worker on core {server_core}, {loadgen.kind} -c"
+        f"{args.connections} on core {load_core}; median of {args.runs} x {args.duration:g} s"
+    )
+    print("\n".join(lines))
+    print(
+        "x bare = req/s / bare WSGI req/s (same gunicorn settings, same run); x sqlite = req/s / "
+        "raw sqlite3 q/s of the same statements in-process on the server's core; "
+        "cpu% = % of one core (others = rest of the machine, e.g. concurrent test suites; "
+        "on srv core = what else ran on the server's core: it takes from the server)"
+    )
+    print(f"load average: before {load_before}, after {load_after}")
+    verdicts = []
+    for row in rows:
+        if row["verdict"]:
+            verdict = (
+                f"{row['verdict']}: {row['label']} {row['ratio_vs_bare']:.2f} x bare "
+                f"(target >= {row['target']:.2f}; "
+                f"paired-run median {row['paired_ratio_vs_bare']:.2f})"
+            )
+            verdicts.append(verdict)
+            print(verdict)
+    if args.json:
+        document = {
+            "benchmark": "http",
+            "started": datetime.fromtimestamp(started, UTC).isoformat(),
+            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "load_average_before": load_before,
+                "load_average_after": load_after,
+            },
+            "loadgen": {"kind": loadgen.kind, "version": loadgen.version},
+            "pinning": {"server_core": server_core, "load_core": load_core, "worker": affinity},
+            "seeded": asdict(seeded),
+            "cases": rows,
+            "sqlite": sqlite,
+            "verdicts": verdicts,
+            "profiles": profiles,
+        }
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(document, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == [LOADGEN_ARG]:
+        sys.exit(loadgen_main(sys.argv[2:]))
+    sys.exit(main())

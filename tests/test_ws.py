@@ -241,6 +241,8 @@ def test_send_message_stores_and_broadcasts(
     ("frame", "error"),
     [
         ("{not json", "malformed JSON"),
+        ('{"type": "ping", "message_id": 1e999}', "malformed JSON"),
+        ('{"type": "ping", "message_id": NaN}', "malformed JSON"),
         ("[1, 2]", "a frame must be a JSON object"),
         ('"ping"', "a frame must be a JSON object"),
         (json.dumps({"type": "dance", "message_id": "x"}), "unknown message type 'dance'"),

@@ -9,6 +9,11 @@ from flask import request
 
 from zerg.errors import APIError
 
+# Only health is open, so that load balancers can probe it. The OpenAPI
+# document (/api/openapi.json) and the docs page (/api/docs) are not secret,
+# but they stay behind the token like everything else: one rule with one
+# exception is easier to check (tests/test_auth.py walks every route) than a
+# list, and a server that wants a token is not one to advertise its surface.
 OPEN_PATHS = frozenset({"/api/health"})
 
 

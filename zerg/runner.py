@@ -368,9 +368,11 @@ class Runner:
         follow_up: int | None = None
         try:
             with session_scope(self.app) as session:
+                # The thread's lock first, as message writers take it: see
+                # zerg.api.threads.load_thread for why.
+                thread = session.get(Thread, execution.thread_id, with_for_update=True)
                 run = session.get(Run, execution.run_id)
                 agent = session.get(Agent, execution.agent_id)
-                thread = session.get(Thread, execution.thread_id)
                 if run is None or agent is None or thread is None:
                     log.info("run %s ended after its agent or thread was deleted", execution.run_id)
                 else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -218,7 +219,8 @@ def on_send_message(client: Client, frame: SendMessageFrame, message_id: Any) ->
     """
     run_payload = None
     with session_scope(client.app) as session:
-        thread = session.get(Thread, frame.thread_id)
+        # Locked like the REST path (see zerg.api.threads.load_thread).
+        thread = session.get(Thread, frame.thread_id, with_for_update=True)
         if thread is None:
             details = {"thread_id": frame.thread_id}
             raise ProtocolError(f"Thread {frame.thread_id} not found", details)
@@ -246,11 +248,23 @@ HANDLERS: dict[str, tuple[type[Frame], Handler]] = {
 }
 
 
+def _finite_float(text: str) -> float:
+    """Refuse numbers like 1e999 that Python reads as infinity: echoing them is not JSON."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+def _not_json(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
 def handle_text(client: Client, text: str) -> None:
     """Handle one client frame; every failure becomes an ``error`` frame."""
     try:
-        frame = json.loads(text)
-    except ValueError as exc:
+        frame = json.loads(text, parse_float=_finite_float, parse_constant=_not_json)
+    except (ValueError, RecursionError) as exc:  # too deeply nested is malformed too
         client.error(None, "malformed JSON", {"reason": str(exc)})
         return
     if not isinstance(frame, dict):
@@ -258,7 +272,7 @@ def handle_text(client: Client, text: str) -> None:
         return
     message_id = frame.get("message_id")
     kind = frame.get("type")
-    if kind not in HANDLERS:
+    if not isinstance(kind, str) or kind not in HANDLERS:  # a list or dict is unhashable
         client.error(message_id, f"unknown message type {kind!r}", {"known": sorted(HANDLERS)})
         return
     schema, handler = HANDLERS[kind]

@@ -10,6 +10,7 @@ from zerg.api import admin
 from zerg.api import agents
 from zerg.api import health
 from zerg.api import models
+from zerg.api import openapi
 from zerg.api import runs
 from zerg.api import threads
 
@@ -19,7 +20,7 @@ def init_app(app: Flask) -> None:
     # "/api/agents" and "/api/agents/" both answer, without a redirect.
     app.url_map.strict_slashes = False
     api = Blueprint("api", __name__, url_prefix="/api")
-    for resource in (agents, threads, runs, models, health, ws):
+    for resource in (agents, threads, runs, models, health, openapi, ws):
         api.register_blueprint(resource.bp)
     if app.config["ENVIRONMENT"] == "development":
         api.register_blueprint(admin.bp)

@@ -60,13 +60,15 @@ def paginate(statement: Select[Any], page: Page) -> Select[Any]:
     return statement.offset(page.skip).limit(limit)
 
 
-def get_or_404(session: Session, model: type[RowT], ident: int, what: str) -> RowT:
-    """Load a row by primary key or raise a 404 problem.
+def get_or_404(
+    session: Session, model: type[RowT], ident: int, what: str, *, lock: bool = False
+) -> RowT:
+    """Load a row by primary key (``lock``: FOR UPDATE) or raise a 404 problem.
 
     Ids past the id columns' range name nothing; they are answered here, since
     PostgreSQL would reject them as out of range rather than find no row.
     """
-    row = session.get(model, ident) if ident <= ID_MAX else None
+    row = session.get(model, ident, with_for_update=lock) if ident <= ID_MAX else None
     if row is None:
         raise NotFound(what, ident)
     return row

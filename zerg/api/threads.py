@@ -37,9 +37,16 @@ from zerg.schemas import serialize
 bp = Blueprint("threads", __name__, url_prefix="/threads")
 
 
-def load_thread(session: Session, thread_id: int) -> Thread:
-    """Load a thread or raise a 404 problem."""
-    return get_or_404(session, Thread, thread_id, "Thread")
+def load_thread(session: Session, thread_id: int, *, lock: bool = False) -> Thread:
+    """Load a thread or raise a 404 problem.
+
+    ``lock`` takes the thread's row lock (PostgreSQL; SQLite's write
+    transactions are serial anyway). Adding a message or starting a run locks
+    it, and so does a run when it finishes and looks for messages still
+    unanswered: in whichever order they commit, one of them sees the other,
+    so a message that lands as a run ends is never left unanswered.
+    """
+    return get_or_404(session, Thread, thread_id, "Thread", lock=lock)
 
 
 @bp.get("")
@@ -103,7 +110,8 @@ def run_thread(thread_id: int) -> Response:
     """Run the thread's agent on its unanswered messages (202; 409 if one is active)."""
     session = get_db()
     runner = get_runner()
-    run = queue_thread_run(session, load_thread(session, thread_id), "api", runner.instance_id)
+    thread = load_thread(session, thread_id, lock=True)
+    run = queue_thread_run(session, thread, "api", runner.instance_id)
     session.commit()
     payload = serialize(RunOut, run)
     events.publish(events.run_updated(payload))
@@ -130,7 +138,7 @@ def create_thread_message(thread_id: int) -> Response:
     """Add a message to a thread."""
     body = parse_body(ThreadMessageCreate)
     session = get_db()
-    thread = load_thread(session, thread_id)
+    thread = load_thread(session, thread_id, lock=True)
     message = ThreadMessage(thread_id=thread_id, **body.model_dump())
     session.add(message)
     thread.updated_at = utcnow()

@@ -1,0 +1,261 @@
+"""The OpenAPI document and the docs page: valid, complete, and unable to drift.
+
+The document is generated from a table in ``zerg/api/openapi.py`` and the
+pydantic models; these tests hold the table to the routes Flask actually
+serves (both ways), the errors to what the views really answer, and the page
+to what a browser without internet can show. ``tests/test_fuzz.py`` then
+checks the server against the document with schemathesis.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import schemathesis
+from flask import Flask
+from flask.testing import FlaskClient
+from pydantic import BaseModel
+
+from tests.conftest import AppFactory
+from zerg import schemas
+from zerg.api.openapi import OPERATIONS
+from zerg.api.openapi import build_spec
+from zerg.auth import OPEN_PATHS
+from zerg.ws import HANDLERS
+
+TOKEN = "s3cret-token"
+HTTP_METHODS = {"get", "put", "post", "delete", "patch"}
+PROBLEM = "application/problem+json"
+
+
+def spec_of(app: Flask) -> dict[str, Any]:
+    response = app.test_client().get(
+        "/api/openapi.json", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    spec: dict[str, Any] = response.get_json()
+    return spec
+
+
+def operations(spec: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            if method in HTTP_METHODS:
+                yield method.upper(), path, operation
+
+
+def routes(app: Flask) -> dict[tuple[str, str], str]:
+    """(method, OpenAPI path) → endpoint for every HTTP route under /api (not the websocket)."""
+    found = {}
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api") or rule.websocket:
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
+        for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
+            found[(method, path)] = rule.endpoint
+    return found
+
+
+def refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from refs(value)
+
+
+def resolve(spec: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), ref
+    node: Any = spec
+    for part in ref[2:].split("/"):
+        node = node[part]
+    return node
+
+
+@pytest.fixture(params=["testing", "development"])
+def any_app(request: pytest.FixtureRequest, make_app: AppFactory) -> Flask:
+    """The app in each environment (development adds the admin route)."""
+    return make_app(ENVIRONMENT=request.param)
+
+
+@pytest.fixture
+def secured(make_app: AppFactory) -> Flask:
+    return make_app(API_TOKEN=TOKEN)
+
+
+def test_the_document_is_valid_openapi_3_1(any_app: Flask) -> None:
+    spec = spec_of(any_app)
+    assert spec["openapi"] == "3.1.0"
+    schemathesis.openapi.from_dict(spec).validate()
+
+
+def test_every_route_is_an_operation_and_every_operation_a_route(any_app: Flask) -> None:
+    """The check that keeps the table in openapi.py honest: a new route must be documented."""
+    spec = spec_of(any_app)
+    served = routes(any_app)
+    documented = {(method, path) for method, path, _ in operations(spec)}
+    assert documented == set(served)
+    for op in OPERATIONS:
+        if (op.method, op.path) in served:
+            assert served[(op.method, op.path)] == op.endpoint, op
+
+
+def test_the_admin_route_is_documented_only_where_it_exists(make_app: AppFactory) -> None:
+    assert "/api/admin/reset-database" in spec_of(make_app(ENVIRONMENT="development"))["paths"]
+    assert "/api/admin/reset-database" not in spec_of(make_app())["paths"]
+
+
+def test_the_served_document_is_the_generated_one(app: Flask, client: FlaskClient) -> None:
+    assert spec_of(app) == build_spec(app)
+    # Built once per app, then served as is.
+    assert client.get("/api/openapi.json").data == client.get("/api/openapi.json").data
+
+
+def test_operation_ids_are_unique_and_descriptions_come_from_the_views(app: Flask) -> None:
+    spec = spec_of(app)
+    ids = [operation["operationId"] for _, _, operation in operations(spec)]
+    assert len(ids) == len(set(ids))
+    for op in OPERATIONS:
+        if op.path in spec["paths"]:
+            view = app.view_functions[op.endpoint]
+            description = spec["paths"][op.path][op.method.lower()]["description"]
+            assert description == inspect.cleandoc(view.__doc__ or ""), op
+
+
+def test_every_reference_resolves_and_every_schema_is_pydantics(app: Flask) -> None:
+    spec = spec_of(app)
+    for ref in set(refs(spec)):
+        assert resolve(spec, ref) is not None
+    components = spec["components"]["schemas"]
+    for name in ("AgentOut", "ThreadOut", "RunOut", "ThreadMessageOut", "HealthOut"):
+        model: type[BaseModel] = getattr(schemas, name)
+        assert set(components[name]["properties"]) == set(model.model_fields), name
+    for model in (schemas.AgentCreate, schemas.ThreadCreate, schemas.ThreadMessageCreate):
+        assert components[model.__name__]["additionalProperties"] is False
+
+
+def test_partial_updates_refuse_null_where_the_server_does(app: Flask) -> None:
+    """PUT/PATCH bodies: ``null`` only for nullable columns; no defaults (absent = unchanged)."""
+    components = spec_of(app)["components"]["schemas"]
+    for model in (schemas.AgentUpdate, schemas.ThreadUpdate):
+        properties = components[model.__name__]["properties"]
+        assert "required" not in components[model.__name__]
+        for name, field in properties.items():
+            assert "default" not in field, (model.__name__, name)
+            allows_null = {"type": "null"} in field.get("anyOf", [])
+            assert allows_null == (name not in model.NOT_NULL), (model.__name__, name)
+
+
+def test_every_operation_lists_the_errors_it_can_answer(app: Flask) -> None:
+    spec = spec_of(app)
+    for method, path, operation in operations(spec):
+        statuses = set(operation["responses"])
+        assert "500" in statuses, (method, path)
+        assert "401" not in statuses  # no token configured
+        has_path_id = "{" in path
+        has_body = "requestBody" in operation
+        has_query = any(p["in"] == "query" for p in operation.get("parameters", []))
+        assert ("404" in statuses) >= has_path_id, (method, path)
+        assert {"400", "413", "422"} <= statuses or not has_body, (method, path)
+        assert "422" in statuses or not has_query, (method, path)
+        for status, response in operation["responses"].items():
+            if status.startswith(("4", "5")) and status != "503":
+                response = resolve(spec, response["$ref"]) if "$ref" in response else response
+                assert set(response["content"]) == {PROBLEM}, (method, path, status)
+    assert set(spec["paths"]["/api/threads/{thread_id}/run"]["post"]["responses"]) >= {
+        "202",
+        "409",
+    }
+    assert spec["paths"]["/api/agents/{agent_id}"]["delete"]["responses"]["204"].keys() == {
+        "description"
+    }
+
+
+def test_the_problem_shapes_are_those_the_server_sends(
+    app: Flask, client: FlaskClient, secured: Flask
+) -> None:
+    """Real error bodies, one per status, validate against the documented problem models."""
+    app.add_url_rule("/api/explode", "explode", lambda: 1 / 0)
+    assert client.post("/api/agents", json={"name": "a"}).status_code == 201
+    answers = {
+        400: client.post("/api/agents", data="{not json", content_type="application/json"),
+        404: client.get("/api/agents/999"),
+        405: client.delete("/api/agents"),
+        409: client.post("/api/agents/1/run"),  # no task instructions
+        413: client.post("/api/agents", data="x" * (app.config["MAX_CONTENT_LENGTH"] + 1)),
+        422: client.post("/api/agents", json={"name": ""}),
+        500: client.get("/api/explode"),
+        401: secured.test_client().get("/api/agents"),
+    }
+    documented = spec_of(secured)["components"]["responses"]
+    models = {422: schemas.ValidationProblem, 500: schemas.ServerProblem}
+    for status, response in answers.items():
+        assert response.status_code == status, (status, response.data)
+        assert response.mimetype == PROBLEM
+        body = response.get_json()
+        model = models.get(status, schemas.Problem)
+        model.model_validate(body)
+        assert set(body) <= set(model.model_fields), status
+    assert {"BadRequest", "Unauthorized", "NotFound", "MethodNotAllowed"} <= set(documented)
+    assert {"ContentTooLarge", "UnprocessableContent", "InternalServerError"} <= set(documented)
+
+
+def test_with_a_token_the_document_says_so_and_needs_it_too(secured: Flask) -> None:
+    """The docs routes follow the one rule of zerg.auth: every /api route but health."""
+    client = secured.test_client()
+    for path in ("/api/openapi.json", "/api/docs"):
+        assert client.get(path).status_code == 401
+        assert client.get(path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    spec = spec_of(secured)
+    assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
+    assert spec["security"] == [{"bearerAuth": []}]
+    for method, path, operation in operations(spec):
+        if path in OPEN_PATHS:
+            assert operation["security"] == [] and "401" not in operation["responses"]
+        else:
+            assert "401" in operation["responses"], (method, path)
+
+
+def test_without_a_token_no_security_is_claimed(app: Flask) -> None:
+    spec = spec_of(app)
+    assert "security" not in spec and "securitySchemes" not in spec["components"]
+
+
+def test_the_websocket_is_described_not_offered_as_an_operation(app: Flask) -> None:
+    spec = spec_of(app)
+    assert "/api/ws" not in spec["paths"]
+    description = spec["info"]["description"]
+    assert "/api/ws" in description
+    for kind, (model, _) in HANDLERS.items():
+        assert f"`{kind}`" in description
+        assert model.__name__ in spec["components"]["schemas"]
+
+
+def test_the_docs_page_shows_everything_without_the_internet(
+    app: Flask, client: FlaskClient
+) -> None:
+    response = client.get("/api/docs")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    spec = spec_of(app)
+    for method, path, operation in operations(spec):
+        assert f'id="op-{operation["operationId"]}"' in page, (method, path)
+        assert path in page
+    for name in spec["components"]["schemas"]:
+        assert f'id="schema-{name}"' in page
+    # Nothing to fetch: no scripts, stylesheets, images or fonts from elsewhere.
+    assert "<script" not in page
+    assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
+    assert "@import" not in page and "url(" not in page
+    # Text from the document is escaped, not injected.
+    assert "<text>" not in page and "&lt;text&gt;" in page

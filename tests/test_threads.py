@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask import request
 from flask.testing import FlaskClient
 
 from tests import helpers
@@ -790,6 +791,23 @@ def test_health_reports_ok(client: FlaskClient) -> None:
     body = response.get_json()
     assert body == {"status": "ok", "database": "ok", "instance": body["instance"]}
     assert body["instance"] == get_runner(client.application).instance_id
+
+
+def test_health_probes_are_answered_in_front_of_flask(app: Flask) -> None:
+    """GET never reaches Flask's hooks; HEAD and the rest go to the view, with the same body."""
+    dispatched: list[str] = []
+    app.before_request(lambda: dispatched.append(request.method))
+    client = app.test_client()
+
+    probe = client.get("/api/health")
+    head = client.head("/api/health")
+    posted = client.post("/api/health")
+
+    assert dispatched == ["HEAD", "POST"]
+    assert probe.status_code == head.status_code == 200
+    assert probe.headers["Content-Length"] == head.headers["Content-Length"]
+    assert probe.mimetype == head.mimetype == "application/json"
+    assert_problem(posted, 405)
 
 
 def test_health_needs_no_token_when_the_api_is_protected(make_app: AppFactory) -> None:

@@ -16,7 +16,7 @@ from zerg.api import threads
 
 
 def init_app(app: Flask) -> None:
-    """Register the resource blueprints; the admin one only in development."""
+    """Register the resource blueprints (the admin one only in development) and the health probe."""
     # "/api/agents" and "/api/agents/" both answer, without a redirect.
     app.url_map.strict_slashes = False
     api = Blueprint("api", __name__, url_prefix="/api")
@@ -25,3 +25,4 @@ def init_app(app: Flask) -> None:
     if app.config["ENVIRONMENT"] == "development":
         api.register_blueprint(admin.bp)
     app.register_blueprint(api)
+    health.init_app(app)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint
 from flask import Response
+from sqlalchemy import bindparam
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -11,9 +12,10 @@ from zerg import cron
 from zerg import events
 from zerg.api.io import get_or_404
 from zerg.api.io import no_content
-from zerg.api.io import paginate
+from zerg.api.io import page_params
 from zerg.api.io import parse_body
 from zerg.api.io import parse_query
+from zerg.api.io import read_or_404
 from zerg.api.io import respond
 from zerg.api.io import respond_json
 from zerg.api.io import respond_list
@@ -35,8 +37,19 @@ from zerg.schemas import RunOut
 from zerg.schemas import ThreadMessageOut
 from zerg.schemas import ThreadOut
 from zerg.schemas import serialize
+from zerg.statements import page_of
+from zerg.statements import reading
+from zerg.statements import row_by_id
 
 bp = Blueprint("agents", __name__, url_prefix="/agents")
+
+AGENT = row_by_id(Agent.__table__)
+AGENTS_PAGE = page_of(select(Agent.__table__).order_by(Agent.created_at, Agent.id))
+AGENT_MESSAGES_PAGE = page_of(
+    select(AgentMessage.__table__)
+    .where(AgentMessage.agent_id == bindparam("agent_id"))
+    .order_by(AgentMessage.timestamp, AgentMessage.id)
+)
 
 
 def _check_model(model: str) -> None:
@@ -68,9 +81,9 @@ def load_agent(session: Session, agent_id: int) -> Agent:
 @bp.get("")
 def list_agents() -> Response:
     """List agents in creation order."""
-    page = parse_query(Page)
-    statement = select(Agent).order_by(Agent.created_at, Agent.id)
-    return respond_list(AgentOut, list(get_db().scalars(paginate(statement, page))))
+    params = page_params(parse_query(Page))
+    with reading() as connection:
+        return respond_list(AgentOut, AGENTS_PAGE.all(connection, **params))
 
 
 @bp.post("")
@@ -103,7 +116,8 @@ def create_agent() -> Response:
 @bp.get("/<int:agent_id>")
 def get_agent(agent_id: int) -> Response:
     """Return one agent."""
-    return respond(AgentOut, load_agent(get_db(), agent_id))
+    with reading() as connection:
+        return respond(AgentOut, read_or_404(connection, AGENT, agent_id, "Agent"))
 
 
 @bp.route("/<int:agent_id>", methods=["PUT", "PATCH"])
@@ -160,15 +174,11 @@ def run_agent(agent_id: int) -> Response:
 @bp.get("/<int:agent_id>/messages")
 def list_agent_messages(agent_id: int) -> Response:
     """List an agent's messages, oldest first."""
-    page = parse_query(Page)
-    session = get_db()
-    load_agent(session, agent_id)
-    statement = (
-        select(AgentMessage)
-        .where(AgentMessage.agent_id == agent_id)
-        .order_by(AgentMessage.timestamp, AgentMessage.id)
-    )
-    return respond_list(AgentMessageOut, list(session.scalars(paginate(statement, page))))
+    params = page_params(parse_query(Page))
+    with reading() as connection:
+        read_or_404(connection, AGENT, agent_id, "Agent")
+        rows = AGENT_MESSAGES_PAGE.all(connection, agent_id=agent_id, **params)
+    return respond_list(AgentMessageOut, rows)
 
 
 @bp.post("/<int:agent_id>/messages")

@@ -23,6 +23,8 @@ from zerg.errors import validation_errors
 from zerg.models import Base
 from zerg.schemas import ID_MAX
 from zerg.schemas import Page
+from zerg.statements import Connection
+from zerg.statements import Statement
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
 RowT = TypeVar("RowT", bound=Base)
@@ -54,10 +56,15 @@ def parse_query(schema: type[RequestT]) -> RequestT:
         raise unprocessable(validation_errors(exc, "query")) from None
 
 
+def page_params(page: Page) -> dict[str, int]:
+    """Return a page's skip and limit, capping limit at MAX_PAGE_SIZE."""
+    return {"skip": page.skip, "limit": min(page.limit, current_app.config["MAX_PAGE_SIZE"])}
+
+
 def paginate(statement: Select[Any], page: Page) -> Select[Any]:
-    """Apply skip/limit, capping limit at MAX_PAGE_SIZE."""
-    limit = min(page.limit, current_app.config["MAX_PAGE_SIZE"])
-    return statement.offset(page.skip).limit(limit)
+    """Apply a page's skip and (capped) limit to an ORM statement."""
+    params = page_params(page)
+    return statement.offset(params["skip"]).limit(params["limit"])
 
 
 def get_or_404(
@@ -69,6 +76,16 @@ def get_or_404(
     PostgreSQL would reject them as out of range rather than find no row.
     """
     row = session.get(model, ident, with_for_update=lock) if ident <= ID_MAX else None
+    if row is None:
+        raise NotFound(what, ident)
+    return row
+
+
+def read_or_404(
+    connection: Connection, statement: Statement, ident: int, what: str
+) -> dict[str, Any]:
+    """Read one row by primary key through ``statement`` (a :func:`row_by_id`) or raise a 404."""
+    row = statement.first(connection, id=ident) if ident <= ID_MAX else None
     if row is None:
         raise NotFound(what, ident)
     return row

@@ -4,26 +4,33 @@ from __future__ import annotations
 
 from flask import Blueprint
 from flask import Response
+from sqlalchemy import bindparam
+from sqlalchemy import insert
 from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from zerg import events
 from zerg.api.agents import load_agent
 from zerg.api.io import get_or_404
 from zerg.api.io import no_content
+from zerg.api.io import page_params
 from zerg.api.io import paginate
 from zerg.api.io import parse_body
 from zerg.api.io import parse_query
+from zerg.api.io import read_or_404
 from zerg.api.io import respond
 from zerg.api.io import respond_json
 from zerg.api.io import respond_list
 from zerg.db import get_db
+from zerg.errors import NotFound
 from zerg.events import EventType
 from zerg.models import Thread
 from zerg.models import ThreadMessage
 from zerg.models import utcnow
 from zerg.runner import get_runner
 from zerg.runner import queue_thread_run
+from zerg.schemas import ID_MAX
 from zerg.schemas import Page
 from zerg.schemas import RunOut
 from zerg.schemas import ThreadCreate
@@ -33,8 +40,32 @@ from zerg.schemas import ThreadOut
 from zerg.schemas import ThreadQuery
 from zerg.schemas import ThreadUpdate
 from zerg.schemas import serialize
+from zerg.statements import Statement
+from zerg.statements import page_of
+from zerg.statements import reading
+from zerg.statements import row_by_id
+from zerg.statements import writing
 
 bp = Blueprint("threads", __name__, url_prefix="/threads")
+
+_threads, _messages = Thread.__table__, ThreadMessage.__table__
+TOUCH_THREAD = Statement(
+    update(_threads)
+    .where(_threads.c.id == bindparam("thread_id"))
+    .values(updated_at=bindparam("now"))
+    .returning(_threads.c.id)
+)
+THREAD = row_by_id(_threads)
+THREAD_MESSAGES_PAGE = page_of(
+    select(_messages)
+    .where(_messages.c.thread_id == bindparam("thread_id"))
+    .order_by(_messages.c.timestamp, _messages.c.id)
+)
+INSERT_MESSAGE = Statement(
+    insert(_messages)
+    .values({column.key: bindparam(column.key) for column in _messages.c if column.key != "id"})
+    .returning(*_messages.c)
+)
 
 
 def load_thread(session: Session, thread_id: int, *, lock: bool = False) -> Thread:
@@ -76,7 +107,8 @@ def create_thread() -> Response:
 @bp.get("/<int:thread_id>")
 def get_thread(thread_id: int) -> Response:
     """Return one thread."""
-    return respond(ThreadOut, load_thread(get_db(), thread_id))
+    with reading() as connection:
+        return respond(ThreadOut, read_or_404(connection, THREAD, thread_id, "Thread"))
 
 
 @bp.route("/<int:thread_id>", methods=["PUT", "PATCH"])
@@ -122,27 +154,37 @@ def run_thread(thread_id: int) -> Response:
 @bp.get("/<int:thread_id>/messages")
 def list_thread_messages(thread_id: int) -> Response:
     """List a thread's messages, oldest first."""
-    page = parse_query(Page)
-    session = get_db()
-    load_thread(session, thread_id)
-    statement = (
-        select(ThreadMessage)
-        .where(ThreadMessage.thread_id == thread_id)
-        .order_by(ThreadMessage.timestamp, ThreadMessage.id)
-    )
-    return respond_list(ThreadMessageOut, list(session.scalars(paginate(statement, page))))
+    params = page_params(parse_query(Page))
+    with reading() as connection:
+        read_or_404(connection, THREAD, thread_id, "Thread")
+        rows = THREAD_MESSAGES_PAGE.all(connection, thread_id=thread_id, **params)
+    return respond_list(ThreadMessageOut, rows)
 
 
 @bp.post("/<int:thread_id>/messages")
 def create_thread_message(thread_id: int) -> Response:
-    """Add a message to a thread."""
+    """Add a message to a thread.
+
+    The hottest write, so it skips the session: one UPDATE finds the thread,
+    stamps it and takes its row lock (see :func:`load_thread`), one INSERT
+    writes the message and hands back its row.
+    """
     body = parse_body(ThreadMessageCreate)
-    session = get_db()
-    thread = load_thread(session, thread_id, lock=True)
-    message = ThreadMessage(thread_id=thread_id, **body.model_dump())
-    session.add(message)
-    thread.updated_at = utcnow()
-    session.commit()
-    payload = serialize(ThreadMessageOut, message)
+    now = utcnow()
+    with writing() as connection:
+        touched = None
+        if thread_id <= ID_MAX:
+            touched = TOUCH_THREAD.first(connection, thread_id=thread_id, now=now)
+        if touched is None:
+            raise NotFound("Thread", thread_id)
+        row = INSERT_MESSAGE.first(
+            connection,
+            thread_id=thread_id,
+            processed=False,
+            partial=False,
+            timestamp=now,
+            **body.model_dump(),
+        )
+    payload = serialize(ThreadMessageOut, row)
     events.publish(events.thread_message_created(payload))
     return respond_json(payload, 201)

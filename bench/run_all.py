@@ -6,12 +6,14 @@ In order, each in its own process with a time limit, its output shown as it runs
    pinned gunicorn worker, against a bare WSGI app and raw sqlite3 (targets: PASS/MISS);
 2. ``run_latency.py``: a run's POST -> first chunk / stream_end on the offline model,
    against the offline provider streaming in-process;
-3. ``ws_fanout.py``: websocket fan-out to 1 (baseline), 50 and 200 clients at 10 events/s.
+3. ``ws_fanout.py``: websocket fan-out to 1 (baseline), 50 and 200 clients at 10 events/s;
+4. ``load.py``: a mixed load with 50 websocket watchers, then checks for errors,
+   lost messages and leaks (p50/p99 per operation).
 
 Each writes its JSON to a temporary file; this script gathers them, with the
 machine's load average before and after each, into
 ``bench/results/<UTC time>.json`` (and ``bench/results/latest.json``; the folder
-is git-ignored), then prints a short summary. The whole run takes about 6 minutes
+is git-ignored), then prints a short summary. The whole run takes about 8 minutes
 with the defaults.
 
     .venv/bin/python bench/run_all.py
@@ -62,11 +64,13 @@ BENCHMARKS = [
     Benchmark("http", "http_bench.py", 15 * 60),
     Benchmark("run_latency", "run_latency.py", 5 * 60),
     Benchmark("ws_fanout", "ws_fanout.py", 10 * 60),
+    Benchmark("load", "load.py", 5 * 60),
 ]
 QUICK = {
     "http": ["--warmup", "1", "--duration", "1", "--runs", "2", "--sqlite-seconds", "0.2"],
     "run_latency": ["--runs", "5"],
     "ws_fanout": ["--clients", "20", "--duration", "3", "--drain", "1"],
+    "load": ["--duration", "5"],
 }
 
 
@@ -148,6 +152,11 @@ def summary(combined: dict[str, Any]) -> list[str]:
                 f"ws    {row['clients']:4d} clients: p99 {row['p99_ms']:.1f} ms, lost {row['lost']}"
             )
         lines.append(f"ws    {fanout['target']}")
+    load = (runs.get("load") or {}).get("results")
+    if load:
+        failed = [name for name, problems in load["checks"].items() if problems]
+        verdict = f"FAIL: {', '.join(failed)}" if failed else "all checks PASS"
+        lines.append(f"load  {load['seconds']:.0f} s, {load['frames']} ws frames: {verdict}")
     for key, run_result in runs.items():
         if run_result["status"] != "ok":
             lines.append(f"{key}: {run_result['status']}")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import AppFactory
+from tests.helpers import wait_for
 from zerg.models import Agent
 
 
@@ -44,3 +45,33 @@ def test_the_reset_route_is_absent_outside_development(
     assert response.mimetype == "application/problem+json"
     assert not any(rule.rule.startswith("/api/admin") for rule in app.url_map.iter_rules())
     assert rows(Agent) == 1
+
+
+def test_development_reports_pool_threads_websockets_and_runs(make_app: AppFactory) -> None:
+    app = make_app(ENVIRONMENT="development", OFFLINE_DELAY_SECONDS=0.001)
+    client = app.test_client()
+    agent = client.post("/api/agents", json={"name": "a", "task_instructions": "go"}).get_json()
+    run = client.post(f"/api/agents/{agent['id']}/run").get_json()
+    wait_for(
+        lambda: client.get(f"/api/runs/{run['id']}").get_json()["finished_at"] is not None,
+        "the run to finish",
+    )
+
+    stats = client.get("/api/admin/stats")
+
+    assert stats.status_code == 200
+    body = stats.get_json()
+    # The request reading the stats holds no connection: stats does not use one.
+    assert body["pool"]["checked_out"] == 0
+    assert body["pool"]["open"] >= 1
+    assert body["runs_in_flight"] == 0
+    assert body["websockets"] == {"connections": 0, "subscriptions": 0, "topics": 0}
+    kinds = body["threads"]["by_kind"]
+    assert kinds["MainThread"] == 1
+    assert sum(kinds.values()) == body["threads"]["total"]
+    assert kinds["zerg-run"] == 1  # the runner's pool keeps the thread that ran it
+    assert not any(kind.startswith("zerg-ws-writer") for kind in kinds)
+
+
+def test_the_stats_route_is_absent_outside_development(make_app: AppFactory) -> None:
+    assert make_app(ENVIRONMENT="testing").test_client().get("/api/admin/stats").status_code == 404

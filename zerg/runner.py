@@ -255,6 +255,11 @@ class Runner:
         with self._lock:
             return list(self._cancels)
 
+    def in_flight(self) -> int:
+        """Count the runs submitted here that have not finished."""
+        with self._lock:
+            return len(self._cancels)
+
     def _execute(self, run_id: int) -> None:
         try:
             execution = self._begin(run_id)

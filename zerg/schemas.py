@@ -288,6 +288,25 @@ class ResetOut(BaseModel):
     message: str
 
 
+class PoolStats(BaseModel):
+    checked_out: int
+    open: int
+
+
+class ThreadStats(BaseModel):
+    total: int
+    by_kind: dict[str, int]
+
+
+class StatsOut(BaseModel):
+    """What the development-only stats route answers."""
+
+    pool: PoolStats
+    threads: ThreadStats
+    websockets: dict[str, int]
+    runs_in_flight: int
+
+
 def _without_default(schema: dict[str, Any]) -> None:
     """Drop ``"default": null`` from a field whose schema has no null: absent is not null."""
     schema.pop("default", None)

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import re
+import threading
+from collections import Counter
+
 from flask import Blueprint
 from flask import Response
 from flask import jsonify
+from sqlalchemy.pool import QueuePool
 
 from zerg import db
+from zerg.api.io import respond
+from zerg.runner import get_runner
+from zerg.schemas import StatsOut
+from zerg.ws import get_hub
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+# "zerg-ws-writer-3f2a", "zerg-run_0", "ThreadPoolExecutor-0_12" -> their kind.
+_THREAD_SUFFIX = re.compile(r"([-_][0-9a-f]+)+$")
 
 
 @bp.post("/reset-database")
@@ -17,3 +29,26 @@ def reset_database() -> Response:
     db.drop_tables()
     db.create_tables()
     return jsonify(message="Database reset: all tables dropped and recreated.")
+
+
+@bp.get("/stats")
+def stats() -> Response:
+    """Report this process's connections, threads, websockets and runs.
+
+    What a load test checks once the load stops: nothing checked out of the
+    pool, no websocket writer or run thread left over. Threads are counted by
+    kind (their name without its number); gunicorn's own request threads
+    ("ThreadPoolExecutor") stay once started, up to its ``threads`` setting.
+    """
+    pool = db.get_database().engine.pool
+    checked_out = checked_in = 0
+    if isinstance(pool, QueuePool):  # file SQLite and PostgreSQL; not :memory:
+        checked_out, checked_in = pool.checkedout(), pool.checkedin()
+    kinds = Counter(_THREAD_SUFFIX.sub("", thread.name) for thread in threading.enumerate())
+    body = {
+        "pool": {"checked_out": checked_out, "open": checked_out + checked_in},
+        "threads": {"total": sum(kinds.values()), "by_kind": dict(sorted(kinds.items()))},
+        "websockets": get_hub().stats(),
+        "runs_in_flight": get_runner().in_flight(),
+    }
+    return respond(StatsOut, body)

@@ -374,7 +374,8 @@ def run_load(args: argparse.Namespace, base: str, ws_base: str) -> int:
     if not ready.wait(timeout=90):
         raise SystemExit("the watchers did not subscribe within 90 s")
 
-    tally, outcomes = Tally(), []
+    tally = Tally()
+    outcomes: list[str] = []
     until = time.monotonic() + args.duration
     workers = [
         *(

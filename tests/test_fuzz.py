@@ -400,7 +400,14 @@ def test_frames_that_end_the_connection_leave_nothing_behind(
     client.close()
     wait_for(lambda: get_hub(app).stats() == {"connections": 0, "subscriptions": 0, "topics": 0})
     wait_for(lambda: handler_threads() <= before)
-    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+    # Only the server's logs count: the test's own client (the websockets
+    # library) may log the socket it just cut from under its reader thread.
+    server_errors = [
+        r
+        for r in caplog.records
+        if r.levelno >= logging.ERROR and not r.name.startswith("websockets")
+    ]
+    assert not server_errors, caplog.text
     # The server itself is unharmed.
     with WSClient(f"{seeded_server.ws_url}/api/ws") as again:
         again.ping()

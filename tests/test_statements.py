@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC
 from datetime import datetime
+from typing import cast
 
 import pytest
 from flask import Flask
+from sqlalchemy import Table
 from sqlalchemy import bindparam
 from sqlalchemy import exc
 from sqlalchemy import select
@@ -23,13 +25,14 @@ from zerg.statements import reading
 from zerg.statements import row_by_id
 from zerg.statements import writing
 
-AGENT = row_by_id(Agent.__table__)
+AGENTS = cast(Table, Agent.__table__)
+AGENT = row_by_id(AGENTS)
 NOW = datetime(2031, 5, 6, 7, 8, 9, tzinfo=UTC)
 RENAME = Statement(
-    update(Agent.__table__)
-    .where(Agent.__table__.c.id == bindparam("agent_id"))
+    update(AGENTS)
+    .where(AGENTS.c.id == bindparam("agent_id"))
     .values(name=bindparam("new_name"), updated_at=bindparam("now"))
-    .returning(Agent.__table__.c.id, Agent.__table__.c.name)
+    .returning(AGENTS.c.id, AGENTS.c.name)
 )
 
 
@@ -90,9 +93,7 @@ def test_a_write_block_commits(app: Flask, db_session: Session) -> None:
 
 def test_a_statement_that_would_skip_a_python_side_default_is_refused(app: Flask) -> None:
     """updated_at has onupdate=utcnow, which only SQLAlchemy's execution would run."""
-    rename = Statement(
-        update(Agent.__table__).values(name=bindparam("new_name")).returning(Agent.__table__.c.id)
-    )
+    rename = Statement(update(AGENTS).values(name=bindparam("new_name")).returning(AGENTS.c.id))
     with writing(app) as connection, pytest.raises(ValueError, match="updated_at"):
         rename.first(connection, new_name="x")
 

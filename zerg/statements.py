@@ -46,7 +46,7 @@ class _Compiled:
     """A statement as one dialect runs it."""
 
     sql: str
-    construct_params: Callable[[dict[str, Any]], dict[str, Any]]
+    construct_params: Callable[..., Any]  # SQLCompiler.construct_params
     bind_order: tuple[str, ...] | None  # names in placeholder order, for positional styles
     bind_processors: tuple[tuple[str, Processor], ...]
     keys: tuple[str, ...]
@@ -115,10 +115,10 @@ class Statement:
         keys, processors = compiled.keys, compiled.result_processors
         result = []
         for row in rows:
-            values = list(row)
+            cells = list(row)
             for index, processor in processors:
-                values[index] = processor(values[index])
-            result.append(dict(zip(keys, values, strict=True)))
+                cells[index] = processor(cells[index])
+            result.append(dict(zip(keys, cells, strict=True)))
         return result
 
     def first(self, connection: Connection, **params: Any) -> dict[str, Any] | None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from flask import Blueprint
 from flask import Response
+from sqlalchemy import Table
 from sqlalchemy import bindparam
 from sqlalchemy import insert
 from sqlalchemy import select
@@ -48,7 +51,7 @@ from zerg.statements import writing
 
 bp = Blueprint("threads", __name__, url_prefix="/threads")
 
-_threads, _messages = Thread.__table__, ThreadMessage.__table__
+_threads, _messages = cast(Table, Thread.__table__), cast(Table, ThreadMessage.__table__)
 TOUCH_THREAD = Statement(
     update(_threads)
     .where(_threads.c.id == bindparam("thread_id"))

@@ -17,11 +17,21 @@ from zerg.errors import APIError
 OPEN_PATHS = frozenset({"/api/health"})
 
 
-def _token_from_request() -> str:
-    header = request.headers.get("Authorization", "")
+def bearer_token(header: str) -> str:
+    """Return the token of an ``Authorization: Bearer <token>`` header ("" if none)."""
     scheme, _, token = header.partition(" ")
-    if scheme.lower() == "bearer" and token:
-        return token.strip()
+    return token.strip() if scheme.lower() == "bearer" and token else ""
+
+
+def token_matches(given: str, expected: str) -> bool:
+    """Compare tokens in constant time."""
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+def _token_from_request() -> str:
+    token = bearer_token(request.headers.get("Authorization", ""))
+    if token:
+        return token
     # Browsers cannot set headers on a websocket handshake.
     return request.args.get("token", "") if request.path == "/api/ws" else ""
 
@@ -38,7 +48,7 @@ def init_app(app: Flask) -> None:
         if not path.startswith("/api") or path in OPEN_PATHS or request.method == "OPTIONS":
             return
         given = _token_from_request()
-        if not hmac.compare_digest(given.encode(), expected.encode()):
+        if not token_matches(given, expected):
             raise APIError(
                 401,
                 "A valid API token is required: send Authorization: Bearer <token>.",

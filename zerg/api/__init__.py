@@ -8,6 +8,7 @@ from flask import Flask
 from zerg import ws
 from zerg.api import admin
 from zerg.api import agents
+from zerg.api import fastlane
 from zerg.api import health
 from zerg.api import models
 from zerg.api import openapi
@@ -16,7 +17,7 @@ from zerg.api import threads
 
 
 def init_app(app: Flask) -> None:
-    """Register the resource blueprints (the admin one only in development) and the health probe."""
+    """Register the resource blueprints (the admin one only in development) and the fast lane."""
     # "/api/agents" and "/api/agents/" both answer, without a redirect.
     app.url_map.strict_slashes = False
     api = Blueprint("api", __name__, url_prefix="/api")
@@ -25,4 +26,4 @@ def init_app(app: Flask) -> None:
     if app.config["ENVIRONMENT"] == "development":
         api.register_blueprint(admin.bp)
     app.register_blueprint(api)
-    health.init_app(app)
+    fastlane.init_app(app)

@@ -1,19 +1,13 @@
-"""Liveness and database reachability, answered in front of Flask.
+"""Liveness and database reachability.
 
-Load balancers probe ``GET /api/health`` several times a second per process,
-and the answer never depends on the request: so a WSGI middleware answers it
-before Flask builds a request context (which costs more than the probe itself:
-see bench/README.md). The blueprint view stays for what the middleware hands
-on: HEAD, preflights and, when CORS is on, requests that carry an Origin (the
-CORS hook adds its headers there). Both give the same body.
+Probes are answered by the fast lane (zerg/api/fastlane.py) before Flask; this
+view answers what the lane hands on (HEAD, preflights, requests with an Origin
+when CORS is on), with the same body from :func:`report`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from collections.abc import Iterable
-from typing import Any
 
 from flask import Blueprint
 from flask import Flask
@@ -21,14 +15,10 @@ from flask import Response
 from flask import current_app
 
 from zerg import db
+from zerg.api.io import JSON_MIMETYPE
 from zerg.runner import get_runner
 
 bp = Blueprint("health", __name__, url_prefix="/health")
-
-PATH = "/api/health"
-JSON_MIMETYPE = "application/json"
-StartResponse = Callable[..., Any]
-WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 def report(app: Flask) -> tuple[int, bytes]:
@@ -49,32 +39,3 @@ def health() -> Response:
     """Report whether the process and its database answer (503 if the database does not)."""
     status, body = report(current_app._get_current_object())  # type: ignore[attr-defined]
     return Response(body, status=status, mimetype=JSON_MIMETYPE)
-
-
-class HealthProbe:
-    """WSGI middleware that answers plain ``GET /api/health`` without entering Flask."""
-
-    def __init__(self, app: Flask, wsgi_app: WSGIApp) -> None:
-        self.app = app
-        self.wsgi_app = wsgi_app
-        # With CORS on, a browser's probe needs the CORS hook's headers.
-        self.pass_origin = bool(app.config["CORS_ORIGINS"])
-
-    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if (
-            environ.get("PATH_INFO") != PATH
-            or environ.get("REQUEST_METHOD") != "GET"
-            or (self.pass_origin and "HTTP_ORIGIN" in environ)
-        ):
-            return self.wsgi_app(environ, start_response)
-        status, body = report(self.app)
-        start_response(
-            "200 OK" if status == 200 else "503 Service Unavailable",
-            [("Content-Type", JSON_MIMETYPE), ("Content-Length", str(len(body)))],
-        )
-        return [body]
-
-
-def init_app(app: Flask) -> None:
-    """Put the health probe in front of the app's WSGI pipeline."""
-    app.wsgi_app = HealthProbe(app, app.wsgi_app)  # type: ignore[method-assign]

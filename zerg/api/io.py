@@ -96,15 +96,24 @@ def _list_adapter(schema: type[BaseModel]) -> TypeAdapter[list[Any]]:
     return TypeAdapter(list[schema])  # type: ignore[valid-type]
 
 
+def dump(schema: type[BaseModel], row: object) -> bytes:
+    """Serialise one row (an ORM object or a dict) to JSON through its response schema."""
+    return schema.model_validate(row).model_dump_json().encode()
+
+
 def respond(schema: type[BaseModel], row: object, status: int = 200) -> Response:
     """Serialise one row through its response schema."""
-    body = schema.model_validate(row).model_dump_json()
-    return Response(body, status=status, mimetype=JSON_MIMETYPE)
+    return Response(dump(schema, row), status=status, mimetype=JSON_MIMETYPE)
+
+
+def dump_payload(payload: dict[str, Any]) -> bytes:
+    """Serialise a payload that was also published as an event."""
+    return json.dumps(payload).encode()
 
 
 def respond_json(payload: dict[str, Any], status: int = 200) -> Response:
     """Send an already serialised payload (one that was also published as an event)."""
-    return Response(json.dumps(payload), status=status, mimetype=JSON_MIMETYPE)
+    return Response(dump_payload(payload), status=status, mimetype=JSON_MIMETYPE)
 
 
 def respond_list(schema: type[BaseModel], rows: list[Any]) -> Response:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
 from typing import cast
 
 from flask import Blueprint
+from flask import Flask
 from flask import Response
 from sqlalchemy import Table
 from sqlalchemy import bindparam
@@ -43,6 +45,7 @@ from zerg.schemas import ThreadOut
 from zerg.schemas import ThreadQuery
 from zerg.schemas import ThreadUpdate
 from zerg.schemas import serialize
+from zerg.statements import Connection
 from zerg.statements import Statement
 from zerg.statements import page_of
 from zerg.statements import reading
@@ -164,30 +167,43 @@ def list_thread_messages(thread_id: int) -> Response:
     return respond_list(ThreadMessageOut, rows)
 
 
-@bp.post("/<int:thread_id>/messages")
-def create_thread_message(thread_id: int) -> Response:
-    """Add a message to a thread.
+def add_message(
+    connection: Connection, thread_id: int, body: ThreadMessageCreate
+) -> dict[str, Any] | None:
+    """Write a message to a thread, in the caller's transaction; None if there is no such thread.
 
     The hottest write, so it skips the session: one UPDATE finds the thread,
     stamps it and takes its row lock (see :func:`load_thread`), one INSERT
     writes the message and hands back its row.
     """
-    body = parse_body(ThreadMessageCreate)
+    if thread_id > ID_MAX:
+        return None
     now = utcnow()
-    with writing() as connection:
-        touched = None
-        if thread_id <= ID_MAX:
-            touched = TOUCH_THREAD.first(connection, thread_id=thread_id, now=now)
-        if touched is None:
-            raise NotFound("Thread", thread_id)
-        row = INSERT_MESSAGE.first(
-            connection,
-            thread_id=thread_id,
-            processed=False,
-            partial=False,
-            timestamp=now,
-            **body.model_dump(),
-        )
+    if TOUCH_THREAD.first(connection, thread_id=thread_id, now=now) is None:
+        return None
+    return INSERT_MESSAGE.first(
+        connection,
+        thread_id=thread_id,
+        processed=False,
+        partial=False,
+        timestamp=now,
+        **body.model_dump(),
+    )
+
+
+def announce_message(row: dict[str, Any], app: Flask | None = None) -> dict[str, Any]:
+    """Publish a committed message to its thread's watchers; return the payload sent."""
     payload = serialize(ThreadMessageOut, row)
-    events.publish(events.thread_message_created(payload))
-    return respond_json(payload, 201)
+    events.publish(events.thread_message_created(payload), app)
+    return payload
+
+
+@bp.post("/<int:thread_id>/messages")
+def create_thread_message(thread_id: int) -> Response:
+    """Add a message to a thread (the fast lane answers most of these first)."""
+    body = parse_body(ThreadMessageCreate)
+    with writing() as connection:
+        row = add_message(connection, thread_id, body)
+    if row is None:
+        raise NotFound("Thread", thread_id)
+    return respond_json(announce_message(row), 201)

@@ -30,6 +30,7 @@ import io
 import logging
 from collections.abc import Callable
 from collections.abc import Iterable
+from functools import cache
 from http import HTTPStatus
 from typing import Any
 
@@ -54,6 +55,15 @@ log = logging.getLogger(__name__)
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 Answer = tuple[int, bytes]
+
+
+HEALTH_PATHS = frozenset({"/api/health", "/api/health/"})
+
+
+@cache
+def _status_line(status: int) -> str:
+    """Spell a status line as werkzeug does ("201 CREATED")."""
+    return f"{status} {HTTPStatus(status).phrase.upper()}"
 
 
 class HandOn(Exception):
@@ -84,7 +94,7 @@ class FastLane:
             return self.wsgi_app(environ, start_response)
         status, body = answer
         start_response(
-            f"{status} {HTTPStatus(status).phrase.upper()}",
+            _status_line(status),
             [("Content-Type", JSON_MIMETYPE), ("Content-Length", str(len(body)))],
         )
         return [body]
@@ -93,12 +103,12 @@ class FastLane:
         """Answer the request, or return None to hand it to Flask."""
         if self.cors and "HTTP_ORIGIN" in environ:
             return None
-        method = environ.get("REQUEST_METHOD")
-        parts = environ.get("PATH_INFO", "").split("/")
+        method, path = environ.get("REQUEST_METHOD"), environ.get("PATH_INFO", "")
+        if method == "GET" and path in HEALTH_PATHS:
+            return health.report(self.app)
+        parts = path.split("/")
         if parts[-1] == "" and len(parts) > 2:  # Flask answers "/x/" as "/x"
             parts.pop()
-        if method == "GET" and parts == ["", "api", "health"]:
-            return health.report(self.app)
         if not self._authorised(environ):
             return None
         if method == "GET" and len(parts) == 4 and parts[:3] == ["", "api", "agents"]:

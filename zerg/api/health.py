@@ -8,6 +8,7 @@ when CORS is on), with the same body from :func:`report`.
 from __future__ import annotations
 
 import json
+from functools import cache
 
 from flask import Blueprint
 from flask import Flask
@@ -29,6 +30,7 @@ def report(app: Flask) -> tuple[int, bytes]:
     return 503, _body("degraded", "unavailable", instance)
 
 
+@cache  # two bodies per process: probes need not build them again
 def _body(status: str, database: str, instance: str) -> bytes:
     payload = {"status": status, "database": database, "instance": instance}
     return json.dumps(payload, separators=(",", ":")).encode()

@@ -70,7 +70,7 @@ THREAD_MESSAGES_PAGE = page_of(
 INSERT_MESSAGE = Statement(
     insert(_messages)
     .values({column.key: bindparam(column.key) for column in _messages.c if column.key != "id"})
-    .returning(*_messages.c)
+    .returning(_messages.c.id)
 )
 
 
@@ -174,21 +174,23 @@ def add_message(
 
     The hottest write, so it skips the session: one UPDATE finds the thread,
     stamps it and takes its row lock (see :func:`load_thread`), one INSERT
-    writes the message and hands back its row.
+    writes the message and hands back its id.
     """
     if thread_id > ID_MAX:
         return None
     now = utcnow()
     if TOUCH_THREAD.first(connection, thread_id=thread_id, now=now) is None:
         return None
-    return INSERT_MESSAGE.first(
-        connection,
-        thread_id=thread_id,
-        processed=False,
-        partial=False,
-        timestamp=now,
+    values = {
+        "thread_id": thread_id,
+        "processed": False,
+        "partial": False,
+        "timestamp": now,
         **body.model_dump(),
-    )
+    }
+    inserted = INSERT_MESSAGE.first(connection, **values)
+    # Every column but the id is what was just bound: no need to read it back.
+    return None if inserted is None else {"id": inserted["id"], **values}
 
 
 def announce_message(row: dict[str, Any], app: Flask | None = None) -> dict[str, Any]:

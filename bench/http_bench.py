@@ -58,7 +58,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import sqlite3
 import statistics
 import subprocess
@@ -78,8 +77,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from common import HOST
+from common import free_port
+from common import wait_healthy
 
-HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 SERVER_CORE = 0
@@ -240,13 +241,6 @@ class Server:
             return "(no log)"
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def server_env(database: Path, port: int) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -327,22 +321,16 @@ def running_gunicorn(name: str, config: Path, workdir: Path, core: int | None) -
 
 
 def wait_ready(server: Server) -> None:
+    """Wait for a 200 from health, then for gunicorn's one worker, whose pid profiling needs."""
+    wait_healthy(server.url, server.process, START_TIMEOUT, server.log_tail)
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"{server.name} server exited early:\n{server.log_tail()}")
-        try:
-            if requests.get(f"{server.url}/api/health", timeout=2).status_code == 200:
-                workers = child_pids(server.process.pid)
-                if len(workers) == 1:
-                    server.worker_pid = workers[0]
-                    return
-        except requests.RequestException:
-            pass
+        workers = child_pids(server.process.pid)
+        if len(workers) == 1:
+            server.worker_pid = workers[0]
+            return
         time.sleep(0.1)
-    raise RuntimeError(
-        f"{server.name} server not ready in {START_TIMEOUT:.0f} s:\n{server.log_tail()}"
-    )
+    raise RuntimeError(f"{server.name} server has no single worker:\n{server.log_tail()}")
 
 
 # --- seeding -------------------------------------------------------------------

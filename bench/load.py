@@ -37,7 +37,6 @@ import argparse
 import json
 import multiprocessing
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,31 +50,28 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from common import HOST
+from common import free_port
+from common import wait_healthy
 from websockets.sync.client import connect
 
 ROOT = Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
+START_TIMEOUT = 30.0
 GUNICORN_THREADS = 128
 RUN_WORKERS = 4
 # Kinds of thread that belong to a pool which keeps its threads once started.
 POOLS = {"ThreadPoolExecutor": GUNICORN_THREADS, "zerg-run": RUN_WORKERS}
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def start_server(database: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(workdir: Path, port: int) -> subprocess.Popen[bytes]:
+    """Start gunicorn on a fresh database in ``workdir``, its log in ``workdir/server.log``."""
     env = dict(os.environ)
     env.update(
         BIND=f"{HOST}:{port}",
         WEB_CONCURRENCY="1",
         GUNICORN_THREADS=str(GUNICORN_THREADS),
         ENVIRONMENT="development",
-        DATABASE_URL=f"sqlite:///{database}",
+        DATABASE_URL=f"sqlite:///{workdir / 'zerg.sqlite'}",
         AUTO_CREATE_TABLES="true",
         SCHEDULER_ENABLED="false",
         EVENT_BACKEND="memory",
@@ -84,23 +80,16 @@ def start_server(database: Path, port: int) -> subprocess.Popen[bytes]:
         API_TOKEN="",
     )
     command = [str(Path(sys.executable).with_name("gunicorn")), "-c", "gunicorn.conf.py"]
-    return subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
+    with (workdir / "server.log").open("wb") as log:
+        return subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def wait_healthy(base: str, server: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise SystemExit("the server exited during start-up")
-        try:
-            if requests.get(f"{base}/api/health", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit(f"the server did not answer within {timeout:.0f} s")
+def log_tail(workdir: Path, lines: int = 30) -> str:
+    try:
+        text = (workdir / "server.log").read_text(errors="replace")
+    except OSError:
+        return "(no server log)"
+    return "\n".join(text.splitlines()[-lines:])
 
 
 # --- the watchers, in a process of their own ------------------------------------
@@ -336,20 +325,21 @@ def main() -> int:
 
     port = free_port()
     base, ws_base = f"http://{HOST}:{port}", f"ws://{HOST}:{port}"
-    with tempfile.TemporaryDirectory(prefix="zerg-load-") as workdir:
-        server = start_server(Path(workdir) / "zerg.sqlite", port)
+    with tempfile.TemporaryDirectory(prefix="zerg-load-") as tmp:
+        workdir = Path(tmp)
+        server = start_server(workdir, port)
         try:
-            wait_healthy(base, server)
+            wait_healthy(base, server, START_TIMEOUT, lambda: log_tail(workdir))
             return run_load(args, base, ws_base)
         finally:
             server.terminate()
             try:
-                _, errors = server.communicate(timeout=40)
+                server.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 server.kill()
-                _, errors = server.communicate()
-            if server.returncode not in (0, None):
-                sys.stderr.write(errors.decode(errors="replace")[-4000:])
+                server.wait()
+            if server.returncode != 0:
+                print(f"server exited with {server.returncode}; its log ends:\n{log_tail(workdir)}")
 
 
 def run_load(args: argparse.Namespace, base: str, ws_base: str) -> int:

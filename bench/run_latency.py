@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,15 +27,14 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from common import HOST
+from common import free_port
+from common import wait_healthy
 from websockets.sync.client import connect
 
 from zerg.llm.offline import OfflineProvider
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+START_TIMEOUT = 30.0
 
 
 def start_server(workdir: Path, port: int, delay: float) -> subprocess.Popen[bytes]:
@@ -50,18 +48,6 @@ def start_server(workdir: Path, port: int, delay: float) -> subprocess.Popen[byt
     log = (workdir / "server.log").open("wb")
     command = [sys.executable, "-m", "flask", "--app", "zerg", "serve", "--port", str(port)]
     return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-
-
-def wait_healthy(base: str, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{base}/api/health", timeout=1).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    raise SystemExit("server did not become healthy")
 
 
 def measure_server(base: str, ws_url: str, runs: int) -> tuple[list[float], list[float]]:
@@ -134,9 +120,9 @@ def main() -> None:
         port = free_port()
         server = start_server(Path(tmp), port, args.delay)
         try:
-            wait_healthy(f"http://127.0.0.1:{port}")
+            wait_healthy(f"http://{HOST}:{port}", server, START_TIMEOUT)
             chunk_ms, end_ms = measure_server(
-                f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", args.runs
+                f"http://{HOST}:{port}", f"ws://{HOST}:{port}", args.runs
             )
         finally:
             server.terminate()

@@ -40,7 +40,6 @@ import math
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -56,10 +55,12 @@ from typing import IO
 from typing import Any
 
 import requests
+from common import HOST
+from common import free_port
+from common import wait_healthy
 from websockets.asyncio.client import ClientConnection
 from websockets.asyncio.client import connect
 
-HOST = "127.0.0.1"
 START_TIMEOUT = 30.0
 SUBSCRIBE_TIMEOUT = 60.0
 CONCURRENT_HANDSHAKES = 32
@@ -85,13 +86,6 @@ class Server:
         return "ws" + self.url.removeprefix("http")
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def server_env(database: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
@@ -103,20 +97,6 @@ def server_env(database: Path) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
-
-
-def wait_healthy(server: Server) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"server exited early; see {server.log_path}:\n{log_tail(server)}")
-        try:
-            if requests.get(f"{server.url}/api/health", timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"server not healthy after {START_TIMEOUT:.0f} s:\n{log_tail(server)}")
 
 
 def log_tail(server: Server, lines: int = 20) -> str:
@@ -154,7 +134,7 @@ def running_server(workdir: Path) -> Iterator[Server]:
         )
     server = Server(process, f"http://{HOST}:{port}", log_path)
     try:
-        wait_healthy(server)
+        wait_healthy(server.url, server.process, START_TIMEOUT, lambda: log_tail(server))
         yield server
     finally:
         stop(process)

@@ -7,7 +7,6 @@ when CORS is on), with the same body from :func:`report`.
 
 from __future__ import annotations
 
-import json
 from functools import cache
 
 from flask import Blueprint
@@ -17,6 +16,7 @@ from flask import current_app
 
 from zerg import db
 from zerg.api.io import JSON_MIMETYPE
+from zerg.api.io import dump_payload
 from zerg.runner import get_runner
 
 bp = Blueprint("health", __name__, url_prefix="/health")
@@ -32,8 +32,7 @@ def report(app: Flask) -> tuple[int, bytes]:
 
 @cache  # two bodies per process: probes need not build them again
 def _body(status: str, database: str, instance: str) -> bytes:
-    payload = {"status": status, "database": database, "instance": instance}
-    return json.dumps(payload, separators=(",", ":")).encode()
+    return dump_payload({"status": status, "database": database, "instance": instance})
 
 
 @bp.get("")

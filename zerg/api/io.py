@@ -107,8 +107,8 @@ def respond(schema: type[BaseModel], row: object, status: int = 200) -> Response
 
 
 def dump_payload(payload: dict[str, Any]) -> bytes:
-    """Serialise a payload that was also published as an event."""
-    return json.dumps(payload).encode()
+    """Serialise a payload that was also published as an event (compact, as pydantic's)."""
+    return json.dumps(payload, separators=(",", ":")).encode()
 
 
 def respond_json(payload: dict[str, Any], status: int = 200) -> Response:

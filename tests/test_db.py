@@ -52,6 +52,42 @@ def test_sqlite_connections_get_the_pragmas(app: Flask) -> None:
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1
 
 
+def test_sqlite_write_sessions_take_turns_on_the_write_lock(app: Flask) -> None:
+    """Held from the first statement of a write transaction until it ends, however it ends."""
+    database = db.get_database(app)
+    lock = database.write_lock
+    if lock is None:
+        pytest.skip("SQLite-only lock")
+
+    reader = database.session(write=False)
+    reader.execute(select(Agent)).all()
+    assert not lock.locked()  # reads never take it
+    reader.close()
+
+    committed = database.session(write=True)
+    committed.add(Agent(name="a", model="offline"))
+    committed.flush()
+    assert lock.locked()
+    committed.commit()
+    assert not lock.locked()
+    committed.close()
+
+    for end in ("rollback", "close"):
+        session = database.session(write=True)
+        session.execute(select(Agent)).all()
+        assert lock.locked()
+        getattr(session, end)()
+        assert not lock.locked()
+        session.close()
+
+    with pytest.raises(RuntimeError), db.session_scope(app) as session:
+        session.add(Agent(name="b", model="offline"))
+        session.flush()
+        raise RuntimeError("mid-transaction")
+    assert not lock.locked()
+    assert database.engine.pool.checkedout() == 0
+
+
 def test_postgresql_engine_pings_before_use() -> None:
     engine = db.make_engine("postgresql+psycopg://user:secret@127.0.0.1:1/none")
     try:

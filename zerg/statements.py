@@ -19,7 +19,6 @@ and :func:`writing` opens its transaction the way a write session does
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +34,7 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.sql.expression import ReturnsRows
 
 from zerg.db import SQLITE_BEGIN_WRITE
-from zerg.db import SQLITE_BUSY_TIMEOUT_MS
+from zerg.db import acquire_write_lock
 from zerg.db import get_database
 
 Processor = Callable[[Any], Any]
@@ -154,15 +153,15 @@ def reading(app: Flask | None = None) -> Iterator[Connection]:
 def writing(app: Flask | None = None) -> Iterator[Connection]:
     """Lend a connection for one transaction: committed if the block succeeds, else rolled back.
 
-    On SQLite it begins as a write session's does, taking the write lock up
-    front, after waiting its turn behind this process's other direct writers
-    (``Database.write_lock``, no longer than the busy timeout); on PostgreSQL
-    the driver begins it with the first statement.
+    On SQLite it begins as a write session's does: it waits its turn on
+    ``Database.write_lock`` behind this process's other writers, then takes
+    the database's write lock up front; on PostgreSQL the driver begins it
+    with the first statement.
     """
     database = get_database(app)
     lock = database.write_lock
-    if lock is not None and not lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
-        raise sqlite3.OperationalError("database is locked (by this process's other writers)")
+    if lock is not None:
+        acquire_write_lock(lock)
     try:
         pooled = database.engine.raw_connection()
         dbapi: Any = pooled.dbapi_connection

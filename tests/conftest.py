@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask.testing import FlaskClient
 from flask.testing import FlaskCliRunner
@@ -36,6 +37,7 @@ from zerg import services
 from zerg.models import Base
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 AppFactory = Callable[..., Flask]
 
@@ -187,3 +189,18 @@ def rows(app: Flask) -> Callable[[type[Base]], int]:
             return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
     return count
+
+
+@pytest.fixture
+def redis_stream() -> Iterator[str]:
+    """A Redis stream name of this test's own, removed afterwards; skips without Redis."""
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        client.close()
+        pytest.skip(f"Redis is not reachable at {REDIS_URL} ({exc}); cross-process bus untested")
+    name = f"zerg:test:{uuid.uuid4().hex}"
+    yield name
+    client.delete(name)
+    client.close()

@@ -5,15 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import redis
 from flask import Flask
 from flask import request
 from flask.testing import FlaskClient
 
+from tests.conftest import REDIS_URL
 from tests.conftest import AppFactory
 from tests.helpers import assert_problem
 from zerg import db
 from zerg import events
 from zerg.api.fastlane import _id
+from zerg.models import Agent
+from zerg.models import Thread
 
 MAX_BODY = 4096
 
@@ -31,6 +35,18 @@ def _dispatches(app: Flask) -> list[str]:
     seen: list[str] = []
     app.before_request(lambda: seen.append(f"{request.method} {request.path}"))
     return seen
+
+
+def _seed_without_events(app: Flask) -> tuple[int, int]:
+    """An agent and a thread written straight to the database (no event is published)."""
+    with db.session_scope(app) as session:
+        agent = Agent(name="a", model="offline")
+        session.add(agent)
+        session.flush()
+        thread = Thread(agent_id=agent.id, title="t")
+        session.add(thread)
+        session.flush()
+        return agent.id, thread.id
 
 
 def _seed(client: FlaskClient) -> tuple[int, int]:
@@ -200,3 +216,36 @@ def test_a_database_error_in_the_lane_is_left_to_flask(app: Flask) -> None:
 )  # fmt: skip
 def test_only_one_spelling_of_an_id_is_read(segment: str, ident: int | None) -> None:
     assert _id(segment) == ident
+
+
+@pytest.mark.parametrize("fast_lane", [True, False], ids=["lane", "flask"])
+def test_a_failure_after_the_commit_is_answered_with_a_500_problem(
+    make_app: AppFactory, redis_stream: str, fast_lane: bool
+) -> None:
+    """The message is written, its event cannot be published: both paths say so alike.
+
+    The bus's stream key is turned into a plain string, so Redis refuses the
+    XADD that announces the message: a real failure after the commit.
+    """
+    app = make_app(
+        FAST_LANE=fast_lane,
+        EVENT_BACKEND="redis",
+        REDIS_URL=REDIS_URL,
+        EVENT_STREAM=redis_stream,
+    )
+    client = app.test_client()
+    _, thread_id = _seed_without_events(app)
+    broken = redis.Redis.from_url(REDIS_URL)
+    broken.set(redis_stream, "not a stream")
+    try:
+        response = client.post(f"/api/threads/{thread_id}/messages", json={"content": "x"})
+    finally:
+        broken.delete(redis_stream)
+        broken.close()
+
+    body = assert_problem(response, 500)
+    assert response.headers["X-Request-ID"] == body["request_id"]
+    assert [m["content"] for m in client.get(f"/api/threads/{thread_id}/messages").get_json()] == [
+        "x"
+    ]
+    assert db.get_database(app).engine.pool.checkedout() == 0

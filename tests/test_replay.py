@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import redis
 import requests
 from flask import Flask
 
+from tests.conftest import REDIS_URL
 from tests.conftest import AppFactory
 from tests.conftest import serve
 from tests.wsclient import WSClient
@@ -19,8 +16,6 @@ from zerg import events
 from zerg.events import Event
 from zerg.events import EventBus
 from zerg.events import EventType
-
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def event(n: int) -> Event:
@@ -121,21 +116,6 @@ def test_a_reconnect_past_the_window_is_told_to_reload(make_app: AppFactory) -> 
             # Still usable, and live events flow.
             post_messages(server.url, thread["id"], 1, start=6)
             assert ws.recv_type("thread_message")["message"]["content"] == "m6"
-
-
-@pytest.fixture
-def redis_stream() -> Iterator[str]:
-    """A Redis stream name of this test's own, removed afterwards; skips without Redis."""
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        client.close()
-        pytest.skip(f"Redis is not reachable at {REDIS_URL} ({exc}); cross-process bus untested")
-    name = f"zerg:test:{uuid.uuid4().hex}"
-    yield name
-    client.delete(name)
-    client.close()
 
 
 def test_two_workers_share_events_through_redis(make_app: AppFactory, redis_stream: str) -> None:

@@ -99,7 +99,12 @@ def _handle_http_exception(exc: HTTPException) -> Response:
     return problem(status, detail, headers=headers)
 
 
-def _handle_unexpected(exc: Exception) -> Response:
+def unexpected_error(exc: Exception) -> Response:
+    """Log an unexpected error under a new request id and answer 500 with that id.
+
+    Flask calls it for whatever a view raises; the fast lane for what fails
+    after it has committed, which it can no longer hand to Flask.
+    """
     if isinstance(exc, HTTPException):
         return _handle_http_exception(exc)
     request_id = uuid.uuid4().hex
@@ -116,4 +121,4 @@ def init_app(app: Flask) -> None:
     """Route every error, Flask's own included, through the problem format."""
     app.register_error_handler(APIError, _handle_api_error)
     app.register_error_handler(HTTPException, _handle_http_exception)
-    app.register_error_handler(Exception, _handle_unexpected)
+    app.register_error_handler(Exception, unexpected_error)

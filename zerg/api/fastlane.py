@@ -18,7 +18,8 @@ cannot validate or that is too large, a row that is not there (Flask answers
 the problem document). A request the lane hands on has had nothing written,
 so Flask answering it from scratch is always safe; an error inside the lane's
 work is handed on the same way, and Flask meets it again and answers 500 with
-its request id. The work itself is shared with the Flask views
+its request id. Only a failure after a commit (publishing the new message's
+event) cannot be handed on: the lane answers it with the same 500 problem. The work itself is shared with the Flask views
 (``report``, ``AGENT``, ``add_message``), so the two cannot drift apart;
 ``tests/test_fastlane.py`` sends the same requests with the lane on and off.
 ``FAST_LANE=false`` turns it off.
@@ -44,6 +45,7 @@ from zerg.api import threads
 from zerg.api.io import JSON_MIMETYPE
 from zerg.api.io import dump
 from zerg.api.io import dump_payload
+from zerg.errors import unexpected_error
 from zerg.schemas import ID_MAX
 from zerg.schemas import AgentOut
 from zerg.schemas import ThreadMessageCreate
@@ -89,7 +91,10 @@ class FastLane:
         self.max_body: int | None = app.config["MAX_CONTENT_LENGTH"]
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        answer = self.answer(environ)
+        try:
+            answer = self.answer(environ)
+        except Exception as exc:  # only after a commit: anything earlier goes to Flask
+            return unexpected_error(exc)(environ, start_response)
         if answer is None:
             return self.wsgi_app(environ, start_response)
         status, body = answer

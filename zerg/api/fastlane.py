@@ -19,10 +19,12 @@ the problem document). A request the lane hands on has had nothing written,
 so Flask answering it from scratch is always safe; an error inside the lane's
 work is handed on the same way, and Flask meets it again and answers 500 with
 its request id. Only a failure after a commit (publishing the new message's
-event) cannot be handed on: the lane answers it with the same 500 problem. The work itself is shared with the Flask views
-(``report``, ``AGENT``, ``add_message``), so the two cannot drift apart;
-``tests/test_fastlane.py`` sends the same requests with the lane on and off.
-``FAST_LANE=false`` turns it off.
+event) cannot be handed on: the lane answers it with the same 500 problem.
+
+The work itself is shared with the Flask views (``report``, ``AGENT``,
+``add_message``), so the two cannot drift apart; ``tests/test_fastlane.py``
+sends the same requests with the lane on and off. ``FAST_LANE=false`` turns
+it off.
 """
 
 from __future__ import annotations

@@ -192,15 +192,23 @@ def rows(app: Flask) -> Callable[[type[Base]], int]:
 
 
 @pytest.fixture
-def redis_stream() -> Iterator[str]:
-    """A Redis stream name of this test's own, removed afterwards; skips without Redis."""
+def redis_url() -> Iterator[str]:
+    """The test Redis's URL; skips, saying why, where Redis does not answer."""
     client = redis.Redis.from_url(REDIS_URL)
     try:
         client.ping()
     except redis.RedisError as exc:
+        pytest.skip(f"Redis is not reachable at {REDIS_URL} ({exc}); tests that need it skipped")
+    finally:
         client.close()
-        pytest.skip(f"Redis is not reachable at {REDIS_URL} ({exc}); cross-process bus untested")
+    yield REDIS_URL
+
+
+@pytest.fixture
+def redis_stream(redis_url: str) -> Iterator[str]:
+    """A Redis stream name of this test's own, removed afterwards."""
     name = f"zerg:test:{uuid.uuid4().hex}"
     yield name
+    client = redis.Redis.from_url(redis_url)
     client.delete(name)
     client.close()

@@ -38,7 +38,6 @@ from zerg import db
 from zerg.models import Run
 
 ROOT = Path(__file__).resolve().parents[1]
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def free_port() -> int:
@@ -76,18 +75,6 @@ class Gunicorn:
                 return http
             http.close()
         raise AssertionError("could not reach the wanted worker")
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis is not reachable at {REDIS_URL} ({exc}); multi-worker tests skipped")
-    finally:
-        client.close()
-    yield REDIS_URL
 
 
 @pytest.fixture

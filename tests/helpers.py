@@ -10,6 +10,7 @@ from datetime import timedelta
 from http import HTTPStatus
 from typing import Any
 
+import requests
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
@@ -35,6 +36,17 @@ def get_agent(client: FlaskClient, agent_id: int) -> dict[str, Any]:
     assert response.status_code == 200, response.get_json()
     body: dict[str, Any] = response.get_json()
     return body
+
+
+def http_agent_and_thread(base: str, name: str = "a") -> tuple[dict[str, Any], dict[str, Any]]:
+    """Create an agent and a thread of it over real HTTP at ``base``; return both."""
+    agent: dict[str, Any] = requests.post(
+        f"{base}/api/agents", json={"name": name}, timeout=10
+    ).json()
+    thread: dict[str, Any] = requests.post(
+        f"{base}/api/threads", json={"agent_id": agent["id"]}, timeout=10
+    ).json()
+    return agent, thread
 
 
 def send(client: FlaskClient, method: str, url: str, body: bytes) -> TestResponse:

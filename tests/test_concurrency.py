@@ -12,6 +12,7 @@ from flask import Flask
 from sqlalchemy import select
 
 from tests.conftest import LiveServer
+from tests.helpers import http_agent_and_thread
 from zerg import db
 from zerg.models import Agent
 from zerg.models import ThreadMessage
@@ -24,8 +25,7 @@ def test_parallel_http_writers_all_succeed(
     live_server: LiveServer, rows: Callable[..., int]
 ) -> None:
     base = live_server.url
-    agent = requests.post(f"{base}/api/agents", json={"name": "busy"}, timeout=10).json()
-    thread = requests.post(f"{base}/api/threads", json={"agent_id": agent["id"]}, timeout=10).json()
+    agent, thread = http_agent_and_thread(base, "busy")
     start = threading.Barrier(WRITERS)
 
     def writer(number: int) -> list[int]:

@@ -11,6 +11,7 @@ from flask import Flask
 from tests.conftest import REDIS_URL
 from tests.conftest import AppFactory
 from tests.conftest import serve
+from tests.helpers import http_agent_and_thread
 from tests.wsclient import WSClient
 from zerg import events
 from zerg.events import Event
@@ -70,10 +71,7 @@ def thread_messages(ws: WSClient, count: int) -> list[dict[str, Any]]:
 
 def test_a_reconnecting_client_gets_what_it_missed_once_and_in_order(app: Flask) -> None:
     with serve(app) as server:
-        agent = requests.post(f"{server.url}/api/agents", json={"name": "a"}, timeout=10).json()
-        thread = requests.post(
-            f"{server.url}/api/threads", json={"agent_id": agent["id"]}, timeout=10
-        ).json()
+        _, thread = http_agent_and_thread(server.url)
         topic = f"thread:{thread['id']}"
         with WSClient(f"{server.ws_url}/api/ws?initial_topics={topic}") as ws:
             ws.recv_type("thread_history")
@@ -96,10 +94,7 @@ def test_a_reconnecting_client_gets_what_it_missed_once_and_in_order(app: Flask)
 def test_a_reconnect_past_the_window_is_told_to_reload(make_app: AppFactory) -> None:
     app = make_app(EVENT_REPLAY_WINDOW=2)
     with serve(app) as server:
-        agent = requests.post(f"{server.url}/api/agents", json={"name": "a"}, timeout=10).json()
-        thread = requests.post(
-            f"{server.url}/api/threads", json={"agent_id": agent["id"]}, timeout=10
-        ).json()
+        _, thread = http_agent_and_thread(server.url)
         topic = f"thread:{thread['id']}"
         with WSClient(f"{server.ws_url}/api/ws?initial_topics={topic}") as ws:
             ws.recv_type("thread_history")
@@ -127,10 +122,7 @@ def test_two_workers_share_events_through_redis(make_app: AppFactory, redis_stre
     }
     worker_a, worker_b = make_app(**config), make_app(**config)
     with serve(worker_a) as a, serve(worker_b) as b:
-        agent = requests.post(f"{b.url}/api/agents", json={"name": "shared"}, timeout=10).json()
-        thread = requests.post(
-            f"{b.url}/api/threads", json={"agent_id": agent["id"]}, timeout=10
-        ).json()
+        agent, thread = http_agent_and_thread(b.url, "shared")
         topics = f"agent:{agent['id']},thread:{thread['id']}"
         with WSClient(f"{a.ws_url}/api/ws?initial_topics={topics}") as ws:
             ws.recv_type("agent_state")

@@ -44,6 +44,7 @@ import tempfile
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass
 from dataclasses import field
 from pathlib import Path
@@ -183,12 +184,18 @@ class Tally:
         return response.json() if response.content else {}
 
 
+def steps(start: int, until: float) -> Iterator[int]:
+    """Count up from ``start + 1`` until the monotonic clock passes ``until``."""
+    step = start
+    while time.monotonic() < until:
+        step += 1
+        yield step
+
+
 def reader(base: str, seed: dict[str, Any], tally: Tally, until: float, index: int) -> None:
     agents, threads = seed["agents"], seed["watched"]
     with requests.Session() as http:
-        step = index
-        while time.monotonic() < until:
-            step += 1
+        for step in steps(index, until):
             agent, thread = agents[step % len(agents)], threads[step % len(threads)]
             tally.call(http, "GET agent", "GET", f"{base}/api/agents/{agent}")
             tally.call(http, "GET agents?limit=100", "GET", f"{base}/api/agents?limit=100")
@@ -205,9 +212,7 @@ def reader(base: str, seed: dict[str, Any], tally: Tally, until: float, index: i
 def writer(base: str, seed: dict[str, Any], tally: Tally, until: float, index: int) -> None:
     agents, threads = seed["agents"], seed["watched"]
     with requests.Session() as http:
-        step = index
-        while time.monotonic() < until:
-            step += 1
+        for step in steps(index, until):
             thread = threads[step % len(threads)]
             body = {"content": f"writer {index} message {step}"}
             tally.call(
@@ -221,9 +226,7 @@ def writer(base: str, seed: dict[str, Any], tally: Tally, until: float, index: i
 
 def runner(base: str, thread: int, tally: Tally, until: float, outcomes: list[str]) -> None:
     with requests.Session() as http:
-        step = 0
-        while time.monotonic() < until:
-            step += 1
+        for step in steps(0, until):
             body = {"content": f"question {step}"}
             tally.call(
                 http, "POST message", "POST", f"{base}/api/threads/{thread}/messages", json=body

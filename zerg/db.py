@@ -48,15 +48,20 @@ class Database:
     that reads and then writes takes the write lock up front and waits for it
     (busy timeout) instead of failing with "database is locked" when it tries to
     upgrade a read lock another writer has overtaken. The option's value is
-    ``write_lock`` (SQLite only), on which this process's writers take turns
-    first (:func:`acquire_write_lock`): write sessions through the begin hook,
+    the lock (SQLite only; ``write_lock``) on which this process's writers take
+    turns first (:func:`acquire_write_lock`): write sessions through the begin hook,
     ``statements.writing()`` itself.
     """
 
     engine: Engine
     sessionmaker: sessionmaker[Session]
     writer: Engine
-    write_lock: threading.Lock | None = None
+
+    @property
+    def write_lock(self) -> threading.Lock | None:
+        """The lock this process's SQLite writers take turns on (None elsewhere)."""
+        lock: threading.Lock | None = self.writer.get_execution_options().get(WRITE_LOCK_OPTION)
+        return lock
 
     def session(self, *, write: bool = True) -> Session:
         """Open a session; ``write`` sessions lock SQLite for writing when they begin."""
@@ -152,7 +157,6 @@ def make_database(config: dict[str, Any] | Any) -> Database:
         engine=engine,
         sessionmaker=make_sessionmaker(engine),
         writer=engine.execution_options(**{WRITE_LOCK_OPTION: write_lock}),
-        write_lock=write_lock,
     )
 
 

@@ -70,10 +70,6 @@ def _status_line(status: int) -> str:
     return f"{status} {HTTPStatus(status).phrase.upper()}"
 
 
-class HandOn(Exception):
-    """Raised inside a write to roll it back and let Flask answer instead."""
-
-
 def _id(segment: str) -> int | None:
     """Read a path id the way only one spelling can mean it; None means "ask Flask"."""
     if segment.isascii() and segment.isdigit() and segment[0] != "0" and len(segment) <= 19:
@@ -116,19 +112,19 @@ class FastLane:
         parts = path.split("/")
         if parts[-1] == "" and len(parts) > 2:  # Flask answers "/x/" as "/x"
             parts.pop()
-        if not self._authorised(environ):
-            return None
         if method == "GET" and len(parts) == 4 and parts[:3] == ["", "api", "agents"]:
             agent_id = _id(parts[3])
-            return None if agent_id is None else self._get_agent(agent_id)
-        if (
+            if agent_id is not None and self._authorised(environ):
+                return self._get_agent(agent_id)
+        elif (
             method == "POST"
             and len(parts) == 5
             and parts[:3] == ["", "api", "threads"]
             and parts[4] == "messages"
         ):
             thread_id = _id(parts[3])
-            return None if thread_id is None else self._add_message(environ, thread_id)
+            if thread_id is not None and self._authorised(environ):
+                return self._add_message(environ, thread_id)
         return None
 
     def _authorised(self, environ: dict[str, Any]) -> bool:
@@ -157,12 +153,10 @@ class FastLane:
         try:
             with writing(self.app) as connection:
                 row = threads.add_message(connection, thread_id, body)
-                if row is None:
-                    raise HandOn
-        except HandOn:
-            return None
         except Exception:
             log.debug("fast lane: handing POST to thread %s to Flask", thread_id, exc_info=True)
+            return None
+        if row is None:  # no such thread: nothing was written
             return None
         return 201, dump_payload(threads.announce_message(row, self.app))
 

@@ -38,5 +38,5 @@ def _body(status: str, database: str, instance: str) -> bytes:
 @bp.get("")
 def health() -> Response:
     """Report whether the process and its database answer (503 if the database does not)."""
-    status, body = report(current_app._get_current_object())  # type: ignore[attr-defined]
+    status, body = report(current_app)
     return Response(body, status=status, mimetype=JSON_MIMETYPE)

@@ -38,14 +38,14 @@ def post_worker_init(worker: Any) -> None:
     closes its websockets, gives runs their grace and releases its locks and
     connections, in a thread, while gunicorn's own handler stops accepting.
     """
-    from zerg import services
+    from zerg import serving
 
     app = worker.wsgi
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         previous = signal.getsignal(signum)
 
         def drain(number: int, frame: Any, previous: Any = previous) -> None:
-            threading.Thread(target=services.stop, args=(app, RUN_GRACE), name="zerg-drain").start()
+            threading.Thread(target=serving.stop, args=(app, RUN_GRACE), name="zerg-drain").start()
             if callable(previous):
                 previous(number, frame)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dotenv import load_dotenv
 
 from zerg import create_app
-from zerg import services
+from zerg import serving
 
 load_dotenv()
 app = create_app()
-services.start(app)
+serving.start(app)

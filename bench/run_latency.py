@@ -32,7 +32,7 @@ from common import free_port
 from common import wait_healthy
 from websockets.sync.client import connect
 
-from zerg.llm.offline import OfflineProvider
+from zerg.runs.providers.offline import OfflineProvider
 
 START_TIMEOUT = 30.0
 

@@ -33,7 +33,7 @@ from werkzeug.serving import make_server
 from tests.openai_standin import OpenAIStandIn
 from zerg import create_app
 from zerg import db
-from zerg import services
+from zerg import serving
 from zerg.models import Base
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
@@ -105,7 +105,7 @@ def make_app(database_url: str) -> Iterator[AppFactory]:
 
     yield factory
     for app in apps:
-        services.stop(app)
+        serving.stop(app)
         _empty_tables(app)
         db.get_database(app).engine.dispose()
 

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from zerg import cron
+from zerg.runs import cron
 
 # A Wednesday.
 START = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

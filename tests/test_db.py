@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy import text
 
 from tests.conftest import AppFactory
+from zerg import create_app
 from zerg import db
 from zerg.models import Agent
 
@@ -170,14 +171,22 @@ def test_create_tables_is_idempotent_and_drop_tables_empties(
     assert rows(Agent) == 0
 
 
-def test_ping_reports_an_unreachable_database(make_app: AppFactory, tmp_path: object) -> None:
+def test_ping_reports_an_unreachable_database(make_app: AppFactory) -> None:
     app = make_app()
-    assert db.ping(app) is True
-    unreachable = Flask("unreachable")
-    unreachable.extensions[db.EXTENSION_KEY] = db.make_database(
-        {"DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none", "DATABASE_POOL_SIZE": 1}
+    with db.session_scope(app, write=False) as session:
+        assert db.ping(session) is True
+    unreachable = create_app(
+        {
+            "ENVIRONMENT": "testing",
+            "DATABASE_URL": "postgresql+psycopg://nobody@127.0.0.1:1/none",
+            "DATABASE_POOL_SIZE": 1,
+        }
     )
     try:
-        assert db.ping(unreachable) is False
+        with db.session_scope(unreachable, write=False) as session:
+            assert db.ping(session) is False
+        response = unreachable.test_client().get("/api/health")
+        assert response.status_code == 503
+        assert response.get_json()["database"] == "unavailable"
     finally:
         db.get_database(unreachable).engine.dispose()

@@ -9,9 +9,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import AppFactory
-from zerg import events
-from zerg.events import Event
-from zerg.events import EventType
+from zerg.realtime import events
+from zerg.realtime.events import Event
+from zerg.realtime.events import EventType
 
 
 def record(app: Flask) -> list[Event]:
@@ -51,7 +51,7 @@ def test_a_failing_subscriber_breaks_neither_publisher_nor_others(
 
     events.get_bus(app).subscribe(explode)
     seen = record(app)
-    with caplog.at_level(logging.ERROR, logger="zerg.events"):
+    with caplog.at_level(logging.ERROR, logger="zerg.realtime.events"):
         response = client.post("/api/agents", json={"name": "survives"})
     assert response.status_code == 201
     assert [e.type for e in seen] == [EventType.AGENT_CREATED]

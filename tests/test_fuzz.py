@@ -47,8 +47,8 @@ from zerg import create_app
 from zerg import db
 from zerg.api.openapi import build_spec
 from zerg.auth import OPEN_PATHS
-from zerg.ws import HANDLERS
-from zerg.ws import get_hub
+from zerg.realtime.hub import get_hub
+from zerg.realtime.websocket import HANDLERS
 
 EXAMPLES = int(os.environ.get("ZERG_FUZZ_EXAMPLES", "25"))
 FRAMES = int(os.environ.get("ZERG_FUZZ_FRAMES", "400"))

@@ -18,12 +18,12 @@ import pytest
 from tests.conftest import AppFactory
 from tests.openai_standin import OpenAIStandIn
 from tests.openai_standin import Reply
-from zerg.llm import get_providers
-from zerg.llm.base import ProviderError
-from zerg.llm.base import StreamItem
-from zerg.llm.base import Usage
-from zerg.llm.offline import OfflineProvider
-from zerg.llm.openai import OpenAIProvider
+from zerg.runs.providers import get_providers
+from zerg.runs.providers.base import ProviderError
+from zerg.runs.providers.base import StreamItem
+from zerg.runs.providers.base import Usage
+from zerg.runs.providers.offline import OfflineProvider
+from zerg.runs.providers.openai import OpenAIProvider
 
 MESSAGES = [
     {"role": "system", "content": "You are terse."},

@@ -9,9 +9,9 @@ from flask import Flask
 from tests.conftest import AppFactory
 from tests.helpers import wait_for
 from zerg import db
-from zerg import services
+from zerg import serving
 from zerg.locks import make_locks
-from zerg.scheduler import get_scheduler
+from zerg.runs.scheduler import get_scheduler
 
 
 def test_a_lock_is_exclusive_visible_and_released(app: Flask) -> None:
@@ -48,12 +48,12 @@ def test_closing_frees_every_lock_as_dying_would(app: Flask) -> None:
 def test_exactly_one_process_runs_the_scheduler_and_it_passes_on(make_app: AppFactory) -> None:
     config = {"SCHEDULER_ENABLED": True, "SCHEDULER_LOCK_POLL_SECONDS": 0.1}
     first, second = make_app(**config), make_app(**config)
-    services.start(first)
-    services.start(second)
+    serving.start(first)
+    serving.start(second)
     time.sleep(0.5)
     assert get_scheduler(first).running
     assert not get_scheduler(second).running
 
-    services.stop(first)
+    serving.stop(first)
 
     wait_for(lambda: get_scheduler(second).running)

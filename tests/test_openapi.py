@@ -25,7 +25,7 @@ from zerg import schemas
 from zerg.api.openapi import OPERATIONS
 from zerg.api.openapi import build_spec
 from zerg.auth import OPEN_PATHS
-from zerg.ws import HANDLERS
+from zerg.realtime.websocket import HANDLERS
 
 TOKEN = "s3cret-token"
 HTTP_METHODS = {"get", "put", "post", "delete", "patch"}

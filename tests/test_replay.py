@@ -13,10 +13,10 @@ from tests.conftest import AppFactory
 from tests.conftest import serve
 from tests.helpers import http_agent_and_thread
 from tests.wsclient import WSClient
-from zerg import events
-from zerg.events import Event
-from zerg.events import EventBus
-from zerg.events import EventType
+from zerg.realtime import events
+from zerg.realtime.events import Event
+from zerg.realtime.events import EventBus
+from zerg.realtime.events import EventType
 
 
 def event(n: int) -> Event:
@@ -156,7 +156,7 @@ def test_two_workers_share_events_through_redis(make_app: AppFactory, redis_stre
 
 
 def test_the_redis_bus_reports_a_trimmed_history(redis_stream: str) -> None:
-    from zerg.redis_bus import RedisEventBus
+    from zerg.realtime.redis_bus import RedisEventBus
 
     bus = RedisEventBus(REDIS_URL, stream=redis_stream, window=3)
     try:

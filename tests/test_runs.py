@@ -19,14 +19,15 @@ from tests.conftest import LiveServer
 from tests.conftest import serve
 from tests.wsclient import WSClient
 from zerg import db
-from zerg import services
+from zerg import serving
 from zerg.locks import make_locks
 from zerg.models import Agent
 from zerg.models import Run
 from zerg.models import Thread
 from zerg.models import ThreadMessage
 from zerg.models import utcnow
-from zerg.runner import mark_interrupted
+from zerg.runs.domain import build_context
+from zerg.runs.domain import mark_interrupted
 
 FAST = {"OFFLINE_DELAY_SECONDS": 0.005}
 SLOW = {"OFFLINE_DELAY_SECONDS": 0.15}
@@ -260,7 +261,7 @@ def test_startup_marks_unfinished_runs_interrupted(fast_app: Flask) -> None:
             Run(agent_id=thread["agent_id"], thread_id=None, trigger="api", status="success")
         )
 
-    services.start(fast_app)
+    serving.start(fast_app)
 
     runs = {r["status"] for r in client.get("/api/runs").get_json()}
     assert runs == {"interrupted", "success"}
@@ -268,7 +269,9 @@ def test_startup_marks_unfinished_runs_interrupted(fast_app: Flask) -> None:
     assert len(interrupted) == 2
     assert all(r["finished_at"] and "stopped" in r["error"] for r in interrupted)
     assert client.get(f"/api/agents/{thread['agent_id']}").get_json()["status"] == "idle"
-    assert mark_interrupted(fast_app, dead=make_locks(db.get_database(fast_app).engine)) == 0
+    with db.session_scope(fast_app) as session:
+        dead = make_locks(db.get_database(fast_app).engine)
+        assert mark_interrupted(session, dead=dead) == 0
     # The thread is free again: a new run can start.
     assert client.post(f"/api/threads/{thread['id']}/run").status_code == 202
 
@@ -365,8 +368,6 @@ def test_send_message_over_the_websocket_gets_an_answer(live_fast: LiveServer) -
 
 
 def test_context_keeps_the_newest_messages(fast_app: Flask) -> None:
-    from zerg.runner import build_context
-
     client = fast_app.test_client()
     thread = new_thread(client, message=None)
     for index in range(6):
@@ -427,16 +428,16 @@ def test_a_streaming_run_holds_no_database_connection(make_app: AppFactory) -> N
 
 def test_start_up_leaves_a_live_sibling_s_runs_alone(make_app: AppFactory) -> None:
     worker_a, worker_b = make_app(**SLOW), make_app(**SLOW)
-    services.start(worker_a)
+    serving.start(worker_a)
     client_a = worker_a.test_client()
     thread = new_thread(client_a)
     run_id = client_a.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
     wait_status(client_a, run_id, "running")
 
-    services.start(worker_b)
+    serving.start(worker_b)
 
     assert worker_b.test_client().get(f"/api/runs/{run_id}").get_json()["status"] == "running"
-    services.stop(worker_a)
+    serving.stop(worker_a)
     run = client_a.get(f"/api/runs/{run_id}").get_json()
     assert run["status"] == "interrupted"
     assert "shut down" in run["error"]
@@ -446,12 +447,12 @@ def test_start_up_leaves_a_live_sibling_s_runs_alone(make_app: AppFactory) -> No
 
 def test_stopping_gives_runs_their_grace_to_finish(make_app: AppFactory) -> None:
     app = make_app(OFFLINE_DELAY_SECONDS=0.02)
-    services.start(app)
+    serving.start(app)
     client = app.test_client()
     thread = new_thread(client)
     run_id = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
     wait_status(client, run_id, "running")
 
-    services.stop(app, grace=10)
+    serving.stop(app, grace=10)
 
     assert client.get(f"/api/runs/{run_id}").get_json()["status"] == "success"

@@ -23,19 +23,19 @@ from tests.helpers import create_agent
 from tests.helpers import get_agent
 from tests.helpers import parse_utc
 from tests.helpers import wait_for
-from zerg import cron
-from zerg import services
+from zerg import serving
 from zerg.db import session_scope
 from zerg.models import Agent
 from zerg.models import Base
 from zerg.models import Run
 from zerg.models import Thread
 from zerg.models import ThreadMessage
-from zerg.scheduler import Scheduler
-from zerg.scheduler import get_scheduler
-from zerg.scheduler import job_id
-from zerg.scheduler import last_fire_time
-from zerg.scheduler import run_scheduled_agent
+from zerg.runs import cron
+from zerg.runs.scheduler import Scheduler
+from zerg.runs.scheduler import get_scheduler
+from zerg.runs.scheduler import job_id
+from zerg.runs.scheduler import last_fire_time
+from zerg.runs.scheduler import run_scheduled_agent
 
 Rows = Callable[[type[Base]], int]
 
@@ -163,7 +163,7 @@ def failures_logged(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]
     return [
         record
         for record in caplog.records
-        if record.name == "zerg.scheduler" and record.levelno == logging.ERROR
+        if record.name == "zerg.runs.scheduler" and record.levelno == logging.ERROR
     ]
 
 
@@ -320,7 +320,7 @@ def test_start_loads_the_agents_already_in_the_database(make_app: AppFactory) ->
     served = make_app(OFFLINE_DELAY_SECONDS=0.001, SCHEDULER_ENABLED=True)
     scheduler = get_scheduler(served)
     assert scheduler.jobs() == []
-    services.start(served)
+    serving.start(served)
     assert scheduler.running
     jobs = {identifier: next_run for identifier, _name, next_run in scheduler.jobs()}
     # The process that holds the scheduler also reaps the runs of dead processes.
@@ -336,7 +336,7 @@ def test_start_does_not_start_the_scheduler_when_it_is_disabled(make_app: AppFac
     create_agent(writer, schedule=WEEKLY, task_instructions=TASK)
     before = set(threading.enumerate())
     app = make_app(OFFLINE_DELAY_SECONDS=0.001, SCHEDULER_ENABLED=False)
-    services.start(app)
+    serving.start(app)
     assert not get_scheduler(app).running
     assert get_scheduler(app).jobs() == []
     assert new_scheduler_threads(before) == []
@@ -491,7 +491,7 @@ def test_a_job_for_an_agent_that_never_existed_starts_nothing(app: Flask, rows: 
 def test_a_job_for_an_agent_without_task_instructions_skips_the_tick(
     app: Flask, client: FlaskClient, rows: Rows, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="zerg.scheduler")
+    caplog.set_level(logging.WARNING, logger="zerg.runs.scheduler")
     agent = create_agent(client, schedule=EVERY_MINUTE)
     tick = minute_floor(datetime.now(UTC))
     assert run_scheduled_agent(app, agent["id"], scheduled_for=tick) is False
@@ -507,7 +507,7 @@ def test_a_job_for_an_agent_without_task_instructions_skips_the_tick(
 def test_a_failing_job_is_logged_and_the_scheduler_keeps_running(
     app: Flask, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.ERROR, logger="zerg.scheduler")
+    caplog.set_level(logging.ERROR, logger="zerg.runs.scheduler")
     scheduler = get_scheduler(app)
     scheduler.start()
     scheduler.scheduler.add_job(explode, "date", run_date=soon(), id="explode")
@@ -528,7 +528,7 @@ def test_a_failing_job_is_logged_and_the_scheduler_keeps_running(
 def test_a_scheduled_agent_without_task_instructions_does_not_stop_the_scheduler(
     app: Flask, client: FlaskClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="zerg.scheduler")
+    caplog.set_level(logging.WARNING, logger="zerg.runs.scheduler")
     empty = create_agent(client, name="empty", schedule=EVERY_MINUTE)
     busy = create_agent(client, name="busy", schedule=EVERY_MINUTE, task_instructions=TASK)
     tick = minute_floor(datetime.now(UTC))

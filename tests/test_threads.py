@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask import Response
 from flask import request
 from flask.testing import FlaskClient
 
@@ -24,7 +25,7 @@ from zerg import db
 from zerg.models import Agent
 from zerg.models import Thread
 from zerg.models import ThreadMessage
-from zerg.runner import get_runner
+from zerg.runs.pool import get_runner
 
 AppFactory = Callable[..., Flask]
 
@@ -793,21 +794,40 @@ def test_health_reports_ok(client: FlaskClient) -> None:
     assert body["instance"] == get_runner(client.application).instance_id
 
 
-def test_health_probes_are_answered_in_front_of_flask(app: Flask) -> None:
-    """GET never reaches Flask's hooks; HEAD and the rest go to the view, with the same body."""
-    dispatched: list[str] = []
-    app.before_request(lambda: dispatched.append(request.method))
+def test_every_request_goes_through_flask_and_its_hooks(app: Flask) -> None:
+    """No answer bypasses Flask: a hook added later sees the hottest routes too."""
+    seen: list[str] = []
+    app.before_request(lambda: seen.append(f"{request.method} {request.path}"))
+
+    @app.after_request
+    def stamp(response: Response) -> Response:
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
     client = app.test_client()
+    agent_id = create_agent(client)
+    thread = client.post("/api/threads", json={"agent_id": agent_id}).get_json()
+    seen.clear()
+    answers = [
+        client.get("/api/health"),
+        client.head("/api/health"),
+        client.get(f"/api/agents/{agent_id}"),
+        client.get("/api/agents?limit=100"),
+        client.get(f"/api/threads/{thread['id']}/messages"),
+        client.post(f"/api/threads/{thread['id']}/messages", json={"content": "hi"}),
+    ]
 
-    probe = client.get("/api/health")
-    head = client.head("/api/health")
-    posted = client.post("/api/health")
-
-    assert dispatched == ["HEAD", "POST"]
-    assert probe.status_code == head.status_code == 200
-    assert probe.headers["Content-Length"] == head.headers["Content-Length"]
-    assert probe.mimetype == head.mimetype == "application/json"
-    assert_problem(posted, 405)
+    assert [answer.status_code for answer in answers] == [200, 200, 200, 200, 200, 201]
+    assert all(answer.headers["X-Content-Type-Options"] == "nosniff" for answer in answers)
+    assert seen == [
+        "GET /api/health",
+        "HEAD /api/health",
+        f"GET /api/agents/{agent_id}",
+        "GET /api/agents",
+        f"GET /api/threads/{thread['id']}/messages",
+        f"POST /api/threads/{thread['id']}/messages",
+    ]
+    assert type(app).wsgi_app is Flask.wsgi_app and "wsgi_app" not in vars(app)
 
 
 def test_health_needs_no_token_when_the_api_is_protected(make_app: AppFactory) -> None:

@@ -24,11 +24,11 @@ from tests.conftest import serve
 from tests.helpers import wait_for
 from tests.wsclient import WSClient
 from zerg import db
-from zerg import events
-from zerg.events import Event
-from zerg.events import EventType
 from zerg.models import ThreadMessage
-from zerg.ws import get_hub
+from zerg.realtime import events
+from zerg.realtime.events import Event
+from zerg.realtime.events import EventType
+from zerg.realtime.hub import get_hub
 
 
 class API:

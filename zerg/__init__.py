@@ -14,11 +14,11 @@ from zerg import config as settings
 from zerg import cors
 from zerg import db
 from zerg import errors
-from zerg import events
-from zerg import llm
-from zerg import runner
-from zerg import scheduler
-from zerg import ws
+from zerg.realtime import events
+from zerg.realtime import hub
+from zerg.runs import execution
+from zerg.runs import providers
+from zerg.runs import scheduler
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -35,9 +35,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     db.init_app(app)
     events.init_app(app)
-    ws.init_app(app)
-    llm.init_app(app)
-    runner.init_app(app)
+    hub.init_app(app)
+    providers.init_app(app)
+    execution.init_app(app)
     scheduler.init_app(app)
     api.init_app(app)
     cli.init_app(app)

@@ -6,15 +6,14 @@ import click
 from flask import Flask
 from flask import current_app
 from flask.cli import AppGroup
-from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from werkzeug.serving import is_running_from_reloader
 from werkzeug.serving import run_simple
 
-from zerg import cron
+from zerg import agents
 from zerg import db
-from zerg import services
-from zerg.models import Agent
+from zerg import serving
+from zerg.runs import cron
 
 db_cli = AppGroup("db", help="Create or reset zerg's database tables.")
 
@@ -55,12 +54,8 @@ scheduler_cli = AppGroup("scheduler", help="Inspect the cron schedules.")
 def list_command() -> None:
     """Print every scheduled agent with its schedule and next run time (UTC)."""
     with db.session_scope(write=False) as session:
-        agents = session.scalars(
-            select(Agent)
-            .where(Agent.run_on_schedule.is_(True), Agent.schedule.is_not(None))
-            .order_by(Agent.id)
-        ).all()
-        rows = [(agent.id, agent.name, agent.schedule or "") for agent in agents]
+        scheduled = agents.scheduled_agents(session)
+        rows = [(agent.id, agent.name, agent.schedule or "") for agent in scheduled]
     if not rows:
         click.echo("No agent runs on a schedule.")
         return
@@ -79,7 +74,7 @@ def serve_command(host: str, port: int, reload: bool) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     # With the reloader, the first process only watches files; the child serves.
     if not reload or is_running_from_reloader():
-        services.start(app)
+        serving.start(app)
     run_simple(host, port, app, threaded=True, use_reloader=reload)
 
 

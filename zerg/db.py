@@ -8,12 +8,15 @@ the app for them: views through :func:`get_db`, background work through
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
+from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from typing import TypeVar
 
 from flask import Flask
 from flask import current_app
@@ -23,11 +26,16 @@ from flask import request
 from sqlalchemy import Engine
 from sqlalchemy import create_engine
 from sqlalchemy import event
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm import SessionTransaction
 from sqlalchemy.orm import sessionmaker
+from sqlalchemy.pool import QueuePool
 
+from zerg.errors import NotFound
+from zerg.models import ID_MAX
 from zerg.models import Base
 
 EXTENSION_KEY = "zerg.db"
@@ -37,6 +45,13 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 SQLITE_BEGIN_WRITE = "BEGIN IMMEDIATE"
 # The writer engine's execution option (and connection info key) for the write lock.
 WRITE_LOCK_OPTION = "zerg_write_lock"
+# Session.info keys: the app a session belongs to, and what waits for its commit.
+APP_KEY = "zerg.app"
+AFTER_COMMIT_KEY = "zerg.after_commit"
+
+log = logging.getLogger(__name__)
+
+RowT = TypeVar("RowT", bound=Base)
 
 
 @dataclass(frozen=True)
@@ -49,8 +64,7 @@ class Database:
     (busy timeout) instead of failing with "database is locked" when it tries to
     upgrade a read lock another writer has overtaken. The option's value is
     the lock (SQLite only; ``write_lock``) on which this process's writers take
-    turns first (:func:`acquire_write_lock`): write sessions through the begin hook,
-    ``statements.writing()`` itself.
+    turns first (:func:`acquire_write_lock`), through the begin hook.
     """
 
     engine: Engine
@@ -139,25 +153,73 @@ def acquire_write_lock(lock: threading.Lock) -> None:
         raise sqlite3.OperationalError("database is locked (by this process's other writers)")
 
 
-def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
-    """Build the app's session factory.
+def make_sessionmaker(engine: Engine, info: dict[str, Any] | None = None) -> sessionmaker[Session]:
+    """Build the app's session factory; every session it makes starts with ``info``.
 
     ``expire_on_commit=False`` keeps committed objects readable, so views can
-    commit and then serialise what they wrote without a second query.
+    commit and then serialise what they wrote without a second query. Actions
+    registered with :func:`after_commit` run when a session's transaction
+    commits and are dropped when it ends any other way.
     """
-    return sessionmaker(bind=engine, expire_on_commit=False, autoflush=True)
+    factory = sessionmaker(bind=engine, expire_on_commit=False, autoflush=True, info=info)
+    event.listen(factory, "after_commit", _run_after_commit)
+    event.listen(factory, "after_transaction_end", _drop_after_commit)
+    return factory
 
 
-def make_database(config: dict[str, Any] | Any) -> Database:
-    """Build the engine and sessionmaker an app's configuration asks for."""
-    url = config["DATABASE_URL"]
-    engine = make_engine(url, pool_size=config["DATABASE_POOL_SIZE"], max_overflow=10)
+def make_database(app: Flask) -> Database:
+    """Build the engine and sessionmaker an app's configuration asks for.
+
+    Sessions carry their app (:func:`app_of`), so that the domain functions
+    they are handed to can reach its event bus and settings.
+    """
+    config = app.config
+    engine = make_engine(
+        config["DATABASE_URL"], pool_size=config["DATABASE_POOL_SIZE"], max_overflow=10
+    )
     write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
     return Database(
         engine=engine,
-        sessionmaker=make_sessionmaker(engine),
+        sessionmaker=make_sessionmaker(engine, info={APP_KEY: app}),
         writer=engine.execution_options(**{WRITE_LOCK_OPTION: write_lock}),
     )
+
+
+def app_of(session: Session) -> Flask:
+    """Return the app whose factory made ``session``."""
+    app: Flask = session.info[APP_KEY]
+    return app
+
+
+def after_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run ``action`` once the session's transaction commits; forget it otherwise.
+
+    Domain functions announce events and hand runs to the worker pool this
+    way: the caller at the edge decides when to commit, and a change that is
+    rolled back announces nothing. Actions run in the order they were added,
+    before the connection goes back to the pool (so, on SQLite, still inside
+    this process's write turn). Register them after the work they describe has
+    succeeded: a savepoint that rolls back does not take them with it.
+    """
+    session.info.setdefault(AFTER_COMMIT_KEY, []).append(action)
+
+
+def _run_after_commit(session: Session) -> None:
+    # Releasing a savepoint fires this too; only the outermost commit counts.
+    if session.in_nested_transaction():
+        return
+    for action in session.info.pop(AFTER_COMMIT_KEY, ()):
+        try:
+            action()
+        except Exception:
+            # The change is committed whatever happens here; one failed
+            # announcement must not hide it from the caller or stop the others.
+            log.exception("an action after commit failed")
+
+
+def _drop_after_commit(session: Session, transaction: SessionTransaction) -> None:
+    if transaction.parent is None:
+        session.info.pop(AFTER_COMMIT_KEY, None)
 
 
 def get_database(app: Flask | None = None) -> Database:
@@ -173,6 +235,18 @@ def get_database(app: Flask | None = None) -> Database:
 def get_session_factory(app: Flask | None = None) -> sessionmaker[Session]:
     """Return the current (or given) app's sessionmaker."""
     return get_database(app).sessionmaker
+
+
+def load_row(session: Session, model: type[RowT], ident: int, *, lock: bool = False) -> RowT:
+    """Load a row by primary key (``lock``: FOR UPDATE) or raise NotFound.
+
+    Ids past the id columns' range name nothing; they are answered here, since
+    PostgreSQL would reject them as out of range rather than find no row.
+    """
+    row = session.get(model, ident, with_for_update=lock) if ident <= ID_MAX else None
+    if row is None:
+        raise NotFound(model.__name__, ident)
+    return row
 
 
 def get_db() -> Session:
@@ -233,35 +307,28 @@ def drop_tables(app: Flask | None = None) -> None:
     Base.metadata.drop_all(get_database(app).engine)
 
 
-def ping(app: Flask | None = None) -> bool:
-    """Tell whether the database answers a trivial query.
-
-    Health probes call this many times a second, so it goes to the pooled
-    DBAPI connection directly: the answer needs no transaction, no result
-    processing and no SQL compilation.
-    """
+def ping(session: Session) -> bool:
+    """Tell whether the session's database answers a trivial query."""
     try:
-        connection = get_database(app).engine.raw_connection()
-    except Exception:
+        session.execute(text("SELECT 1"))
+    except DBAPIError:
         return False
-    try:
-        cursor = connection.cursor()
-        cursor.execute("SELECT 1")
-        cursor.fetchall()
-        cursor.close()
-    except Exception:
-        connection.invalidate()
-        return False
-    finally:
-        connection.close()
     return True
+
+
+def pool_stats(app: Flask | None = None) -> tuple[int, int]:
+    """Return the pool's (checked-out, open) connection counts, for leak checks."""
+    pool = get_database(app).engine.pool
+    if not isinstance(pool, QueuePool):
+        return 0, 0
+    return pool.checkedout(), pool.checkedout() + pool.checkedin()
 
 
 def init_app(app: Flask) -> None:
     """Build the app's engine and sessionmaker and register the session teardown."""
     if EXTENSION_KEY in app.extensions:
         raise RuntimeError("zerg.db is already registered on this app")
-    app.extensions[EXTENSION_KEY] = make_database(app.config)
+    app.extensions[EXTENSION_KEY] = make_database(app)
     app.teardown_appcontext(close_db)
     if app.config["AUTO_CREATE_TABLES"]:
         create_tables(app)

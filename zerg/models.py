@@ -27,6 +27,10 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = ["Agent", "AgentMessage", "Base", "Run", "Thread", "ThreadMessage"]
 
+# Ids are 32-bit integer columns; larger numbers can name nothing and would
+# overflow PostgreSQL's integer type.
+ID_MAX = 2**31 - 1
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",

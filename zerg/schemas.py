@@ -9,7 +9,9 @@ the backend zerg replaces.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from datetime import datetime
+from functools import cache
 from typing import Annotated
 from typing import Any
 from typing import ClassVar
@@ -20,15 +22,15 @@ from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import StringConstraints
+from pydantic import TypeAdapter
 from pydantic import field_validator
 from pydantic.json_schema import SkipJsonSchema
+from typing_extensions import TypedDict
 
-from zerg import cron
+from zerg.models import ID_MAX
+from zerg.runs import cron
 
 MAX_TEXT = 100_000
-# Ids are 32-bit integer columns; larger numbers can name nothing and would
-# overflow PostgreSQL's integer type.
-ID_MAX = 2**31 - 1
 
 Id = Annotated[int, Field(ge=1, le=ID_MAX)]
 
@@ -187,9 +189,39 @@ class Response(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
 
-def serialize(schema: type[BaseModel], row: object) -> dict[str, Any]:
-    """Return a row as the JSON-safe dict its response schema describes."""
-    return schema.model_validate(row).model_dump(mode="json")
+def serialize(schema: type[BaseModel], obj: object) -> dict[str, Any]:
+    """Return an ORM object as the JSON-safe dict its response schema describes."""
+    return schema.model_validate(obj).model_dump(mode="json")
+
+
+@cache
+def _row_type(schema: type[BaseModel]) -> Any:
+    """The response model's fields as a TypedDict, which pydantic-core serialises from a dict.
+
+    Rows then go straight to JSON in one pass: no model object is built and
+    validated per row only to be dumped again. The rows come from our own
+    columns, whose types the response models mirror (``tests/test_schemas.py``
+    holds them to it).
+    """
+    fields = {name: field.annotation for name, field in schema.model_fields.items()}
+    return TypedDict(f"{schema.__name__}Row", fields)  # type: ignore[operator]
+
+
+@cache
+def row_adapter(schema: type[BaseModel]) -> TypeAdapter[dict[str, Any]]:
+    """Serialise one database row as ``schema`` describes it."""
+    return TypeAdapter(_row_type(schema))
+
+
+@cache
+def rows_adapter(schema: type[BaseModel]) -> TypeAdapter[list[dict[str, Any]]]:
+    """Serialise a list of database rows as ``schema`` describes them."""
+    return TypeAdapter(list[_row_type(schema)])  # type: ignore[misc]
+
+
+def dump_row(schema: type[BaseModel], row: Mapping[str, Any]) -> dict[str, Any]:
+    """Return one row as the JSON-safe dict ``schema`` describes (an event's payload)."""
+    return row_adapter(schema).dump_python(dict(row), mode="json")
 
 
 class AgentOut(Response):

@@ -5,25 +5,23 @@ from __future__ import annotations
 from flask import Blueprint
 from flask import Flask
 
-from zerg import ws
 from zerg.api import admin
 from zerg.api import agents
-from zerg.api import fastlane
 from zerg.api import health
 from zerg.api import models
 from zerg.api import openapi
 from zerg.api import runs
 from zerg.api import threads
+from zerg.realtime import websocket
 
 
 def init_app(app: Flask) -> None:
-    """Register the resource blueprints (the admin one only in development) and the fast lane."""
+    """Register the resource blueprints (the admin one only in development)."""
     # "/api/agents" and "/api/agents/" both answer, without a redirect.
     app.url_map.strict_slashes = False
     api = Blueprint("api", __name__, url_prefix="/api")
-    for resource in (agents, threads, runs, models, health, openapi, ws):
+    for resource in (agents, threads, runs, models, health, openapi, websocket):
         api.register_blueprint(resource.bp)
     if app.config["ENVIRONMENT"] == "development":
         api.register_blueprint(admin.bp)
     app.register_blueprint(api)
-    fastlane.init_app(app)

@@ -9,13 +9,12 @@ from collections import Counter
 from flask import Blueprint
 from flask import Response
 from flask import jsonify
-from sqlalchemy.pool import QueuePool
 
 from zerg import db
 from zerg.api.io import respond
-from zerg.runner import get_runner
+from zerg.realtime.hub import get_hub
+from zerg.runs.pool import get_runner
 from zerg.schemas import StatsOut
-from zerg.ws import get_hub
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -40,13 +39,10 @@ def stats() -> Response:
     kind (their name without its number); gunicorn's own request threads
     ("ThreadPoolExecutor") stay once started, up to its ``threads`` setting.
     """
-    pool = db.get_database().engine.pool
-    checked_out = checked_in = 0
-    if isinstance(pool, QueuePool):  # file SQLite and PostgreSQL; not :memory:
-        checked_out, checked_in = pool.checkedout(), pool.checkedin()
+    checked_out, connections = db.pool_stats()
     kinds = Counter(_THREAD_SUFFIX.sub("", thread.name) for thread in threading.enumerate())
     body = {
-        "pool": {"checked_out": checked_out, "open": checked_out + checked_in},
+        "pool": {"checked_out": checked_out, "open": connections},
         "threads": {"total": sum(kinds.values()), "by_kind": dict(sorted(kinds.items()))},
         "websockets": get_hub().stats(),
         "runs_in_flight": get_runner().in_flight(),

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from functools import cache
+from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import Any
 from typing import TypeVar
 
@@ -11,23 +12,16 @@ from flask import Response
 from flask import current_app
 from flask import request
 from pydantic import BaseModel
-from pydantic import TypeAdapter
 from pydantic import ValidationError
-from sqlalchemy import Select
-from sqlalchemy.orm import Session
 
 from zerg.errors import APIError
-from zerg.errors import NotFound
 from zerg.errors import unprocessable
 from zerg.errors import validation_errors
-from zerg.models import Base
-from zerg.schemas import ID_MAX
 from zerg.schemas import Page
-from zerg.statements import Connection
-from zerg.statements import Statement
+from zerg.schemas import row_adapter
+from zerg.schemas import rows_adapter
 
 RequestT = TypeVar("RequestT", bound=BaseModel)
-RowT = TypeVar("RowT", bound=Base)
 
 JSON_MIMETYPE = "application/json"
 
@@ -56,71 +50,32 @@ def parse_query(schema: type[RequestT]) -> RequestT:
         raise unprocessable(validation_errors(exc, "query")) from None
 
 
-def page_params(page: Page) -> dict[str, int]:
+def page_params(page: Page) -> tuple[int, int]:
     """Return a page's skip and limit, capping limit at MAX_PAGE_SIZE."""
-    return {"skip": page.skip, "limit": min(page.limit, current_app.config["MAX_PAGE_SIZE"])}
+    return page.skip, min(page.limit, current_app.config["MAX_PAGE_SIZE"])
 
 
-def paginate(statement: Select[Any], page: Page) -> Select[Any]:
-    """Apply a page's skip and (capped) limit to an ORM statement."""
-    params = page_params(page)
-    return statement.offset(params["skip"]).limit(params["limit"])
+def respond(schema: type[BaseModel], obj: object, status: int = 200) -> Response:
+    """Serialise one ORM object (or model) through its response schema."""
+    body = schema.model_validate(obj).model_dump_json().encode()
+    return Response(body, status=status, mimetype=JSON_MIMETYPE)
 
 
-def get_or_404(
-    session: Session, model: type[RowT], ident: int, what: str, *, lock: bool = False
-) -> RowT:
-    """Load a row by primary key (``lock``: FOR UPDATE) or raise a 404 problem.
-
-    Ids past the id columns' range name nothing; they are answered here, since
-    PostgreSQL would reject them as out of range rather than find no row.
-    """
-    row = session.get(model, ident, with_for_update=lock) if ident <= ID_MAX else None
-    if row is None:
-        raise NotFound(what, ident)
-    return row
+def respond_row(schema: type[BaseModel], row: Mapping[str, Any]) -> Response:
+    """Serialise one database row as ``schema`` describes it."""
+    return Response(row_adapter(schema).dump_json(dict(row)), mimetype=JSON_MIMETYPE)
 
 
-def read_or_404(
-    connection: Connection, statement: Statement, ident: int, what: str
-) -> dict[str, Any]:
-    """Read one row by primary key through ``statement`` (a :func:`row_by_id`) or raise a 404."""
-    row = statement.first(connection, id=ident) if ident <= ID_MAX else None
-    if row is None:
-        raise NotFound(what, ident)
-    return row
-
-
-@cache
-def _list_adapter(schema: type[BaseModel]) -> TypeAdapter[list[Any]]:
-    return TypeAdapter(list[schema])  # type: ignore[valid-type]
-
-
-def dump(schema: type[BaseModel], row: object) -> bytes:
-    """Serialise one row (an ORM object or a dict) to JSON through its response schema."""
-    return schema.model_validate(row).model_dump_json().encode()
-
-
-def respond(schema: type[BaseModel], row: object, status: int = 200) -> Response:
-    """Serialise one row through its response schema."""
-    return Response(dump(schema, row), status=status, mimetype=JSON_MIMETYPE)
-
-
-def dump_payload(payload: dict[str, Any]) -> bytes:
-    """Serialise a payload that was also published as an event (compact, as pydantic's)."""
-    return json.dumps(payload, separators=(",", ":")).encode()
+def respond_rows(schema: type[BaseModel], rows: Iterable[Mapping[str, Any]]) -> Response:
+    """Serialise database rows as the JSON array ``schema`` describes."""
+    body = rows_adapter(schema).dump_json([dict(row) for row in rows])
+    return Response(body, mimetype=JSON_MIMETYPE)
 
 
 def respond_json(payload: dict[str, Any], status: int = 200) -> Response:
-    """Send an already serialised payload (one that was also published as an event)."""
-    return Response(dump_payload(payload), status=status, mimetype=JSON_MIMETYPE)
-
-
-def respond_list(schema: type[BaseModel], rows: list[Any]) -> Response:
-    """Serialise a list of rows through one response schema."""
-    adapter = _list_adapter(schema)
-    body = adapter.dump_json(adapter.validate_python(rows, from_attributes=True))
-    return Response(body, mimetype=JSON_MIMETYPE)
+    """Send an already serialised payload (one that was also announced as an event)."""
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    return Response(body, status=status, mimetype=JSON_MIMETYPE)
 
 
 def no_content() -> Response:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint
 from flask import Response
 
-from zerg.api.io import respond_list
-from zerg.llm import get_providers
+from zerg.api.io import respond_rows
+from zerg.runs.providers import get_providers
 from zerg.schemas import ModelOut
 
 bp = Blueprint("models", __name__, url_prefix="/models")
@@ -15,4 +15,4 @@ bp = Blueprint("models", __name__, url_prefix="/models")
 @bp.get("")
 def list_models() -> Response:
     """List every model an agent may name."""
-    return respond_list(ModelOut, get_providers().models())
+    return respond_rows(ModelOut, (vars(model) for model in get_providers().models()))

@@ -11,7 +11,7 @@ dialect OpenAPI 3.1 uses. So this module keeps a declarative table of the
 operations next to the code, takes every schema from the pydantic models
 themselves (``models_json_schema``), the path-id schema from ``schemas.Id``,
 the descriptions from the views' docstrings and the websocket frames from
-``zerg.ws.HANDLERS``, and ``tests/test_openapi.py`` fails when a route of
+``zerg.websocket.HANDLERS``, and ``tests/test_openapi.py`` fails when a route of
 ``app.url_map`` and an operation of this table do not match one to one. The
 document cannot drift from the models or from the routes without a test saying so.
 
@@ -44,9 +44,9 @@ from pydantic.json_schema import JsonSchemaMode
 from pydantic.json_schema import models_json_schema
 
 from zerg import schemas as s
-from zerg import ws
 from zerg.auth import OPEN_PATHS
 from zerg.errors import PROBLEM_MIMETYPE
+from zerg.realtime import websocket
 
 EXTENSION_KEY = "zerg.openapi"
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -255,7 +255,7 @@ def _models() -> list[tuple[type[BaseModel], JsonSchemaMode]]:
         if op.body is not None:
             requests.append(op.body)
         responses += [reply.model for reply in (op.reply, *op.also) if reply.model is not None]
-    requests += [schema for schema, _ in ws.HANDLERS.values()]
+    requests += [schema for schema, _ in websocket.HANDLERS.values()]
     pairs: list[tuple[type[BaseModel], JsonSchemaMode]] = [
         (model, "validation") for model in requests
     ]
@@ -409,9 +409,9 @@ def _problem_responses() -> dict[str, Any]:
 
 
 def _websocket_section() -> str:
-    """The websocket protocol, which OpenAPI cannot describe, generated from ``zerg.ws``."""
+    """The websocket protocol, which OpenAPI cannot describe, generated from its handlers."""
     rows = "\n".join(
-        f"| `{kind}` | `{schema.__name__}` |" for kind, (schema, _) in ws.HANDLERS.items()
+        f"| `{kind}` | `{schema.__name__}` |" for kind, (schema, _) in websocket.HANDLERS.items()
     )
     return f"""## Websocket: `/api/ws`
 
@@ -428,7 +428,7 @@ which its direct reply echoes. Client frames, and the schema of each (in
 |---|---|
 {rows}
 
-The server answers `pong`, `thread_history` (`thread_id`, the oldest {ws.HISTORY_LIMIT}
+The server answers `pong`, `thread_history` (`thread_id`, the oldest {websocket.HISTORY_LIMIT}
 `messages`), `agent_state` (`data`: the agent), `subscribed` and
 `unsubscribe_success`, and then sends as things change: `thread_message`
 (`thread_id`, `message`), `stream_start`, `stream_chunk` (`content`) and

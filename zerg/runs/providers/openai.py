@@ -20,11 +20,11 @@ from openai import Stream
 from openai.types.chat import ChatCompletionChunk
 from openai.types.chat import ChatCompletionMessageParam
 
-from zerg.llm.base import ChatMessages
-from zerg.llm.base import ModelInfo
-from zerg.llm.base import ProviderError
-from zerg.llm.base import StreamItem
-from zerg.llm.base import Usage
+from zerg.runs.providers.base import ChatMessages
+from zerg.runs.providers.base import ModelInfo
+from zerg.runs.providers.base import ProviderError
+from zerg.runs.providers.base import StreamItem
+from zerg.runs.providers.base import Usage
 
 # Error text from a server is shown to users; keep it to one readable line.
 _MAX_DETAIL = 300

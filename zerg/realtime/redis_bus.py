@@ -17,10 +17,10 @@ from typing import cast
 
 import redis
 
-from zerg.events import Event
-from zerg.events import EventBus
-from zerg.events import id_key
-from zerg.events import valid_id
+from zerg.realtime.events import Event
+from zerg.realtime.events import EventBus
+from zerg.realtime.events import id_key
+from zerg.realtime.events import valid_id
 
 log = logging.getLogger(__name__)
 

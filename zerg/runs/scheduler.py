@@ -1,7 +1,7 @@
 """Cron schedules: APScheduler jobs that start agents' task runs.
 
 ``init_app`` builds the scheduler (stopped) and keeps it in ``app.extensions``;
-only the serving entry points start it (see ``zerg.services``), so tests and
+only the serving entry points start it (see ``zerg.serving``), so tests and
 CLI commands never spin up job threads. Agent events keep the jobs in step
 with the database while it runs.
 """
@@ -22,24 +22,17 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
 from flask import Flask
 from flask import current_app
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from zerg import cron
-from zerg import events
+from zerg import agents
 from zerg.db import session_scope
-from zerg.events import Event
-from zerg.events import EventType
 from zerg.locks import Locks
 from zerg.models import Agent
-from zerg.runner import get_runner
-from zerg.runner import mark_interrupted
-from zerg.runner import queue_agent_run
-from zerg.schemas import AgentOut
-from zerg.schemas import RunOut
-from zerg.schemas import ThreadMessageOut
-from zerg.schemas import ThreadOut
-from zerg.schemas import serialize
+from zerg.realtime import events
+from zerg.realtime.events import Event
+from zerg.realtime.events import EventType
+from zerg.runs import cron
+from zerg.runs import domain
 
 EXTENSION_KEY = "zerg.scheduler"
 REAP_SECONDS = 30
@@ -84,32 +77,22 @@ def run_scheduled_agent(app: Flask, agent_id: int, scheduled_for: datetime | Non
             if scheduled_for is None:
                 log.warning("agent %s fired with no matching schedule time; skipping", agent_id)
                 return False
-            after = scheduled_for + timedelta(seconds=1)
+            agents.advance_schedule(session, agent, scheduled_for + timedelta(seconds=1))
             if not agent.task_instructions.strip():
                 # Nothing to run is the agent's state, not the scheduler's failure.
                 log.warning("agent %s has no task instructions; skipping its tick", agent_id)
-                agent.next_run_at = cron.next_fire_time(agent.schedule, after)
                 return False
-            owner = get_runner(app).instance_id
-            thread, message, run = queue_agent_run(session, agent, "schedule", owner, scheduled_for)
-            agent.next_run_at = cron.next_fire_time(agent.schedule, after)
-            session.flush()
-            payloads = (
-                serialize(ThreadOut, thread),
-                serialize(ThreadMessageOut, message),
-                serialize(RunOut, run),
-                serialize(AgentOut, agent),
-            )
+            domain.queue_agent_run(session, agent_id, "schedule", scheduled_for)
     except IntegrityError:
         log.info("agent %s already ran for %s; skipping the duplicate", agent_id, scheduled_for)
         return False
-    thread_payload, message_payload, run_payload, agent_payload = payloads
-    events.publish(events.thread_event(EventType.THREAD_CREATED, thread_payload), app)
-    events.publish(events.thread_message_created(message_payload), app)
-    events.publish(events.run_updated(run_payload), app)
-    events.publish(events.agent_event(EventType.AGENT_UPDATED, agent_payload), app)
-    get_runner(app).submit(int(run_payload["id"]))
     return True
+
+
+def reap_interrupted(app: Flask, dead: Locks) -> None:
+    """The job: interrupt the runs of processes that died, without waiting for a restart."""
+    with session_scope(app) as session:
+        domain.mark_interrupted(session, dead=dead)
 
 
 @dataclass
@@ -138,20 +121,16 @@ class Scheduler:
             return
         if reaper is not None:
             self.scheduler.add_job(
-                mark_interrupted,
+                reap_interrupted,
                 "interval",
                 seconds=REAP_SECONDS,
-                args=[self.app],
-                kwargs={"dead": reaper},
+                args=[self.app, reaper],
                 id="reap-interrupted-runs",
             )
         with session_scope(self.app) as session:
-            agents = session.scalars(
-                select(Agent).where(Agent.run_on_schedule.is_(True), Agent.schedule.is_not(None))
-            ).all()
-            for agent in agents:
+            for agent in agents.scheduled_agents(session):
                 self.sync(agent.id, agent.schedule, agent.run_on_schedule)
-                agent.next_run_at = cron.next_fire_time(agent.schedule or "")
+                agents.advance_schedule(session, agent)
         self.scheduler.start()
         log.info("scheduler started with %d job(s)", len(self.scheduler.get_jobs()))
 

@@ -25,26 +25,25 @@ from flask_sock import Sock
 from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import ValidationError
-from sqlalchemy import select
 
-from zerg import events
+from zerg import agents
+from zerg import conversations
 from zerg.db import session_scope
-from zerg.hub import Connection
-from zerg.hub import Hub
-from zerg.models import Agent
-from zerg.models import Thread
-from zerg.models import ThreadMessage
-from zerg.runner import get_runner
-from zerg.runner import queue_thread_run_if_idle
+from zerg.errors import NotFound
+from zerg.realtime import events
+from zerg.realtime.hub import Connection
+from zerg.realtime.hub import Hub
+from zerg.realtime.hub import get_hub
+from zerg.runs import domain as runs
+from zerg.runs.pool import get_runner
 from zerg.schemas import MAX_TEXT
 from zerg.schemas import AgentOut
 from zerg.schemas import Id
-from zerg.schemas import RunOut
 from zerg.schemas import Storable
+from zerg.schemas import ThreadMessageCreate
 from zerg.schemas import ThreadMessageOut
-from zerg.schemas import serialize
+from zerg.schemas import dump_row
 
-EXTENSION_KEY = "zerg.ws"
 HISTORY_LIMIT = 100
 RECEIVE_POLL_SECONDS = 1.0
 
@@ -129,30 +128,22 @@ def subscribe_topic(client: Client, topic: str, message_id: Any) -> None:
     if kind == "agents":
         client.reply({"type": "subscribed", "topics": [topic], "message_id": message_id})
         return
-    with session_scope(client.app, write=False) as session:
-        if kind == "agent":
-            agent = session.get(Agent, ident)
-            found = agent is not None
-            reply = {"type": "agent_state", "message_id": message_id}
-            if agent is not None:
-                reply["data"] = serialize(AgentOut, agent)
-        else:
-            found = session.get(Thread, ident) is not None
-            history = session.scalars(
-                select(ThreadMessage)
-                .where(ThreadMessage.thread_id == ident)
-                .order_by(ThreadMessage.timestamp, ThreadMessage.id)
-                .limit(HISTORY_LIMIT)
-            )
-            reply = {
-                "type": "thread_history",
-                "thread_id": ident,
-                "messages": [serialize(ThreadMessageOut, message) for message in history],
-                "message_id": message_id,
-            }
-    if not found:
+    try:
+        with session_scope(client.app, write=False) as session:
+            if kind == "agent":
+                agent = dump_row(AgentOut, agents.get_agent(session, ident))
+                reply = {"type": "agent_state", "message_id": message_id, "data": agent}
+            else:
+                history = conversations.list_messages(session, ident, 0, HISTORY_LIMIT)
+                reply = {
+                    "type": "thread_history",
+                    "thread_id": ident,
+                    "messages": [dump_row(ThreadMessageOut, row) for row in history],
+                    "message_id": message_id,
+                }
+    except NotFound as exc:
         client.hub.unsubscribe(client.connection, topic)
-        raise ProtocolError(f"{kind.capitalize()} {ident} not found", {"topic": topic})
+        raise ProtocolError(exc.detail, {"topic": topic}) from None
     client.reply(reply)
 
 
@@ -217,25 +208,13 @@ def on_send_message(client: Client, frame: SendMessageFrame, message_id: Any) ->
     ``thread_message`` and then the streamed reply. If a run of the thread is
     already active, the message waits and that run's follow-up answers it.
     """
-    run_payload = None
-    with session_scope(client.app) as session:
-        # Locked like the REST path (see zerg.api.threads.load_thread).
-        thread = session.get(Thread, frame.thread_id, with_for_update=True)
-        if thread is None:
-            details = {"thread_id": frame.thread_id}
-            raise ProtocolError(f"Thread {frame.thread_id} not found", details)
-        message = ThreadMessage(thread_id=thread.id, role="user", content=frame.content)
-        session.add(message)
-        session.flush()
-        payload = serialize(ThreadMessageOut, message)
-        owner = get_runner(client.app).instance_id
-        run = queue_thread_run_if_idle(session, thread, "websocket", owner)
-        if run is not None:
-            run_payload = serialize(RunOut, run)
-    events.publish(events.thread_message_created(payload), client.app)
-    if run_payload is not None:
-        events.publish(events.run_updated(run_payload), client.app)
-        get_runner(client.app).submit(run_payload["id"])
+    message = ThreadMessageCreate(role="user", content=frame.content)
+    try:
+        with session_scope(client.app) as session:
+            conversations.add_message(session, frame.thread_id, message)
+            runs.queue_thread_run_if_idle(session, frame.thread_id, "websocket")
+    except NotFound as exc:
+        raise ProtocolError(exc.detail, {"thread_id": frame.thread_id}) from None
 
 
 Handler = Callable[[Client, Any, Any], None]
@@ -322,22 +301,3 @@ def websocket(ws: Any) -> None:
                 handle_text(client, text)
     finally:
         hub.disconnect(client.connection)
-
-
-def get_hub(app: Flask | None = None) -> Hub:
-    """Return the current (or given) app's hub."""
-    target = app if app is not None else current_app
-    hub: Hub = target.extensions[EXTENSION_KEY]
-    return hub
-
-
-def init_app(app: Flask) -> None:
-    """Give the app a hub fed by its event bus."""
-    if EXTENSION_KEY in app.extensions:
-        raise RuntimeError("zerg.ws is already registered on this app")
-    hub = Hub(
-        queue_size=app.config["WS_SEND_QUEUE_SIZE"],
-        drop_grace=app.config["WS_DROP_GRACE_SECONDS"],
-    )
-    app.extensions[EXTENSION_KEY] = hub
-    events.get_bus(app).subscribe(hub.deliver)

@@ -1,9 +1,11 @@
 """Typed events and the app's publish/subscribe bus.
 
-Publishers (HTTP views, the websocket handler, later the runner and the
-scheduler) publish *after* their transaction commits, so a rolled-back change
-never announces itself. Subscribers register on the app's bus, never on a module
-global, so every app in a test run has its own.
+Domain functions :func:`announce` an event on the session that made the
+change, and it is published once that session commits, so a rolled-back
+change never announces itself. Only the streamed pieces of a reply, which
+change nothing in the database, are published directly. Subscribers register
+on the app's bus, never on a module global, so every app in a test run has its
+own.
 """
 
 from __future__ import annotations
@@ -17,10 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import replace
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from flask import Flask
 from flask import current_app
+from sqlalchemy.orm import Session
+
+from zerg.db import after_commit
+from zerg.db import app_of
 
 EXTENSION_KEY = "zerg.events"
 
@@ -122,16 +129,20 @@ def valid_id(event_id: str) -> bool:
 
 
 class EventBus:
-    """In-process publish/subscribe: every subscriber sees every event, in order.
+    """In-process publish/subscribe: every subscriber sees every event, in id order.
 
     Each event gets an increasing id and the newest ``window`` events are kept,
     so a websocket client that reconnects can ask for what it missed. A
     subscriber that raises is logged and skipped; it never breaks the
-    publisher or the subscribers after it.
+    publisher or the subscribers after it. Subscribers are called with the
+    publishing lock held, so they must not publish themselves.
     """
 
     def __init__(self, window: int = 1000) -> None:
         self._lock = threading.Lock()
+        # Held from numbering an event to the end of its delivery, so that two
+        # publishers cannot hand their events to subscribers out of id order.
+        self._publishing = threading.Lock()
         self._subscribers: tuple[Subscriber, ...] = ()
         self._recent: deque[Event] = deque(maxlen=window)
         # Ids are "<start ms>-<n>", so an id from before a restart is never
@@ -152,11 +163,12 @@ class EventBus:
 
     def publish(self, event: Event) -> None:
         """Number the event, remember it, and hand it to every subscriber."""
-        with self._lock:
-            event = replace(event, id=f"{self._epoch}-{self._next}")
-            self._next += 1
-            self._recent.append(event)
-        self.dispatch(event)
+        with self._publishing:
+            with self._lock:
+                event = replace(event, id=f"{self._epoch}-{self._next}")
+                self._next += 1
+                self._recent.append(event)
+            self.dispatch(event)
 
     def dispatch(self, event: Event) -> None:
         """Hand an already numbered event to the local subscribers."""
@@ -193,8 +205,13 @@ def get_bus(app: Flask | None = None) -> EventBus:
 
 
 def publish(event: Event, app: Flask | None = None) -> None:
-    """Publish on the current (or given) app's bus; call it after committing."""
+    """Publish on the current (or given) app's bus now: for what no commit stands behind."""
     get_bus(app).publish(event)
+
+
+def announce(session: Session, event: Event) -> None:
+    """Publish ``event`` on the session's app's bus once the session commits."""
+    after_commit(session, partial(get_bus(app_of(session)).publish, event))
 
 
 def init_app(app: Flask) -> None:
@@ -203,7 +220,7 @@ def init_app(app: Flask) -> None:
         raise RuntimeError("zerg.events is already registered on this app")
     window = app.config["EVENT_REPLAY_WINDOW"]
     if app.config["EVENT_BACKEND"] == "redis":
-        from zerg.redis_bus import RedisEventBus
+        from zerg.realtime.redis_bus import RedisEventBus
 
         bus: EventBus = RedisEventBus(
             app.config["REDIS_URL"], stream=app.config["EVENT_STREAM"], window=window

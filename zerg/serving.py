@@ -25,12 +25,13 @@ from dataclasses import field
 from flask import Flask
 
 from zerg import db
-from zerg import events
-from zerg import runner
-from zerg import scheduler
 from zerg.locks import Locks
 from zerg.locks import make_locks
-from zerg.ws import get_hub
+from zerg.realtime import events
+from zerg.realtime.hub import get_hub
+from zerg.runs import domain as runs
+from zerg.runs import scheduler
+from zerg.runs.pool import get_runner
 
 EXTENSION_KEY = "zerg.services"
 SCHEDULER_LOCK = "scheduler"
@@ -56,8 +57,9 @@ def start(app: Flask) -> None:
     locks = make_locks(db.get_database(app).engine)
     state = Running(locks=locks)
     app.extensions[EXTENSION_KEY] = state
-    locks.try_acquire(runner.liveness_lock(runner.get_runner(app).instance_id))
-    runner.mark_interrupted(app, dead=locks)
+    locks.try_acquire(runs.liveness_lock(get_runner(app).instance_id))
+    with db.session_scope(app) as session:
+        runs.mark_interrupted(session, dead=locks)
     # The first attempt is made here, so a lone process has its scheduler
     # running when start() returns; the others keep polling in the background.
     if app.config["SCHEDULER_ENABLED"] and not _try_lead(app, state):
@@ -103,7 +105,10 @@ def stop(app: Flask, grace: float = 0.0) -> None:
     closed = get_hub(app).close_all(RESTART_CLOSE_CODE, "server restarting; reconnect")
     if closed:
         log.info("asked %d websocket client(s) to reconnect", closed)
-    runner.get_runner(app).shutdown(grace)
+    runner = get_runner(app)
+    runner.shutdown(grace)
+    with db.session_scope(app) as session:
+        runs.mark_interrupted(session, owner=runner.instance_id)
     events.get_bus(app).close()
     if state is not None:
         state.locks.close()

@@ -18,8 +18,14 @@ from collections import defaultdict
 from typing import Any
 from typing import Protocol
 
-from zerg.events import Event
-from zerg.events import id_key
+from flask import Flask
+from flask import current_app
+
+from zerg.realtime import events
+from zerg.realtime.events import Event
+from zerg.realtime.events import id_key
+
+EXTENSION_KEY = "zerg.hub"
 
 log = logging.getLogger(__name__)
 
@@ -239,3 +245,22 @@ class Hub:
                 "subscriptions": sum(len(c) for c in self._topics.values()),
                 "topics": len(self._topics),
             }
+
+
+def get_hub(app: Flask | None = None) -> Hub:
+    """Return the current (or given) app's hub."""
+    target = app if app is not None else current_app
+    hub: Hub = target.extensions[EXTENSION_KEY]
+    return hub
+
+
+def init_app(app: Flask) -> None:
+    """Give the app a hub fed by its event bus."""
+    if EXTENSION_KEY in app.extensions:
+        raise RuntimeError("zerg.realtime.hub is already registered on this app")
+    hub = Hub(
+        queue_size=app.config["WS_SEND_QUEUE_SIZE"],
+        drop_grace=app.config["WS_DROP_GRACE_SECONDS"],
+    )
+    app.extensions[EXTENSION_KEY] = hub
+    events.get_bus(app).subscribe(hub.deliver)

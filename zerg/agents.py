@@ -1,0 +1,192 @@
+"""Agents and their messages: every change to them, and the reads more than one caller needs.
+
+Like every domain module, these functions do their work in the session they
+are handed and leave the commit to the caller, the edge of the unit of work
+(a view, a websocket message, a job). What they announce goes out once that
+commit succeeds (:func:`zerg.realtime.events.announce`); each event about an
+agent is announced from :func:`_announce` alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import cast
+
+from sqlalchemy import RowMapping
+from sqlalchemy import Table
+from sqlalchemy import bindparam
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from zerg import conversations
+from zerg.db import app_of
+from zerg.db import load_row
+from zerg.errors import NotFound
+from zerg.errors import unprocessable
+from zerg.models import ID_MAX
+from zerg.models import Agent
+from zerg.models import AgentMessage
+from zerg.realtime import events
+from zerg.realtime.events import EventType
+from zerg.runs import cron
+from zerg.runs.providers import get_providers
+from zerg.schemas import AgentCreate
+from zerg.schemas import AgentMessageCreate
+from zerg.schemas import AgentOut
+from zerg.schemas import AgentUpdate
+from zerg.schemas import serialize
+
+_agents = cast(Table, Agent.__table__)
+_agent_messages = cast(Table, AgentMessage.__table__)
+
+# Built once: SQLAlchemy caches their compiled SQL, and nothing is rebuilt per call.
+AGENT = select(_agents).where(_agents.c.id == bindparam("id"))
+AGENTS_PAGE = (
+    select(_agents)
+    .order_by(_agents.c.created_at, _agents.c.id)
+    .offset(bindparam("skip"))
+    .limit(bindparam("limit"))
+)
+SCHEDULED = (
+    select(Agent)
+    .where(Agent.run_on_schedule.is_(True), Agent.schedule.is_not(None))
+    .order_by(Agent.id)
+)
+AGENT_MESSAGES_PAGE = (
+    select(_agent_messages)
+    .where(_agent_messages.c.agent_id == bindparam("agent_id"))
+    .order_by(_agent_messages.c.timestamp, _agent_messages.c.id)
+    .offset(bindparam("skip"))
+    .limit(bindparam("limit"))
+)
+
+
+def check_model(session: Session, model: str) -> None:
+    """Refuse (422) a model that no configured provider offers."""
+    if get_providers(app_of(session)).provider_for(model) is None:
+        raise unprocessable(
+            [
+                {
+                    "loc": ["body", "model"],
+                    "msg": f"no configured provider offers model {model!r} (see GET /api/models)",
+                    "type": "unknown_model",
+                }
+            ]
+        )
+
+
+def refresh_next_run(agent: Agent) -> None:
+    """Keep next_run_at in step with the schedule and the run_on_schedule switch."""
+    if agent.schedule and agent.run_on_schedule:
+        agent.next_run_at = cron.next_fire_time(agent.schedule)
+    else:
+        agent.next_run_at = None
+
+
+def scheduled_agents(session: Session) -> Sequence[Agent]:
+    """Load every agent that runs on a schedule."""
+    return session.scalars(SCHEDULED).all()
+
+
+def advance_schedule(session: Session, agent: Agent, after: datetime | None = None) -> None:
+    """Set ``next_run_at`` to the schedule's first tick after ``after`` (default: now)."""
+    agent.next_run_at = cron.next_fire_time(agent.schedule, after) if agent.schedule else None
+    announce_update(session, agent)
+
+
+def load_agent(session: Session, agent_id: int, *, lock: bool = False) -> Agent:
+    """Load an agent to change it, or raise NotFound."""
+    return load_row(session, Agent, agent_id, lock=lock)
+
+
+def get_agent(session: Session, agent_id: int) -> RowMapping:
+    """Read one agent's row, or raise NotFound."""
+    row = None
+    if agent_id <= ID_MAX:
+        row = session.execute(AGENT, {"id": agent_id}).mappings().first()
+    if row is None:
+        raise NotFound("Agent", agent_id)
+    return row
+
+
+def list_agents(session: Session, skip: int, limit: int) -> Sequence[RowMapping]:
+    """Read a page of agents in creation order."""
+    return session.execute(AGENTS_PAGE, {"skip": skip, "limit": limit}).mappings().all()
+
+
+def create_agent(session: Session, fields: AgentCreate) -> Agent:
+    """Add an agent; with a schedule it runs on it unless told otherwise."""
+    model = fields.model or get_providers(app_of(session)).default_model()
+    check_model(session, model)
+    run_on_schedule = fields.run_on_schedule
+    if run_on_schedule is None:
+        run_on_schedule = fields.schedule is not None
+    agent = Agent(
+        name=fields.name,
+        system_instructions=fields.system_instructions,
+        task_instructions=fields.task_instructions,
+        model=model,
+        schedule=fields.schedule,
+        run_on_schedule=run_on_schedule,
+        config=fields.config,
+    )
+    refresh_next_run(agent)
+    session.add(agent)
+    _announce(session, EventType.AGENT_CREATED, agent)
+    return agent
+
+
+def update_agent(session: Session, agent_id: int, changes: AgentUpdate) -> Agent:
+    """Change the fields sent and leave the others as they are."""
+    agent = load_agent(session, agent_id)
+    sent = changes.changes()
+    if "model" in sent:
+        check_model(session, sent["model"])
+    for field, value in sent.items():
+        setattr(agent, field, value)
+    refresh_next_run(agent)
+    announce_update(session, agent)
+    return agent
+
+
+def delete_agent(session: Session, agent_id: int) -> None:
+    """Delete an agent with its threads (each announced), messages and runs."""
+    agent = load_agent(session, agent_id)
+    for thread in agent.threads:
+        conversations.announce_deleted(session, thread)
+    session.delete(agent)
+    _announce(session, EventType.AGENT_DELETED, agent)
+
+
+def announce_update(session: Session, agent: Agent) -> None:
+    """Announce an agent's new state once the session commits (its runs change it too)."""
+    _announce(session, EventType.AGENT_UPDATED, agent)
+
+
+def _announce(session: Session, kind: EventType, agent: Agent) -> None:
+    # Flushed first, so that the payload holds the row as it will be committed.
+    session.flush()
+    if kind is EventType.AGENT_DELETED:
+        payload = {"id": agent.id, "name": agent.name}
+    else:
+        payload = serialize(AgentOut, agent)
+    events.announce(session, events.agent_event(kind, payload))
+
+
+def add_agent_message(session: Session, agent_id: int, fields: AgentMessageCreate) -> AgentMessage:
+    """Add a message to an agent's own list."""
+    load_agent(session, agent_id)
+    message = AgentMessage(agent_id=agent_id, role=fields.role, content=fields.content)
+    session.add(message)
+    session.flush()
+    return message
+
+
+def list_agent_messages(
+    session: Session, agent_id: int, skip: int, limit: int
+) -> Sequence[RowMapping]:
+    """Read a page of an agent's messages, oldest first, or raise NotFound."""
+    get_agent(session, agent_id)
+    params = {"agent_id": agent_id, "skip": skip, "limit": limit}
+    return session.execute(AGENT_MESSAGES_PAGE, params).mappings().all()

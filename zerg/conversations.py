@@ -1,0 +1,205 @@
+"""Threads and their messages: every change to them, and the reads more than one caller needs.
+
+A message reaches a thread in one way only, :func:`add_message`, whoever
+sends it: a REST client, a websocket client, a run storing its reply, an
+agent's task. So every message gets the same row, the same ``updated_at`` on
+its thread and the same ``thread_message`` event. As everywhere in the
+domain, the caller commits; events go out after its commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from collections.abc import Sequence
+from typing import Any
+from typing import cast
+
+from sqlalchemy import RowMapping
+from sqlalchemy import Table
+from sqlalchemy import bindparam
+from sqlalchemy import exists
+from sqlalchemy import insert
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from zerg.db import load_row
+from zerg.errors import NotFound
+from zerg.models import ID_MAX
+from zerg.models import Agent
+from zerg.models import Thread
+from zerg.models import ThreadMessage
+from zerg.models import utcnow
+from zerg.realtime import events
+from zerg.realtime.events import EventType
+from zerg.schemas import ThreadMessageCreate
+from zerg.schemas import ThreadMessageOut
+from zerg.schemas import ThreadOut
+from zerg.schemas import ThreadUpdate
+from zerg.schemas import dump_row
+from zerg.schemas import serialize
+
+_threads = cast(Table, Thread.__table__)
+_messages = cast(Table, ThreadMessage.__table__)
+
+THREAD = select(_threads).where(_threads.c.id == bindparam("id"))
+THREAD_EXISTS = select(exists().where(_threads.c.id == bindparam("id")))
+THREAD_MESSAGES_PAGE = (
+    select(_messages)
+    .where(_messages.c.thread_id == bindparam("thread_id"))
+    .order_by(_messages.c.timestamp, _messages.c.id)
+    .offset(bindparam("skip"))
+    .limit(bindparam("limit"))
+)
+# Finds the thread, stamps it and takes its row lock in one statement.
+TOUCH_THREAD = (
+    update(_threads)
+    .where(_threads.c.id == bindparam("thread_id"))
+    .values(updated_at=bindparam("now"))
+    .returning(_threads.c.id)
+)
+INSERT_MESSAGE = insert(_messages).returning(_messages.c.id)
+UNANSWERED = (
+    select(_messages.c.id)
+    .where(
+        _messages.c.thread_id == bindparam("thread_id"),
+        _messages.c.role == "user",
+        _messages.c.processed.is_(False),
+    )
+    .order_by(_messages.c.id)
+)
+
+
+def load_thread(session: Session, thread_id: int, *, lock: bool = False) -> Thread:
+    """Load a thread to change it, or raise NotFound.
+
+    ``lock`` takes the thread's row lock (PostgreSQL; SQLite's write
+    transactions are serial anyway). Adding a message takes it too, and so
+    does a run when it finishes and looks for messages still unanswered: in
+    whichever order they commit, one of them sees the other, so a message
+    that lands as a run ends is never left unanswered.
+    """
+    return load_row(session, Thread, thread_id, lock=lock)
+
+
+def get_thread(session: Session, thread_id: int) -> RowMapping:
+    """Read one thread's row, or raise NotFound."""
+    row = None
+    if thread_id <= ID_MAX:
+        row = session.execute(THREAD, {"id": thread_id}).mappings().first()
+    if row is None:
+        raise NotFound("Thread", thread_id)
+    return row
+
+
+def list_threads(
+    session: Session, agent_id: int | None, skip: int, limit: int
+) -> Sequence[RowMapping]:
+    """Read a page of threads in creation order, of one agent or of all."""
+    statement = select(_threads).order_by(_threads.c.created_at, _threads.c.id)
+    if agent_id is not None:
+        statement = statement.where(_threads.c.agent_id == agent_id)
+    return session.execute(statement.offset(skip).limit(limit)).mappings().all()
+
+
+def create_thread(session: Session, agent_id: int, **fields: Any) -> Thread:
+    """Start a thread with an agent (NotFound if there is no such agent)."""
+    load_row(session, Agent, agent_id)
+    thread = Thread(agent_id=agent_id, **fields)
+    session.add(thread)
+    _announce(session, EventType.THREAD_CREATED, thread)
+    return thread
+
+
+def update_thread(session: Session, thread_id: int, changes: ThreadUpdate) -> Thread:
+    """Change the fields sent and leave the others as they are."""
+    thread = load_thread(session, thread_id)
+    for field, value in changes.changes().items():
+        setattr(thread, field, value)
+    _announce(session, EventType.THREAD_UPDATED, thread)
+    return thread
+
+
+def delete_thread(session: Session, thread_id: int) -> None:
+    """Delete a thread with its messages and runs (the database cascades)."""
+    thread = load_thread(session, thread_id)
+    announce_deleted(session, thread)
+    session.delete(thread)
+
+
+def announce_deleted(session: Session, thread: Thread) -> None:
+    """Announce a thread's deletion, also when it goes with its agent."""
+    _announce(session, EventType.THREAD_DELETED, thread)
+
+
+def _announce(session: Session, kind: EventType, thread: Thread) -> None:
+    # Flushed first, so that the payload holds the row as it will be committed.
+    session.flush()
+    events.announce(session, events.thread_event(kind, serialize(ThreadOut, thread)))
+
+
+def add_message(
+    session: Session,
+    thread_id: int,
+    message: ThreadMessageCreate,
+    *,
+    processed: bool = False,
+    partial: bool = False,
+) -> dict[str, Any]:
+    """Add a message to a thread and stamp the thread; return the message as announced.
+
+    Raises NotFound if there is no such thread. ``processed`` marks a message
+    that needs no answer (a run's own reply), ``partial`` a reply cut short.
+    """
+    now = utcnow()
+    touched = None
+    if thread_id <= ID_MAX:
+        touched = session.execute(TOUCH_THREAD, {"thread_id": thread_id, "now": now}).first()
+    if touched is None:
+        raise NotFound("Thread", thread_id)
+    values = {
+        "thread_id": thread_id,
+        "processed": processed,
+        "partial": partial,
+        "timestamp": now,
+        **message.model_dump(),
+    }
+    message_id = session.execute(INSERT_MESSAGE, values).scalar_one()
+    # Every column but the id is what was just bound: nothing to read back.
+    payload = dump_row(ThreadMessageOut, {"id": message_id, **values})
+    events.announce(session, events.thread_message_created(payload))
+    return payload
+
+
+def list_messages(session: Session, thread_id: int, skip: int, limit: int) -> Sequence[RowMapping]:
+    """Read a page of a thread's messages, oldest first, or raise NotFound."""
+    if thread_id > ID_MAX or not session.execute(THREAD_EXISTS, {"id": thread_id}).scalar():
+        raise NotFound("Thread", thread_id)
+    params = {"thread_id": thread_id, "skip": skip, "limit": limit}
+    return session.execute(THREAD_MESSAGES_PAGE, params).mappings().all()
+
+
+def context_messages(session: Session, thread_id: int, limit: int) -> list[tuple[str, str]]:
+    """Return the (role, content) of the thread's newest ``limit`` messages, newest first.
+
+    Tool results are left out: the providers send text conversations only.
+    """
+    newest = (
+        select(_messages.c.role, _messages.c.content)
+        .where(_messages.c.thread_id == thread_id, _messages.c.role != "tool")
+        .order_by(_messages.c.timestamp.desc(), _messages.c.id.desc())
+        .limit(limit)
+    )
+    return [(role, content) for role, content in session.execute(newest)]
+
+
+def unanswered(session: Session, thread_id: int) -> list[int]:
+    """Return the ids of the thread's user messages that no run has answered yet."""
+    return list(session.scalars(UNANSWERED, {"thread_id": thread_id}))
+
+
+def mark_answered(session: Session, message_ids: Iterable[int]) -> None:
+    """Mark messages as answered by a run."""
+    ids = list(message_ids)
+    if ids:
+        session.execute(update(_messages).where(_messages.c.id.in_(ids)).values(processed=True))

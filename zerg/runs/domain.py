@@ -1,0 +1,394 @@
+"""Every change to a run, and the context a run sends its model.
+
+A run is queued by a request, a websocket message or the scheduler; a worker
+of the pool begins it, streams the model's reply with no session open, then
+finishes it; it may be cancelled, fail, or be interrupted when its process
+stops. Each of those is one function here, taking the caller's session and
+leaving the commit to the caller. What they announce (``run_updated``, the
+start and end of a streamed reply, the agent's state) goes out after that
+commit, and a queued run reaches the worker pool only then too.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from functools import partial
+from typing import cast
+
+from sqlalchemy import RowMapping
+from sqlalchemy import Table
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from zerg import agents
+from zerg import conversations
+from zerg.db import after_commit
+from zerg.db import app_of
+from zerg.db import load_row
+from zerg.errors import Conflict
+from zerg.errors import NotFound
+from zerg.locks import Locks
+from zerg.models import Agent
+from zerg.models import Run
+from zerg.models import utcnow
+from zerg.realtime import events
+from zerg.realtime.events import EventType
+from zerg.runs.pool import get_runner
+from zerg.runs.providers import get_providers
+from zerg.runs.providers.base import ChatMessages
+from zerg.runs.providers.base import Provider
+from zerg.runs.providers.base import Usage
+from zerg.schemas import RunOut
+from zerg.schemas import ThreadMessageCreate
+from zerg.schemas import serialize
+
+ACTIVE = ("queued", "running")
+# Runs started by people answer messages that arrive while they stream; task
+# runs (manual, scheduled) answer only their task.
+FOLLOW_UP_TRIGGERS = frozenset({"api", "websocket"})
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Execution:
+    """What a worker carries from beginning a run to finishing it."""
+
+    run_id: int
+    thread_id: int
+    agent_id: int
+    model: str
+    provider: Provider
+    messages: ChatMessages
+    answered: list[int]
+    started: float
+    trigger: str
+    parts: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    status: str = "success"
+    error: str | None = None
+
+
+def load_run(session: Session, run_id: int) -> Run:
+    """Load a run, or raise NotFound."""
+    return load_row(session, Run, run_id)
+
+
+def list_runs(
+    session: Session,
+    *,
+    agent_id: int | None = None,
+    thread_id: int | None = None,
+    status: str | None = None,
+    skip: int = 0,
+    limit: int = 100,
+) -> Sequence[RowMapping]:
+    """Read a page of runs, newest first, optionally of one agent, thread or status."""
+    runs = cast(Table, Run.__table__)
+    statement = select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc())
+    if agent_id is not None:
+        statement = statement.where(runs.c.agent_id == agent_id)
+    if thread_id is not None:
+        statement = statement.where(runs.c.thread_id == thread_id)
+    if status is not None:
+        statement = statement.where(runs.c.status == status)
+    return session.execute(statement.offset(skip).limit(limit)).mappings().all()
+
+
+def active_run_id(session: Session, thread_id: int) -> int | None:
+    """Return the id of the thread's queued or running run, if it has one."""
+    return session.scalar(
+        select(Run.id).where(Run.thread_id == thread_id, Run.status.in_(ACTIVE)).limit(1)
+    )
+
+
+def _add_queued(
+    session: Session, agent_id: int, thread_id: int, trigger: str, **fields: object
+) -> Run:
+    """Insert a queued run owned by this process; it starts once the session commits."""
+    runner = get_runner(app_of(session))
+    run = Run(
+        agent_id=agent_id,
+        thread_id=thread_id,
+        trigger=trigger,
+        status="queued",
+        owner=runner.instance_id,
+        **fields,
+    )
+    session.add(run)
+    session.flush()
+    _announce_run(session, run)
+    after_commit(session, partial(runner.submit, run.id))
+    return run
+
+
+def queue_thread_run(session: Session, thread_id: int, trigger: str) -> Run:
+    """Queue a run of the thread's agent on its unanswered messages.
+
+    Raises NotFound for no such thread, Conflict when the thread already has
+    an active run or nothing to answer. Two racing callers are settled by the
+    database's one-active-run index; the loser gets the same Conflict.
+    """
+    thread = conversations.load_thread(session, thread_id, lock=True)
+    running = active_run_id(session, thread.id)
+    if running is not None:
+        raise Conflict(f"Thread {thread.id} already has an active run ({running}).")
+    if not conversations.unanswered(session, thread.id):
+        raise Conflict(f"Thread {thread.id} has no unanswered user message to run on.")
+    try:
+        return _add_queued(session, thread.agent_id, thread.id, trigger)
+    except IntegrityError:
+        raise Conflict(f"Thread {thread.id} already has an active run.") from None
+
+
+def queue_thread_run_if_idle(session: Session, thread_id: int, trigger: str) -> Run | None:
+    """Queue a thread run unless one is active (or there is nothing to answer).
+
+    The attempt runs in a savepoint, so losing a race for the thread leaves
+    the rest of the caller's transaction, such as the message just stored,
+    intact.
+    """
+    try:
+        with session.begin_nested():
+            return queue_thread_run(session, thread_id, trigger)
+    except Conflict:
+        return None
+
+
+def queue_agent_run(
+    session: Session, agent_id: int, trigger: str, scheduled_for: datetime | None = None
+) -> Run:
+    """Start the agent's task in a new thread of its own, with the task as its first message.
+
+    Task runs never write into a conversation someone has open. A scheduled
+    run that fires twice for the same time fails here with IntegrityError on
+    the (agent, scheduled time) unique constraint: callers treat it as
+    "already ran".
+    """
+    agent = agents.load_agent(session, agent_id)
+    if not agent.task_instructions.strip():
+        raise Conflict(f"Agent {agent.id} has no task instructions to run.")
+    when = (scheduled_for or utcnow()).strftime("%Y-%m-%d %H:%M UTC")
+    kind = "scheduled" if trigger == "schedule" else "manual"
+    thread = conversations.create_thread(
+        session, agent.id, title=f"{agent.name} · {kind} run {when}"[:255], thread_type=kind
+    )
+    task = ThreadMessageCreate(role="user", content=agent.task_instructions)
+    conversations.add_message(session, thread.id, task)
+    return _add_queued(session, agent.id, thread.id, trigger, scheduled_for=scheduled_for)
+
+
+def cancel_run(session: Session, run_id: int) -> tuple[Run, bool]:
+    """Cancel a run; return it and whether it is over (False: it stops at its next piece).
+
+    A queued run is cancelled at once. A running one is asked to stop through
+    this process's pool, and finishes ``cancelled`` keeping its partial reply.
+    Raises Conflict for a finished run, or one running in another process.
+    """
+    run = load_run(session, run_id)
+    if run.status not in ACTIVE:
+        raise Conflict(f"Run {run_id} has already finished ({run.status}).")
+    if run.status == "queued":
+        run.status, run.finished_at = "cancelled", utcnow()
+        run.error = "cancelled before it started"
+        _announce_run(session, run)
+        return run, True
+    if not get_runner(app_of(session)).cancel(run_id):
+        raise Conflict(f"Run {run_id} is running in another process; cancel it there.")
+    return run, False
+
+
+def build_context(
+    session: Session, agent: Agent, thread_id: int, limit: int
+) -> tuple[list[dict[str, str]], list[int]]:
+    """Return the messages to send the model and the ids of the messages they answer.
+
+    When the thread is longer than ``limit`` the newest messages are kept:
+    the model must see what it is answering.
+    """
+    newest = conversations.context_messages(session, thread_id, limit)
+    messages = [{"role": "system", "content": agent.system_instructions}]
+    if not agent.system_instructions.strip():
+        messages = []
+    messages += [{"role": role, "content": content} for role, content in reversed(newest)]
+    return messages, conversations.unanswered(session, thread_id)
+
+
+def begin_run(session: Session, run_id: int) -> Execution | None:
+    """Mark a queued run and its agent running and gather what the model needs.
+
+    Returns None when there is nothing to execute: the run was cancelled or
+    deleted before a worker got to it, or no provider offers its agent's
+    model (the run then fails at once).
+    """
+    run = session.get(Run, run_id)
+    if run is None or run.status != "queued" or run.thread_id is None:
+        return None
+    agent = session.get(Agent, run.agent_id)
+    if agent is None:
+        return None
+    app = app_of(session)
+    provider = get_providers(app).provider_for(agent.model)
+    now = utcnow()
+    run.started_at = now
+    if provider is None:
+        error = f"no configured provider offers model {agent.model!r}"
+        run.status, run.finished_at, run.error, run.duration_ms = "failed", now, error, 0
+        agent.status, agent.last_error = "error", error
+        _announce_run(session, run)
+        agents.announce_update(session, agent)
+        return None
+    messages, answered = build_context(
+        session, agent, run.thread_id, app.config["RUN_CONTEXT_MESSAGES"]
+    )
+    run.status = "running"
+    agent.status = "running"
+    _announce_run(session, run)
+    agents.announce_update(session, agent)
+    events.announce(session, events.stream_event(EventType.STREAM_START, run.thread_id, run.id))
+    return Execution(
+        run_id=run.id,
+        thread_id=run.thread_id,
+        agent_id=agent.id,
+        model=agent.model,
+        provider=provider,
+        messages=messages,
+        answered=answered,
+        started=time.monotonic(),
+        trigger=run.trigger,
+    )
+
+
+def finish_run(session: Session, execution: Execution) -> None:
+    """Store a streamed run's outcome: its reply, its status, its agent's, a follow-up run.
+
+    A cancelled or interrupted run keeps what it streamed, marked partial.
+    Messages that arrived while a person's run streamed get a run of their
+    own. If the thread, the run or the agent was deleted meanwhile, only the
+    end of the stream is announced.
+    """
+    end = partial(
+        _announce_stream_end,
+        session,
+        execution.thread_id,
+        execution.run_id,
+        execution.status,
+        execution.error,
+    )
+    try:
+        conversations.load_thread(session, execution.thread_id, lock=True)
+    except NotFound:
+        log.info("run %s ended after its thread was deleted", execution.run_id)
+        end()
+        return
+    run = session.get(Run, execution.run_id)
+    agent = session.get(Agent, execution.agent_id)
+    if run is None or agent is None:
+        log.info("run %s ended after its agent was deleted", execution.run_id)
+        end()
+        return
+    text = "".join(execution.parts)
+    if text and execution.status in ("success", "cancelled", "interrupted"):
+        reply = ThreadMessageCreate(role="assistant", content=text)
+        partial_reply = execution.status != "success"
+        conversations.add_message(
+            session, execution.thread_id, reply, processed=True, partial=partial_reply
+        )
+        conversations.mark_answered(session, execution.answered)
+    end()
+    _record(run, agent, execution)
+    _announce_run(session, run)
+    agents.announce_update(session, agent)
+    if execution.status == "success" and execution.trigger in FOLLOW_UP_TRIGGERS:
+        queue_thread_run_if_idle(session, execution.thread_id, execution.trigger)
+
+
+def _record(run: Run, agent: Agent, execution: Execution) -> None:
+    now = utcnow()
+    run.status = execution.status
+    run.finished_at = now
+    run.duration_ms = int((time.monotonic() - execution.started) * 1000)
+    run.error = execution.error
+    if execution.usage is not None:
+        run.prompt_tokens = execution.usage.prompt_tokens
+        run.completion_tokens = execution.usage.completion_tokens
+        run.total_tokens = execution.usage.total_tokens
+    agent.last_run_at = now
+    if execution.status == "failed":
+        agent.status, agent.last_error = "error", execution.error
+    else:
+        agent.status, agent.last_error = "idle", None
+
+
+def fail_run(session: Session, run_id: int, error: str, thread_id: int | None = None) -> None:
+    """Record a failure the worker could not handle, and end the stream watchers wait on.
+
+    ``thread_id`` names the thread whose watchers saw the stream start, if it
+    had started; the end goes out even if the run itself is gone.
+    """
+    run = session.get(Run, run_id)
+    if run is not None and run.status in ACTIVE:
+        run.status, run.error, run.finished_at = "failed", error, utcnow()
+        _announce_run(session, run)
+        agent = session.get(Agent, run.agent_id)
+        if agent is not None:
+            agent.status, agent.last_error = "error", error
+            agents.announce_update(session, agent)
+    if thread_id is not None:
+        _announce_stream_end(session, thread_id, run_id, "failed", error)
+
+
+def mark_interrupted(
+    session: Session, *, owner: str | None = None, dead: Locks | None = None
+) -> int:
+    """Mark unfinished runs interrupted and free their agents; return how many.
+
+    With ``owner``, only that process's runs (it is shutting down). With
+    ``dead``, the runs whose owner no longer holds its liveness lock, or has
+    none: a process that died cannot finish them, while a live sibling's runs
+    are left alone.
+    """
+    statement = select(Run).where(Run.status.in_(ACTIVE))
+    if owner is not None:
+        statement = statement.where(Run.owner == owner)
+    stale = [
+        run
+        for run in session.scalars(statement)
+        if dead is None or run.owner is None or not dead.held_elsewhere(liveness_lock(run.owner))
+    ]
+    now = utcnow()
+    for run in stale:
+        run.status, run.finished_at = "interrupted", now
+        run.error = "the process running it stopped before it finished"
+        _announce_run(session, run)
+    for agent_id in sorted({run.agent_id for run in stale}):
+        agent = session.get(Agent, agent_id)
+        if agent is not None and agent.status == "running":
+            agent.status = "idle"
+            agents.announce_update(session, agent)
+    if stale:
+        log.warning("marked %d unfinished run(s) as interrupted", len(stale))
+    return len(stale)
+
+
+def liveness_lock(instance_id: str) -> str:
+    """Name the lock a runner holds for as long as its process lives."""
+    return f"runner:{instance_id}"
+
+
+def _announce_run(session: Session, run: Run) -> None:
+    session.flush()
+    events.announce(session, events.run_updated(serialize(RunOut, run)))
+
+
+def _announce_stream_end(
+    session: Session, thread_id: int, run_id: int, status: str, error: str | None
+) -> None:
+    end = events.stream_event(EventType.STREAM_END, thread_id, run_id, status=status, error=error)
+    events.announce(session, end)

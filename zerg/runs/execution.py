@@ -1,0 +1,102 @@
+"""What one worker does with one run: begin it, stream the model's reply, finish it.
+
+A worker never holds a session while the model talks: one short
+``session_scope`` begins the run, none is open while it streams (which may
+take minutes), one finishes it. The streamed pieces are the only events
+published here; everything else is announced by the domain of runs and goes
+out after each scope commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from functools import partial
+
+from flask import Flask
+
+from zerg.db import session_scope
+from zerg.realtime import events
+from zerg.realtime.events import EventType
+from zerg.runs import domain
+from zerg.runs import pool
+from zerg.runs.domain import Execution
+from zerg.runs.providers.base import ProviderError
+from zerg.runs.providers.base import Usage
+
+log = logging.getLogger(__name__)
+
+
+def execute(app: Flask, run_id: int, switch: threading.Event) -> None:
+    """Execute one queued run; whatever fails, its watchers see the stream end."""
+    execution: Execution | None = None
+    try:
+        with session_scope(app) as session:
+            execution = domain.begin_run(session, run_id)
+        if execution is None:
+            return
+        stream(app, execution, switch)
+        with session_scope(app) as session:
+            domain.finish_run(session, execution)
+    except Exception:
+        log.exception("run %s failed unexpectedly", run_id)
+        thread_id = execution.thread_id if execution is not None else None
+        try:
+            with session_scope(app) as session:
+                domain.fail_run(session, run_id, "internal error while running", thread_id)
+        except Exception:
+            log.exception("could not record the failure of run %s", run_id)
+
+
+def stream(app: Flask, execution: Execution, switch: threading.Event) -> None:
+    """Relay the model's deltas, coalesced, until it ends, fails or is stopped."""
+    coalesce = app.config["STREAM_COALESCE_SECONDS"]
+    pending: list[str] = []
+    last_flush = 0.0
+
+    def flush() -> None:
+        nonlocal last_flush
+        if pending:
+            chunk = events.stream_event(
+                EventType.STREAM_CHUNK,
+                execution.thread_id,
+                execution.run_id,
+                content="".join(pending),
+            )
+            events.publish(chunk, app)
+            pending.clear()
+        last_flush = time.monotonic()
+
+    reply = execution.provider.stream(execution.model, execution.messages)
+    try:
+        for item in reply:
+            if switch.is_set():
+                break
+            if isinstance(item, Usage):
+                execution.usage = item
+                continue
+            execution.parts.append(item)
+            pending.append(item)
+            if time.monotonic() - last_flush >= coalesce:
+                flush()
+        if switch.is_set():
+            if pool.get_runner(app).interrupting:
+                execution.status = "interrupted"
+                execution.error = "the server shut down before the run finished"
+            else:
+                execution.status = "cancelled"
+        flush()
+    except ProviderError as exc:
+        execution.status, execution.error = "failed", str(exc)
+    except Exception:
+        log.exception("provider %s failed on run %s", execution.provider.name, execution.run_id)
+        execution.status, execution.error = "failed", "the model provider failed unexpectedly"
+    finally:
+        # Closing the generator is how a provider learns to hang up.
+        reply.close()
+
+
+def init_app(app: Flask) -> None:
+    """Give the app its pool of run workers, executing runs as this module does."""
+    pool.init_app(app, partial(execute, app))

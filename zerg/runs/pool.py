@@ -1,0 +1,109 @@
+"""The app's bounded pool of run workers, and the cancel switches of its runs.
+
+The pool knows run ids, not what executing one means: ``init_app`` is handed
+that (``zerg.runs.execution.execute``), so the domain of runs can hand a
+committed run to the pool without the pool depending on it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor
+
+from flask import Flask
+from flask import current_app
+
+EXTENSION_KEY = "zerg.runs.pool"
+
+# What a worker does with a run: its id, and the switch that asks it to stop.
+Work = Callable[[int, threading.Event], None]
+
+
+class Runner:
+    """A bounded pool of worker threads executing runs by id, each with a cancel switch."""
+
+    def __init__(self, app: Flask, work: Work) -> None:
+        # Names this process as the owner of the runs it queues and executes.
+        self.instance_id = uuid.uuid4().hex[:16]
+        self._work = work
+        self._pool = ThreadPoolExecutor(
+            max_workers=app.config["RUN_WORKERS"], thread_name_prefix="zerg-run"
+        )
+        self._lock = threading.Lock()
+        self._runs: dict[int, tuple[threading.Event, Future[None]]] = {}
+        self._interrupting = False
+
+    @property
+    def interrupting(self) -> bool:
+        """True once shutdown stops the runs: they end interrupted, not cancelled."""
+        return self._interrupting
+
+    def submit(self, run_id: int) -> None:
+        """Execute a committed, queued run in the background."""
+        switch = threading.Event()
+        with self._lock:
+            future = self._pool.submit(self._execute, run_id, switch)
+            self._runs[run_id] = (switch, future)
+
+    def _execute(self, run_id: int, switch: threading.Event) -> None:
+        try:
+            self._work(run_id, switch)
+        finally:
+            with self._lock:
+                self._runs.pop(run_id, None)
+
+    def cancel(self, run_id: int) -> bool:
+        """Ask this process's worker to stop the run; False if it runs nowhere here."""
+        with self._lock:
+            entry = self._runs.get(run_id)
+        if entry is None:
+            return False
+        entry[0].set()
+        return True
+
+    def shutdown(self, grace: float = 0.0) -> None:
+        """Stop taking runs; give running ones ``grace`` seconds, then stop them.
+
+        Runs still waiting for a worker never start (the caller marks them);
+        only runs already executing are waited for. Stopped runs keep what they
+        streamed. Only the first call does anything.
+        """
+        with self._lock:
+            if self._interrupting:
+                return
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            for run_id, (_switch, future) in list(self._runs.items()):
+                if future.cancelled():
+                    del self._runs[run_id]
+        deadline = time.monotonic() + grace
+        while self.in_flight() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with self._lock:
+            self._interrupting = True
+            for switch, _future in self._runs.values():
+                switch.set()
+        self._pool.shutdown(wait=True)
+
+    def in_flight(self) -> int:
+        """Count the runs submitted here that have not finished (or been dropped)."""
+        with self._lock:
+            return len(self._runs)
+
+
+def get_runner(app: Flask | None = None) -> Runner:
+    """Return the current (or given) app's runner."""
+    target = app if app is not None else current_app
+    runner: Runner = target.extensions[EXTENSION_KEY]
+    return runner
+
+
+def init_app(app: Flask, work: Work) -> None:
+    """Give the app its pool (worker threads start with the first run)."""
+    if EXTENSION_KEY in app.extensions:
+        raise RuntimeError("zerg.runs.pool is already registered on this app")
+    app.extensions[EXTENSION_KEY] = Runner(app, work)

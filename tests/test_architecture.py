@@ -1,5 +1,10 @@
-"""The founding rule, enforced: engines and sessionmakers come from zerg/db.py only,
-and no module holds an engine or a session at import time."""
+"""The founding rules, enforced.
+
+Engines and sessionmakers come from zerg/db.py only, and no module holds an
+engine or a session at import time. The layers point down: transports (the
+API, the websocket) call the domain and build no rows or SQL of their own; the
+domain never reaches back up; nothing answers a request in front of Flask.
+"""
 
 from __future__ import annotations
 
@@ -74,3 +79,69 @@ def test_no_module_holds_an_engine_or_session_at_import_time() -> None:
         module = importlib.import_module(name)
         for attribute, value in vars(module).items():
             assert not isinstance(value, HELD), f"{name}.{attribute} is a {type(value).__name__}"
+
+
+def imports_of(path: Path) -> set[str]:
+    """Every module ``path`` imports, and every name it imports from one (``flask.request``)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def module_name(path: Path) -> str:
+    relative = path.relative_to(PACKAGE_DIR.parent).with_suffix("")
+    return ".".join(part for part in relative.parts if part != "__init__")
+
+
+DOMAIN = [PACKAGE_DIR / "agents.py", PACKAGE_DIR / "conversations.py"] + sorted(
+    (PACKAGE_DIR / "runs").rglob("*.py")
+)
+TRANSPORTS = sorted((PACKAGE_DIR / "api").rglob("*.py")) + [
+    PACKAGE_DIR / "realtime" / "websocket.py"
+]
+
+
+def test_the_import_checks_see_a_violation(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text(
+        "from flask import request\nimport zerg.api.agents\nfrom sqlalchemy import select\n"
+    )
+    assert {"flask.request", "zerg.api.agents", "sqlalchemy.select"} <= imports_of(bad)
+
+
+@pytest.mark.parametrize("path", DOMAIN, ids=module_name)
+def test_the_domain_never_reaches_up_to_its_transports(path: Path) -> None:
+    """Domain code is called by transports; it never reads a request or calls one back."""
+    for name in imports_of(path):
+        assert name != "flask.request", f"{module_name(path)} reads the request"
+        assert not name.startswith("zerg.api"), f"{module_name(path)} imports {name}"
+        assert not name.startswith("zerg.realtime.websocket"), f"{module_name(path)} imports {name}"
+
+
+@pytest.mark.parametrize("path", package_modules(), ids=module_name)
+def test_nothing_below_the_api_imports_it(path: Path) -> None:
+    if module_name(path).startswith("zerg.api") or path == PACKAGE_DIR / "__init__.py":
+        return
+    assert not any(name.startswith("zerg.api") for name in imports_of(path))
+
+
+@pytest.mark.parametrize("path", TRANSPORTS, ids=module_name)
+def test_transports_build_no_rows_or_sql(path: Path) -> None:
+    """Views and the websocket parse and answer; rows and SQL are the domain's."""
+    for name in imports_of(path):
+        assert name.split(".")[0] != "sqlalchemy", f"{module_name(path)} imports {name}"
+        assert not name.startswith("zerg.models"), f"{module_name(path)} imports {name}"
+
+
+@pytest.mark.parametrize("path", package_modules(), ids=module_name)
+def test_nothing_answers_in_front_of_flask(path: Path) -> None:
+    """No WSGI middleware wraps the app: every request meets Flask's hooks and one session."""
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Assign):
+            targets = [ast.unparse(target) for target in node.targets]
+            assert not any(target.endswith(".wsgi_app") for target in targets), module_name(path)

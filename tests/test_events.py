@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import AppFactory
+from zerg import db
 from zerg.realtime import events
 from zerg.realtime.events import Event
 from zerg.realtime.events import EventType
@@ -98,3 +101,56 @@ def test_frames_follow_the_protocol() -> None:
 def test_init_app_refuses_a_second_bus(app: Flask) -> None:
     with pytest.raises(RuntimeError, match="already registered"):
         events.init_app(app)
+
+
+def test_concurrent_publishers_deliver_in_id_order() -> None:
+    """Numbering and delivery happen under one lock: no publisher overtakes another."""
+    bus = events.EventBus(window=10_000)
+    delivered: list[str] = []
+
+    def slow_subscriber(event: Event) -> None:
+        # Widen the gap between numbering and delivery, where an overtake would happen.
+        time.sleep(0.0005)
+        delivered.append(event.id or "")
+
+    bus.subscribe(slow_subscriber)
+
+    def publish_many() -> None:
+        for index in range(40):
+            bus.publish(events.stream_event(EventType.STREAM_CHUNK, 1, 1, content=str(index)))
+
+    workers = [threading.Thread(target=publish_many) for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+    assert len(delivered) == 240
+    assert delivered == sorted(delivered, key=events.id_key)
+
+
+def test_announced_events_wait_for_the_commit_and_die_with_a_rollback(app: Flask) -> None:
+    seen = record(app)
+    with db.session_scope(app) as session:
+        events.announce(session, events.stream_event(EventType.STREAM_END, 1, 1))
+        events.announce(session, events.stream_event(EventType.STREAM_END, 2, 2))
+        assert seen == []
+    assert [event.data["run_id"] for event in seen] == [1, 2]
+
+    seen.clear()
+    with pytest.raises(RuntimeError), db.session_scope(app) as session:
+        events.announce(session, events.stream_event(EventType.STREAM_END, 3, 3))
+        raise RuntimeError("the unit of work failed")
+    session = db.get_session_factory(app)()
+    events.announce(session, events.stream_event(EventType.STREAM_END, 4, 4))
+    session.close()
+    assert seen == []
+
+
+def test_a_released_savepoint_does_not_publish_before_the_commit(app: Flask) -> None:
+    seen = record(app)
+    with db.session_scope(app) as session:
+        with session.begin_nested():
+            events.announce(session, events.stream_event(EventType.STREAM_END, 5, 5))
+        assert seen == []
+    assert [event.data["run_id"] for event in seen] == [5]

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from typing import cast
 
-from sqlalchemy import RowMapping
 from sqlalchemy import Table
 from sqlalchemy import bindparam
 from sqlalchemy import select
@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session
 
 from zerg import conversations
 from zerg.db import app_of
+from zerg.db import fetch_row
+from zerg.db import fetch_rows
 from zerg.db import load_row
 from zerg.errors import NotFound
 from zerg.errors import unprocessable
@@ -100,19 +102,19 @@ def load_agent(session: Session, agent_id: int, *, lock: bool = False) -> Agent:
     return load_row(session, Agent, agent_id, lock=lock)
 
 
-def get_agent(session: Session, agent_id: int) -> RowMapping:
+def get_agent(session: Session, agent_id: int) -> dict[str, Any]:
     """Read one agent's row, or raise NotFound."""
     row = None
     if agent_id <= ID_MAX:
-        row = session.execute(AGENT, {"id": agent_id}).mappings().first()
+        row = fetch_row(session, AGENT, {"id": agent_id})
     if row is None:
         raise NotFound("Agent", agent_id)
     return row
 
 
-def list_agents(session: Session, skip: int, limit: int) -> Sequence[RowMapping]:
+def list_agents(session: Session, skip: int, limit: int) -> list[dict[str, Any]]:
     """Read a page of agents in creation order."""
-    return session.execute(AGENTS_PAGE, {"skip": skip, "limit": limit}).mappings().all()
+    return fetch_rows(session, AGENTS_PAGE, {"skip": skip, "limit": limit})
 
 
 def create_agent(session: Session, fields: AgentCreate) -> Agent:
@@ -185,8 +187,8 @@ def add_agent_message(session: Session, agent_id: int, fields: AgentMessageCreat
 
 def list_agent_messages(
     session: Session, agent_id: int, skip: int, limit: int
-) -> Sequence[RowMapping]:
+) -> list[dict[str, Any]]:
     """Read a page of an agent's messages, oldest first, or raise NotFound."""
     get_agent(session, agent_id)
     params = {"agent_id": agent_id, "skip": skip, "limit": limit}
-    return session.execute(AGENT_MESSAGES_PAGE, params).mappings().all()
+    return fetch_rows(session, AGENT_MESSAGES_PAGE, params)

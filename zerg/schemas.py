@@ -9,7 +9,6 @@ the backend zerg replaces.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from datetime import datetime
 from functools import cache
 from typing import Annotated
@@ -219,9 +218,9 @@ def rows_adapter(schema: type[BaseModel]) -> TypeAdapter[list[dict[str, Any]]]:
     return TypeAdapter(list[_row_type(schema)])  # type: ignore[misc]
 
 
-def dump_row(schema: type[BaseModel], row: Mapping[str, Any]) -> dict[str, Any]:
+def dump_row(schema: type[BaseModel], row: dict[str, Any]) -> dict[str, Any]:
     """Return one row as the JSON-safe dict ``schema`` describes (an event's payload)."""
-    return row_adapter(schema).dump_python(dict(row), mode="json")
+    return row_adapter(schema).dump_python(row, mode="json")
 
 
 class AgentOut(Response):

@@ -106,9 +106,9 @@ def stop(app: Flask, grace: float = 0.0) -> None:
     if closed:
         log.info("asked %d websocket client(s) to reconnect", closed)
     runner = get_runner(app)
-    runner.shutdown(grace)
-    with db.session_scope(app) as session:
-        runs.mark_interrupted(session, owner=runner.instance_id)
+    if runner.shutdown(grace):
+        with db.session_scope(app) as session:
+            runs.mark_interrupted(session, owner=runner.instance_id)
     events.get_bus(app).close()
     if state is not None:
         state.locks.close()

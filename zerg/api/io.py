@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from collections.abc import Mapping
 from typing import Any
 from typing import TypeVar
 
@@ -61,15 +59,14 @@ def respond(schema: type[BaseModel], obj: object, status: int = 200) -> Response
     return Response(body, status=status, mimetype=JSON_MIMETYPE)
 
 
-def respond_row(schema: type[BaseModel], row: Mapping[str, Any]) -> Response:
+def respond_row(schema: type[BaseModel], row: dict[str, Any]) -> Response:
     """Serialise one database row as ``schema`` describes it."""
-    return Response(row_adapter(schema).dump_json(dict(row)), mimetype=JSON_MIMETYPE)
+    return Response(row_adapter(schema).dump_json(row), mimetype=JSON_MIMETYPE)
 
 
-def respond_rows(schema: type[BaseModel], rows: Iterable[Mapping[str, Any]]) -> Response:
+def respond_rows(schema: type[BaseModel], rows: list[dict[str, Any]]) -> Response:
     """Serialise database rows as the JSON array ``schema`` describes."""
-    body = rows_adapter(schema).dump_json([dict(row) for row in rows])
-    return Response(body, mimetype=JSON_MIMETYPE)
+    return Response(rows_adapter(schema).dump_json(rows), mimetype=JSON_MIMETYPE)
 
 
 def respond_json(payload: dict[str, Any], status: int = 200) -> Response:

@@ -15,4 +15,4 @@ bp = Blueprint("models", __name__, url_prefix="/models")
 @bp.get("")
 def list_models() -> Response:
     """List every model an agent may name."""
-    return respond_rows(ModelOut, (vars(model) for model in get_providers().models()))
+    return respond_rows(ModelOut, [vars(model) for model in get_providers().models()])

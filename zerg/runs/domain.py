@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import datetime
 from functools import partial
+from typing import Any
 from typing import cast
 
-from sqlalchemy import RowMapping
 from sqlalchemy import Table
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -30,6 +29,7 @@ from zerg import agents
 from zerg import conversations
 from zerg.db import after_commit
 from zerg.db import app_of
+from zerg.db import fetch_rows
 from zerg.db import load_row
 from zerg.errors import Conflict
 from zerg.errors import NotFound
@@ -88,7 +88,7 @@ def list_runs(
     status: str | None = None,
     skip: int = 0,
     limit: int = 100,
-) -> Sequence[RowMapping]:
+) -> list[dict[str, Any]]:
     """Read a page of runs, newest first, optionally of one agent, thread or status."""
     runs = cast(Table, Run.__table__)
     statement = select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc())
@@ -98,7 +98,7 @@ def list_runs(
         statement = statement.where(runs.c.thread_id == thread_id)
     if status is not None:
         statement = statement.where(runs.c.status == status)
-    return session.execute(statement.offset(skip).limit(limit)).mappings().all()
+    return fetch_rows(session, statement.offset(skip).limit(limit))
 
 
 def active_run_id(session: Session, thread_id: int) -> int | None:

@@ -35,6 +35,7 @@ class Runner:
         )
         self._lock = threading.Lock()
         self._runs: dict[int, tuple[threading.Event, Future[None]]] = {}
+        self._stopping = False
         self._interrupting = False
 
     @property
@@ -65,16 +66,17 @@ class Runner:
         entry[0].set()
         return True
 
-    def shutdown(self, grace: float = 0.0) -> None:
+    def shutdown(self, grace: float = 0.0) -> bool:
         """Stop taking runs; give running ones ``grace`` seconds, then stop them.
 
         Runs still waiting for a worker never start (the caller marks them);
         only runs already executing are waited for. Stopped runs keep what they
-        streamed. Only the first call does anything.
+        streamed. Only the first call does anything, and says so by returning True.
         """
         with self._lock:
-            if self._interrupting:
-                return
+            if self._stopping:
+                return False
+            self._stopping = True
         self._pool.shutdown(wait=False, cancel_futures=True)
         with self._lock:
             for run_id, (_switch, future) in list(self._runs.items()):
@@ -88,6 +90,7 @@ class Runner:
             for switch, _future in self._runs.values():
                 switch.set()
         self._pool.shutdown(wait=True)
+        return True
 
     def in_flight(self) -> int:
         """Count the runs submitted here that have not finished (or been dropped)."""

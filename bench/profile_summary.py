@@ -46,7 +46,8 @@ STEPS: list[tuple[str, re.Pattern[str]]] = [
         ("teardown: close_db (rollback, close)", r"^close_db \(.*zerg/db\.py"),
         ("view body", r"\.dispatch_request \(.*flask/app\.py"),
         ("get_db: session creation", r"^get_db \(.*zerg/db\.py"),
-        ("ORM: load rows (get/scalars)", r"^get_or_404 \(|Session\.scalars \("),
+        ("ORM: load rows (get/scalars)", r"^load_row \(|Session\.scalars \("),
+        ("Core rows through the session", r"^fetch_rows? \(.*zerg/db\.py"),
         ("ORM: commit (flush, COMMIT)", r"Session\.commit \(.*sqlalchemy/orm/session"),
         ("db.ping (health query)", r"^ping \(.*zerg/db\.py"),
         ("get_runner / providers", r"^(get_runner|get_providers) \("),
@@ -54,9 +55,9 @@ STEPS: list[tuple[str, re.Pattern[str]]] = [
         ("parse_query (pydantic)", r"^parse_query \(.*zerg/api/io\.py"),
         (
             "response: respond*/serialize (pydantic, json, Response)",
-            r"^(respond|respond_list|respond_json|serialize) \(.*zerg/(api/io|schemas)\.py",
+            r"^(respond\w*|serialize|dump_row) \(.*zerg/(api/io|schemas)\.py",
         ),
-        ("events.publish (bus, hub)", r"^publish \(.*zerg/events\.py"),
+        ("events.publish (bus, hub)", r"^publish \(.*zerg/realtime/events\.py"),
         ("logging", r"logging/__init__\.py"),
     ]
 ]
@@ -102,7 +103,7 @@ MECHANISMS: list[tuple[str, re.Pattern[str]]] = [
         ),
         ("pydantic (validate, dump)", r"pydantic"),
         ("json (dumps, loads)", r"json/"),
-        ("zerg events/hub", r"zerg/(events|hub)\.py"),
+        ("zerg events/hub", r"zerg/realtime/(events|hub)\.py"),
         ("logging", r"logging/"),
         ("threading, queues, selectors", r"(threading|selectors|queue|socket)\.py"),
     ]

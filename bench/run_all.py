@@ -3,7 +3,8 @@
 In order, each in its own process with a time limit, its output shown as it runs:
 
 1. ``http_bench.py``: HTTP req/s and p50/p99 of the hot routes under wrk, one
-   pinned gunicorn worker, against a bare WSGI app and raw sqlite3 (targets: PASS/MISS);
+   pinned gunicorn worker, against a reference Flask app, a bare WSGI app and raw sqlite3
+   (targets: PASS/MISS);
 2. ``run_latency.py``: a run's POST -> first chunk / stream_end on the offline model,
    against the offline provider streaming in-process;
 3. ``ws_fanout.py``: websocket fan-out to 1 (baseline), 50 and 200 clients at 10 events/s;
@@ -133,9 +134,11 @@ def summary(combined: dict[str, Any]) -> list[str]:
         for row in http["cases"]:
             if row["server"] == "zerg":
                 verdict = f"  {row['verdict']}" if row["verdict"] else ""
+                reference = row.get("ratio_vs_reference")
+                versus = f"  {reference:.2f} x ref" if reference else ""
                 lines.append(
                     f"http  {row['label']:<42} {row['rps']:8.0f} req/s  {row['ratio_vs_bare']:.2f}"
-                    f" x bare{verdict}"
+                    f" x bare{versus}{verdict}"
                 )
     latency = (runs.get("run_latency") or {}).get("results")
     if latency:

@@ -15,6 +15,7 @@ from tests.conftest import AppFactory
 from tests.helpers import assert_problem
 from zerg import db
 from zerg import events
+from zerg import migrate
 from zerg.api.fastlane import _id
 from zerg.models import Agent
 from zerg.models import Thread
@@ -197,7 +198,7 @@ def test_a_database_error_in_the_lane_is_left_to_flask(app: Flask) -> None:
     """Without tables both paths fail; Flask answers with its 500 problem and request id."""
     client = app.test_client()
     agent_id, thread_id = _seed(client)
-    db.drop_tables(app)
+    migrate.downgrade(app, "base")
 
     for response in (
         client.get(f"/api/agents/{agent_id}"),
@@ -206,7 +207,7 @@ def test_a_database_error_in_the_lane_is_left_to_flask(app: Flask) -> None:
         body = assert_problem(response, 500)
         assert response.headers["X-Request-ID"] == body["request_id"]
     assert db.get_database(app).engine.pool.checkedout() == 0
-    db.create_tables(app)  # for the fixture's own teardown
+    migrate.upgrade(app)  # for the fixture's own teardown
 
 
 @pytest.mark.parametrize(

@@ -26,6 +26,7 @@ from flask import Flask
 
 from zerg import db
 from zerg import events
+from zerg import migrate
 from zerg import runner
 from zerg import scheduler
 from zerg.locks import Locks
@@ -50,9 +51,14 @@ class Running:
 
 
 def start(app: Flask) -> None:
-    """Start this serving process's background work (once per app)."""
+    """Start this serving process's background work (once per app).
+
+    The database comes first: upgraded where the configuration allows it, and
+    refused (:class:`zerg.migrate.SchemaError`) unless it is at head.
+    """
     if EXTENSION_KEY in app.extensions:
         return
+    migrate.prepare(app)
     locks = make_locks(db.get_database(app).engine)
     state = Running(locks=locks)
     app.extensions[EXTENSION_KEY] = state

@@ -16,6 +16,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from collections.abc import Iterator
+from contextlib import ExitStack
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,13 +128,42 @@ def database_url(shared_database_url: str | None, migrated_sqlite: Path, tmp_pat
 
 
 @pytest.fixture
-def empty_database_url(tmp_path: Path) -> Iterator[str]:
+def make_bare_app() -> Iterator[AppFactory]:
+    """Build apps that never serve, on a URL in any state; teardown only disposes engines.
+
+    ``make_app``'s teardown stops the app's services, which reads the runs
+    table: a database left empty, or refused by a migration, has none.
+    """
+    apps: list[Flask] = []
+
+    def factory(database_url: str, **overrides: Any) -> Flask:
+        app = create_app(app_config(database_url, **overrides))
+        apps.append(app)
+        return app
+
+    yield factory
+    for app in apps:
+        db.get_database(app).engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def new_schema() -> Iterator[Callable[[], str]]:
+    """Make empty PostgreSQL schemas on demand, all dropped when the run ends.
+
+    Dropped at the end, not after each test: a test's apps (and their
+    teardowns, which read the tables) may outlive its own fixture.
+    """
+    schemas = ExitStack()
+    with schemas:
+        yield lambda: schemas.enter_context(postgresql_schema())
+
+
+@pytest.fixture
+def empty_database_url(tmp_path: Path, new_schema: Callable[[], str]) -> str:
     """A database with no tables at all: a new SQLite file, or a new PostgreSQL schema."""
     if not TEST_DATABASE_URL:
-        yield f"sqlite:///{tmp_path / 'empty.sqlite'}"
-        return
-    with postgresql_schema() as url:
-        yield url
+        return f"sqlite:///{tmp_path / 'empty.sqlite'}"
+    return new_schema()
 
 
 def _empty_tables(app: Flask) -> None:

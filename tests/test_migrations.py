@@ -6,7 +6,10 @@ real ``flask db`` commands are invoked through the app's CLI runner.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC
@@ -328,6 +331,26 @@ def test_concurrent_upgrades_migrate_once_and_both_end_at_head(
     assert sorted(step.before or "" for step in steps) == ["", migrate.head()]
     assert [step.changed for step in steps].count(True) == 1
     assert all(migrate.status(app).at_head for app in apps)
+
+
+def test_two_flask_db_upgrade_processes_migrate_once(empty_database_url: str) -> None:
+    """The real command, twice at once in two processes, on one empty database."""
+    env = {
+        **os.environ,
+        "ENVIRONMENT": "testing",
+        "DATABASE_URL": empty_database_url,
+        "AUTO_CREATE_TABLES": "false",
+    }
+    command = [sys.executable, "-m", "flask", "--app", "zerg", "db", "upgrade"]
+    processes = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(2)
+    ]
+    outputs = [process.communicate(timeout=60)[0].decode() for process in processes]
+    assert [process.returncode for process in processes] == [0, 0], outputs
+    said = sorted("Created the tables" in output for output in outputs)
+    assert said == [False, True], outputs
+    assert any(f"is already at {migrate.head()} (head)" in output for output in outputs)
 
 
 def test_a_second_migration_waits_for_the_lock(

@@ -260,7 +260,7 @@ def reset(app: Flask) -> Step:
     with migrating(app) as connection:
         before = _current(connection)
         found = MetaData()
-        found.reflect(connection, only=lambda name, _: name in _zerg_tables(connection))
+        found.reflect(connection, only=sorted(_zerg_tables(connection)))
         found.drop_all(connection)
         Table(VERSION_TABLE, MetaData()).drop(connection, checkfirst=True)
         command.upgrade(alembic_config(connection), "head")

@@ -21,11 +21,14 @@ it at the baseline and upgrades it. Anything else unversioned is refused.
 
 from __future__ import annotations
 
+import importlib.util
 import io
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from typing import TextIO
 
@@ -272,16 +275,38 @@ def history(verbose: bool = False) -> None:
     command.history(alembic_config(), verbose=verbose)
 
 
-def revision(app: Flask, message: str) -> str:
+def revision(app: Flask, message: str, folder: Path | None = None) -> str:
     """Write the next revision (``NNNN_message.py``) by comparing the models with the database.
 
     The database must be at head, so that the script holds only what the
-    models changed since. Returns the new file's path.
+    models changed since. It goes into the package's ``versions/`` unless
+    ``folder`` says otherwise (tests write elsewhere, so that the package
+    stays as committed while other test runs read it). Returns its path.
     """
     number = f"{sum(1 for _ in scripts().walk_revisions()) + 1:04d}"
     with db.get_database(app).engine.connect() as connection:
+        config = alembic_config(connection)
+        if importlib.util.find_spec("ruff") is not None:
+            # Autogenerate's output is not what `make lint` accepts; contributors
+            # have ruff (the test extra), so the script is written lint-clean.
+            hooks = {"ruff_fix": "check --fix --select I,F401", "ruff_format": "format"}
+            config.set_section_option("post_write_hooks", "hooks", ", ".join(hooks))
+            for name, options in hooks.items():
+                config.set_section_option("post_write_hooks", f"{name}.type", "module")
+                config.set_section_option("post_write_hooks", f"{name}.module", "ruff")
+                config.set_section_option(
+                    "post_write_hooks", f"{name}.options", f"{options} REVISION_SCRIPT_FILENAME"
+                )
+        if folder is not None:
+            config.set_main_option("path_separator", "os")
+            locations = os.pathsep.join([str(scripts().versions), str(folder)])
+            config.set_main_option("version_locations", locations)
         written = command.revision(
-            alembic_config(connection), message=message, autogenerate=True, rev_id=number
+            config,
+            message=message,
+            autogenerate=True,
+            rev_id=number,
+            version_path=None if folder is None else str(folder),
         )
     assert isinstance(written, Script)
     return written.path

@@ -11,19 +11,26 @@ from typing import Any
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
+from sqlalchemy import JSON
 from sqlalchemy.types import TypeDecorator
 
 from zerg.models import Base
 
 
 def render_item(kind: str, item: Any, autogen_context: AutogenContext) -> str | bool:
-    """Write a column type of the models' own as the plain type it stores.
+    """Write the models' own column types as the plain types they store.
 
     A migration must not import ``zerg.models``: the models move on, the
-    script must keep meaning what it meant the day it was written.
+    script must keep meaning what it meant the day it was written. (Alembic's
+    own rendering of the JSON/JSONB variant names ``Text`` without importing it.)
     """
-    if kind == "type" and isinstance(item, TypeDecorator):
+    if kind != "type":
+        return False
+    if isinstance(item, TypeDecorator):
         return f"sa.{item.impl!r}"
+    if isinstance(item, JSON) and "postgresql" in getattr(item, "_variant_mapping", {}):
+        autogen_context.imports.add("from sqlalchemy.dialects import postgresql")
+        return 'sa.JSON().with_variant(postgresql.JSONB(), "postgresql")'
     return False
 
 

@@ -338,7 +338,7 @@ def require_head(app: Flask) -> None:
     if state.at_head:
         return
     if state.current is None:
-        where = "has zerg 0.1.0's tables but no schema version" if state.has_tables else "is empty"
+        where = "has zerg tables but no schema version" if state.has_tables else "is empty"
     elif state.current in {script.revision for script in scripts().walk_revisions()}:
         where = f"is at revision {state.current}"
     else:

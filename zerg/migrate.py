@@ -15,8 +15,8 @@ in one transaction that first takes the migration lock:
   commit.
 
 A database made before migrations existed (zerg 0.1.0) has the tables and no
-version table: :func:`upgrade` recognises it by its tables and columns, stamps
-it at the baseline and upgrades it. Anything else unversioned is refused.
+version table: :func:`upgrade` recognises it by its tables, columns and indexes,
+stamps it at the baseline and upgrades it. Anything else unversioned is refused.
 """
 
 from __future__ import annotations

@@ -27,9 +27,10 @@ $(VENV)/.installed-test: setup.cfg pyproject.toml | $(BIN)/python
 run: $(VENV)/.installed-run
 	$(BIN)/flask --app zerg serve --host $(HOST) --port $(PORT)
 
-# Production: gunicorn (gunicorn.conf.py) on the DATABASE_URL you give it.
+# Production: migrate the DATABASE_URL you give it (workers never do), then
+# serve it with gunicorn (gunicorn.conf.py).
 serve: $(VENV)/.installed-production
-	$(BIN)/flask --app zerg db init
+	$(BIN)/flask --app zerg db upgrade
 	$(BIN)/gunicorn -c gunicorn.conf.py
 
 test: $(VENV)/.installed-test

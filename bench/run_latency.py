@@ -43,6 +43,8 @@ def start_server(workdir: Path, port: int, delay: float) -> subprocess.Popen[byt
         "ENVIRONMENT": "testing",
         "DATABASE_URL": f"sqlite:///{workdir / 'bench.sqlite'}",
         "SCHEDULER_ENABLED": "false",
+        # Testing does not upgrade at start-up by default; this fresh file must.
+        "AUTO_CREATE_TABLES": "true",
         "OFFLINE_DELAY_SECONDS": str(delay),
     }
     log = (workdir / "server.log").open("wb")

@@ -92,6 +92,7 @@ def server_env(database: Path) -> dict[str, str]:
         ENVIRONMENT="testing",
         DATABASE_URL=f"sqlite:///{database}",
         SCHEDULER_ENABLED="false",
+        AUTO_CREATE_TABLES="true",  # testing does not upgrade at start-up by default
         API_TOKEN="",  # an empty token means no token
         FLASK_SKIP_DOTENV="1",  # a developer's .env must not change the measurement
         PYTHONUNBUFFERED="1",

@@ -11,6 +11,7 @@ from sqlalchemy.engine import make_url
 
 from tests.conftest import AppFactory
 from zerg import db
+from zerg import migrate
 from zerg.cli import shown_url
 from zerg.models import Agent
 
@@ -20,22 +21,29 @@ def add_agent(app: Flask) -> None:
         session.add(Agent(name="precious", model="offline"))
 
 
-def test_init_creates_missing_tables_and_keeps_data(
+def test_init_keeps_data_and_says_the_database_is_at_head(
     app: Flask, runner: FlaskCliRunner, rows: Callable[..., int]
 ) -> None:
     add_agent(app)
     result = runner.invoke(args=["db", "init"])
     assert result.exit_code == 0, result.output
-    assert "Created missing tables in" in result.output
+    assert f"is already at {migrate.head()} (head)" in result.output
     assert rows(Agent) == 1
 
 
-def test_init_creates_tables_on_an_empty_database(app: Flask, runner: FlaskCliRunner) -> None:
-    db.drop_tables(app)
-    result = runner.invoke(args=["db", "init"])
+def test_init_creates_tables_on_an_empty_database(
+    make_app: AppFactory, empty_database_url: str
+) -> None:
+    app = make_app(DATABASE_URL=empty_database_url)
+    result = app.test_cli_runner().invoke(args=["db", "init"])
     assert result.exit_code == 0, result.output
-    with db.session_scope(app) as session:
-        session.add(Agent(name="works", model="offline"))
+    assert f"Created the tables in {shown_url_of(app)} at {migrate.head()} (head)" in result.output
+    add_agent(app)
+    assert migrate.status(app).at_head
+
+
+def shown_url_of(app: Flask) -> str:
+    return make_url(app.config["DATABASE_URL"]).render_as_string(hide_password=True)
 
 
 @pytest.fixture
@@ -43,12 +51,16 @@ def dev_app(make_app: AppFactory) -> Flask:
     return make_app(ENVIRONMENT="development")
 
 
-def test_reset_with_yes_empties_the_tables(dev_app: Flask, rows: Callable[..., int]) -> None:
+def test_reset_with_yes_empties_the_tables_and_ends_at_head(
+    dev_app: Flask, rows: Callable[..., int]
+) -> None:
     add_agent(dev_app)
     result = dev_app.test_cli_runner().invoke(args=["db", "reset", "--yes"])
     assert result.exit_code == 0, result.output
     assert "Dropped and recreated all tables in" in result.output
+    assert f"at {migrate.head()} (head)" in result.output
     assert rows(Agent) == 0
+    assert migrate.status(dev_app).at_head
 
 
 def test_reset_asks_first_and_declining_keeps_the_data(
@@ -104,4 +116,14 @@ def test_init_output_masks_a_real_password(make_app: AppFactory, database_url: s
 def test_db_help_lists_the_commands(runner: FlaskCliRunner) -> None:
     result = runner.invoke(args=["db", "--help"])
     assert result.exit_code == 0
-    assert "init" in result.output and "reset" in result.output
+    for name in (
+        "init",
+        "reset",
+        "upgrade",
+        "downgrade",
+        "current",
+        "history",
+        "revision",
+        "check",
+    ):
+        assert name in result.output

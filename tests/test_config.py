@@ -71,6 +71,10 @@ def test_the_callers_mapping_wins_over_the_environment(
         ({"LLM_PROVIDER": "magic"}, "LLM_PROVIDER must list one or more of offline, openai"),
         ({"LLM_PROVIDER": "openai"}, "LLM_PROVIDER=openai needs OPENAI_API_KEY"),
         ({"ENVIRONMENT": "production"}, "ENVIRONMENT=production requires API_TOKEN"),
+        (
+            {"ENVIRONMENT": "production", "API_TOKEN": "t", "AUTO_CREATE_TABLES": True},
+            "AUTO_CREATE_TABLES=true is refused in production",
+        ),
     ],
 )
 def test_invalid_values_stop_start_up_with_one_line(
@@ -92,3 +96,20 @@ def test_production_starts_with_a_token(tmp_path: Path) -> None:
         }
     )
     assert app.config["ENVIRONMENT"] == "production"
+
+
+@pytest.mark.parametrize(
+    ("environment", "url", "upgrades"),
+    [
+        ("development", "sqlite:///zerg.sqlite", True),
+        ("development", "postgresql+psycopg://zerg@db.example/zerg", False),
+        ("testing", "sqlite:///zerg.sqlite", False),
+        ("production", "sqlite:///zerg.sqlite", False),
+    ],
+)
+def test_only_a_development_sqlite_upgrades_at_start_up_by_default(
+    environment: str, url: str, upgrades: bool
+) -> None:
+    """create_app connects to nothing, so these need no database."""
+    app = create_app({"ENVIRONMENT": environment, "API_TOKEN": "t", "DATABASE_URL": url})
+    assert app.config["AUTO_CREATE_TABLES"] is upgrades

@@ -159,18 +159,6 @@ def test_naive_datetimes_are_refused(app: Flask) -> None:
         session.flush()
 
 
-def test_create_tables_is_idempotent_and_drop_tables_empties(
-    app: Flask, rows: Callable[..., int]
-) -> None:
-    with db.session_scope(app) as session:
-        session.add(Agent(name="a", model="offline"))
-    db.create_tables(app)
-    assert rows(Agent) == 1
-    db.drop_tables(app)
-    db.create_tables(app)
-    assert rows(Agent) == 0
-
-
 def test_ping_reports_an_unreachable_database(make_app: AppFactory) -> None:
     app = make_app()
     with db.session_scope(app, write=False) as session:

@@ -2,38 +2,69 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import click
+from alembic.util import CommandError
 from flask import Flask
 from flask import current_app
 from flask.cli import AppGroup
-from sqlalchemy.engine import make_url
 from werkzeug.serving import is_running_from_reloader
 from werkzeug.serving import run_simple
 
 from zerg import agents
 from zerg import db
+from zerg import migrate
 from zerg import serving
 from zerg.runs import cron
 
-db_cli = AppGroup("db", help="Create or reset zerg's database tables.")
+db_cli = AppGroup("db", help="Create, migrate or reset zerg's database tables.")
 
 
 def shown_url() -> str:
     """Return the app's database URL with any password masked."""
-    return make_url(current_app.config["DATABASE_URL"]).render_as_string(hide_password=True)
+    return migrate.shown_url(current_app)
+
+
+@contextmanager
+def one_line_errors() -> Iterator[None]:
+    """Turn a refused migration into click's one-line error and a non-zero exit."""
+    try:
+        yield
+    except (migrate.SchemaError, CommandError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def describe(step: migrate.Step) -> str:
+    """Say what an upgrade or downgrade did, and where."""
+    after = step.after or "base (no tables)"
+    if step.after is not None and step.after == migrate.head():
+        after += " (head)"
+    if step.adopted:
+        return (
+            f"Recognised zerg 0.1.0's tables in {shown_url()}, stamped them "
+            f"{migrate.BASELINE} and upgraded them to {after}"
+        )
+    if not step.changed:
+        return f"{shown_url()} is already at {after}"
+    if step.before is None:
+        return f"Created the tables in {shown_url()} at {after}"
+    return f"Migrated {shown_url()} from {step.before} to {after}"
 
 
 @db_cli.command("init")
 def init_command() -> None:
-    """Create the tables that are missing; existing data is kept."""
-    db.create_tables()
-    click.echo(f"Created missing tables in {shown_url()}")
+    """Create the tables that are missing and upgrade to head; existing data is kept."""
+    with one_line_errors():
+        step = migrate.upgrade(current_app)
+    click.echo(describe(step))
 
 
 @db_cli.command("reset")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 def reset_command(yes: bool) -> None:
-    """Drop every table and create them again (development only)."""
+    """Drop every table and create them again at head (development only)."""
     environment = current_app.config["ENVIRONMENT"]
     if environment != "development":
         raise click.ClickException(
@@ -42,9 +73,78 @@ def reset_command(yes: bool) -> None:
         )
     if not yes:
         click.confirm(f"Drop all data in {shown_url()}?", abort=True)
-    db.drop_tables()
-    db.create_tables()
-    click.echo(f"Dropped and recreated all tables in {shown_url()}")
+    with one_line_errors():
+        step = migrate.reset(current_app)
+    click.echo(f"Dropped and recreated all tables in {shown_url()} at {step.after} (head)")
+
+
+@db_cli.command("upgrade")
+@click.argument("revision", default="head")
+def upgrade_command(revision: str) -> None:
+    """Upgrade the database to REVISION (default: head).
+
+    A database made by zerg 0.1.0, before migrations, is recognised by its
+    tables and adopted at the baseline first; any other unversioned tables
+    are refused.
+    """
+    with one_line_errors():
+        step = migrate.upgrade(current_app, revision)
+    click.echo(describe(step))
+
+
+@db_cli.command("downgrade")
+@click.argument("revision")
+def downgrade_command(revision: str) -> None:
+    """Downgrade the database to REVISION (``base`` drops every table and its data)."""
+    with one_line_errors():
+        step = migrate.downgrade(current_app, revision)
+    click.echo(describe(step))
+
+
+@db_cli.command("current")
+def current_command() -> None:
+    """Print the database's revision and whether it is at head."""
+    state = migrate.status(current_app)
+    if state.at_head:
+        click.echo(f"{state.current} (head)")
+    elif state.current is None and state.has_tables:
+        click.echo(
+            "none: tables without a schema version; `flask --app zerg db upgrade` "
+            f"adopts zerg 0.1.0's (head is {state.head})"
+        )
+    elif state.current is None:
+        click.echo(f"none: no tables yet (head is {state.head})")
+    else:
+        click.echo(f"{state.current} (head is {state.head}: run `{migrate.UPGRADE_HINT}`)")
+
+
+@db_cli.command("history")
+@click.option("-v", "--verbose", is_flag=True, help="Show each revision's full header.")
+def history_command(verbose: bool) -> None:
+    """List the revisions, newest first."""
+    migrate.history(verbose=verbose)
+
+
+@db_cli.command("revision")
+@click.option("-m", "--message", required=True, help="What the change does, in a few words.")
+def revision_command(message: str) -> None:
+    """Write a new revision from the difference between the models and the database.
+
+    For contributors: the database must be at head (`flask db upgrade`).
+    Read the script it writes and fix what autogenerate cannot see (renames,
+    data, server defaults) before committing it.
+    """
+    with one_line_errors():
+        path = migrate.revision(current_app, message)
+    click.echo(f"Wrote {path}: read it, fix it, test it (pytest), then commit it")
+
+
+@db_cli.command("check")
+def check_command() -> None:
+    """Exit non-zero if the models differ from the migrations (the database must be at head)."""
+    with one_line_errors():
+        migrate.check(current_app)
+    click.echo(f"The models match the migrations (head {migrate.head()})")
 
 
 scheduler_cli = AppGroup("scheduler", help="Inspect the cron schedules.")
@@ -74,7 +174,8 @@ def serve_command(host: str, port: int, reload: bool) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     # With the reloader, the first process only watches files; the child serves.
     if not reload or is_running_from_reloader():
-        serving.start(app)
+        with one_line_errors():
+            serving.start(app)
     run_simple(host, port, app, threaded=True, use_reloader=reload)
 
 

@@ -173,11 +173,11 @@ def load(app: Flask, overrides: Mapping[str, Any] | None = None) -> None:
     if "SCHEDULER_ENABLED" not in app.config:
         app.config["SCHEDULER_ENABLED"] = app.config["ENVIRONMENT"] != "testing"
     app.config["DATABASE_URL"] = database_url(app)
-    # The embedded SQLite makes its own tables; a server database gets them
-    # from `flask db init`, so that several workers starting at once never race.
+    # The embedded SQLite of a development checkout upgrades itself when the
+    # server starts; anything else is upgraded by `flask db upgrade` first.
     if "AUTO_CREATE_TABLES" not in app.config:
         is_sqlite = make_url(app.config["DATABASE_URL"]).get_backend_name() == "sqlite"
-        app.config["AUTO_CREATE_TABLES"] = is_sqlite
+        app.config["AUTO_CREATE_TABLES"] = is_sqlite and app.config["ENVIRONMENT"] == "development"
     app.config["AUTO_CREATE_TABLES"] = _as_bool(
         "AUTO_CREATE_TABLES", app.config["AUTO_CREATE_TABLES"]
     )
@@ -216,6 +216,11 @@ def check_safety(config: Mapping[str, Any]) -> None:
     """Refuse a production configuration that would leave the API open, or a useless one."""
     if config["ENVIRONMENT"] == "production" and not config["API_TOKEN"]:
         raise ConfigError("ENVIRONMENT=production requires API_TOKEN to be set")
+    if config["ENVIRONMENT"] == "production" and config["AUTO_CREATE_TABLES"]:
+        raise ConfigError(
+            "AUTO_CREATE_TABLES=true is refused in production, which never migrates at "
+            "start-up: run `flask --app zerg db upgrade` before starting the server"
+        )
     if "openai" in config["LLM_PROVIDER"]:
         if not (config["OPENAI_API_KEY"] or config["OPENAI_BASE_URL"]):
             raise ConfigError(

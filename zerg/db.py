@@ -1,9 +1,10 @@
-"""Engines, sessions and tables: the only module that builds either.
+"""Engines and sessions: the only module that builds either.
 
 ``create_app`` calls :func:`init_app`, which builds one engine and one
 sessionmaker per app and keeps them in ``app.extensions``. Everything else asks
 the app for them: views through :func:`get_db`, background work through
-:func:`session_scope`. See DATABASE.md for the reasons.
+:func:`session_scope`. Tables are made by migrations (``zerg.migrate``).
+See DATABASE.md for the reasons.
 """
 
 from __future__ import annotations
@@ -320,24 +321,6 @@ def session_scope(app: Flask | None = None, *, write: bool = True) -> Iterator[S
         session.close()
 
 
-def create_tables(app: Flask | None = None) -> None:
-    """Create every missing table (existing ones are left as they are).
-
-    Worker processes starting together may race to create the same table;
-    the loser's error is ignored once a second pass finds everything there.
-    """
-    engine = get_database(app).engine
-    try:
-        Base.metadata.create_all(engine)
-    except DBAPIError:
-        Base.metadata.create_all(engine)
-
-
-def drop_tables(app: Flask | None = None) -> None:
-    """Drop every zerg table and its data."""
-    Base.metadata.drop_all(get_database(app).engine)
-
-
 def ping(session: Session) -> bool:
     """Tell whether the session's database answers a trivial query."""
     try:
@@ -361,5 +344,3 @@ def init_app(app: Flask) -> None:
         raise RuntimeError("zerg.db is already registered on this app")
     app.extensions[EXTENSION_KEY] = make_database(app)
     app.teardown_appcontext(close_db)
-    if app.config["AUTO_CREATE_TABLES"]:
-        create_tables(app)

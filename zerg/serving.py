@@ -25,6 +25,7 @@ from dataclasses import field
 from flask import Flask
 
 from zerg import db
+from zerg import migrate
 from zerg.locks import Locks
 from zerg.locks import make_locks
 from zerg.realtime import events
@@ -33,7 +34,7 @@ from zerg.runs import domain as runs
 from zerg.runs import scheduler
 from zerg.runs.pool import get_runner
 
-EXTENSION_KEY = "zerg.services"
+EXTENSION_KEY = "zerg.serving"
 SCHEDULER_LOCK = "scheduler"
 # "Service Restart": the server is going away; clients should reconnect.
 RESTART_CLOSE_CODE = 1012
@@ -51,9 +52,14 @@ class Running:
 
 
 def start(app: Flask) -> None:
-    """Start this serving process's background work (once per app)."""
+    """Start this serving process's background work (once per app).
+
+    The database comes first: upgraded where the configuration allows it, and
+    refused (:class:`zerg.migrate.SchemaError`) unless it is at head.
+    """
     if EXTENSION_KEY in app.extensions:
         return
+    migrate.prepare(app)
     locks = make_locks(db.get_database(app).engine)
     state = Running(locks=locks)
     app.extensions[EXTENSION_KEY] = state

@@ -8,9 +8,11 @@ from collections import Counter
 
 from flask import Blueprint
 from flask import Response
+from flask import current_app
 from flask import jsonify
 
 from zerg import db
+from zerg import migrate
 from zerg.api.io import respond
 from zerg.realtime.hub import get_hub
 from zerg.runs.pool import get_runner
@@ -24,9 +26,8 @@ _THREAD_SUFFIX = re.compile(r"([-_][0-9a-f]+)+$")
 
 @bp.post("/reset-database")
 def reset_database() -> Response:
-    """Drop and recreate every table."""
-    db.drop_tables()
-    db.create_tables()
+    """Drop every table and migrate an empty database to head."""
+    migrate.reset(current_app)
     return jsonify(message="Database reset: all tables dropped and recreated.")
 
 

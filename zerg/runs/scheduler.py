@@ -192,7 +192,7 @@ def get_scheduler(app: Flask | None = None) -> Scheduler:
 
 
 def init_app(app: Flask) -> None:
-    """Build the app's scheduler, stopped; ``zerg.services.start`` starts it."""
+    """Build the app's scheduler, stopped; ``zerg.serving.start`` starts it."""
     if EXTENSION_KEY in app.extensions:
         raise RuntimeError("zerg.scheduler is already registered on this app")
     background = BackgroundScheduler(

@@ -153,22 +153,25 @@ def instance_of(ws: WSClient) -> str:
 
 @contextmanager
 def clients_on_both_workers(server: Gunicorn, topics: list[str]) -> Iterator[dict[str, WSClient]]:
-    """Open websocket clients until each worker holds one; subscribe and yield them."""
+    """Open websocket clients until each worker holds one; subscribe and yield them.
+
+    A client that lands on a worker already held is closed at once: kept open,
+    such clients could take every thread of a worker that started first while
+    the other one still boots, and the next handshake would wait for nothing.
+    """
     by_worker: dict[str, WSClient] = {}
-    spare: list[WSClient] = []
     try:
-        for _ in range(60):
+        for _ in range(100):
             ws = WSClient(server.ws_url)
             instance = instance_of(ws)
             if instance in by_worker:
-                spare.append(ws)
+                ws.close()
+                time.sleep(0.05)
             else:
                 by_worker[instance] = ws
             if len(by_worker) == 2:
                 break
         assert len(by_worker) == 2, "websockets never reached both workers"
-        for ws in spare:
-            ws.close()
         for ws in by_worker.values():
             ws.send({"type": "subscribe", "topics": topics})
         yield by_worker

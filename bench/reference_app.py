@@ -19,15 +19,16 @@ from flask import request
 from sqlalchemy import text
 from sqlalchemy.orm import sessionmaker
 
-from zerg.agents import AGENT
 from zerg.agents import AGENTS_PAGE
 from zerg.conversations import INSERT_MESSAGE
 from zerg.conversations import THREAD_EXISTS
 from zerg.conversations import THREAD_MESSAGES_PAGE
 from zerg.conversations import TOUCH_THREAD
 from zerg.db import WRITE_LOCK_OPTION
+from zerg.db import by_id
 from zerg.db import fetch_rows
 from zerg.db import make_engine
+from zerg.models import Agent
 from zerg.models import utcnow
 from zerg.schemas import AgentOut
 from zerg.schemas import ThreadMessageCreate
@@ -55,7 +56,7 @@ def health() -> Response:
 @app.get("/api/agents/<int:agent_id>")
 def agent(agent_id: int) -> Response:
     with reader() as session:
-        rows = fetch_rows(session, AGENT, {"id": agent_id})
+        rows = fetch_rows(session, by_id(Agent), {"id": agent_id})
     return json(row_adapter(AgentOut).dump_json(rows[0])) if rows else abort(404)
 
 

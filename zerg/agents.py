@@ -21,12 +21,10 @@ from sqlalchemy.orm import Session
 
 from zerg import conversations
 from zerg.db import app_of
-from zerg.db import fetch_row
 from zerg.db import fetch_rows
 from zerg.db import load_row
-from zerg.errors import NotFound
+from zerg.db import read_row
 from zerg.errors import unprocessable
-from zerg.models import ID_MAX
 from zerg.models import Agent
 from zerg.models import AgentMessage
 from zerg.realtime import events
@@ -43,7 +41,6 @@ _agents = cast(Table, Agent.__table__)
 _agent_messages = cast(Table, AgentMessage.__table__)
 
 # Built once: SQLAlchemy caches their compiled SQL, and nothing is rebuilt per call.
-AGENT = select(_agents).where(_agents.c.id == bindparam("id"))
 AGENTS_PAGE = (
     select(_agents)
     .order_by(_agents.c.created_at, _agents.c.id)
@@ -104,12 +101,7 @@ def load_agent(session: Session, agent_id: int, *, lock: bool = False) -> Agent:
 
 def get_agent(session: Session, agent_id: int) -> dict[str, Any]:
     """Read one agent's row, or raise NotFound."""
-    row = None
-    if agent_id <= ID_MAX:
-        row = fetch_row(session, AGENT, {"id": agent_id})
-    if row is None:
-        raise NotFound("Agent", agent_id)
-    return row
+    return read_row(session, Agent, agent_id)
 
 
 def list_agents(session: Session, skip: int, limit: int) -> list[dict[str, Any]]:

@@ -21,9 +21,9 @@ from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from zerg.db import fetch_row
 from zerg.db import fetch_rows
 from zerg.db import load_row
+from zerg.db import read_row
 from zerg.errors import NotFound
 from zerg.models import ID_MAX
 from zerg.models import Agent
@@ -42,7 +42,6 @@ from zerg.schemas import serialize
 _threads = cast(Table, Thread.__table__)
 _messages = cast(Table, ThreadMessage.__table__)
 
-THREAD = select(_threads).where(_threads.c.id == bindparam("id"))
 THREAD_EXISTS = select(exists().where(_threads.c.id == bindparam("id")))
 THREAD_MESSAGES_PAGE = (
     select(_messages)
@@ -84,12 +83,7 @@ def load_thread(session: Session, thread_id: int, *, lock: bool = False) -> Thre
 
 def get_thread(session: Session, thread_id: int) -> dict[str, Any]:
     """Read one thread's row, or raise NotFound."""
-    row = None
-    if thread_id <= ID_MAX:
-        row = fetch_row(session, THREAD, {"id": thread_id})
-    if row is None:
-        raise NotFound("Thread", thread_id)
-    return row
+    return read_row(session, Thread, thread_id)
 
 
 def list_threads(

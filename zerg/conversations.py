@@ -50,12 +50,13 @@ THREAD_MESSAGES_PAGE = (
     .offset(bindparam("skip"))
     .limit(bindparam("limit"))
 )
-# Finds the thread, stamps it and takes its row lock in one statement.
+# Finds the thread and takes its row lock (on SQLite, a write session already
+# holds the database's write lock from its first statement).
+LOCK_THREAD = select(_threads.c.id).where(_threads.c.id == bindparam("thread_id")).with_for_update()
 TOUCH_THREAD = (
     update(_threads)
     .where(_threads.c.id == bindparam("thread_id"))
     .values(updated_at=bindparam("now"))
-    .returning(_threads.c.id)
 )
 INSERT_MESSAGE = insert(_messages).returning(_messages.c.id)
 UNANSWERED = (
@@ -144,13 +145,17 @@ def add_message(
 
     Raises NotFound if there is no such thread. ``processed`` marks a message
     that needs no answer (a run's own reply), ``partial`` a reply cut short.
+    The thread is locked before the time is read, so that messages of one
+    thread are stamped, numbered, committed and announced in one order: a
+    watcher sees them as a reload lists them.
     """
-    now = utcnow()
-    touched = None
+    locked = None
     if thread_id <= ID_MAX:
-        touched = session.execute(TOUCH_THREAD, {"thread_id": thread_id, "now": now}).first()
-    if touched is None:
+        locked = session.execute(LOCK_THREAD, {"thread_id": thread_id}).first()
+    if locked is None:
         raise NotFound("Thread", thread_id)
+    now = utcnow()
+    session.execute(TOUCH_THREAD, {"thread_id": thread_id, "now": now})
     values = {
         "thread_id": thread_id,
         **message.model_dump(),

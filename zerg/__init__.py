@@ -18,6 +18,7 @@ from zerg import events
 from zerg import llm
 from zerg import runner
 from zerg import scheduler
+from zerg import web
 from zerg import ws
 
 
@@ -40,5 +41,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     runner.init_app(app)
     scheduler.init_app(app)
     api.init_app(app)
+    web.init_app(app)
     cli.init_app(app)
     return app

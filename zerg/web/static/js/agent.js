@@ -74,7 +74,7 @@ function renderAgent() {
   const facts = [
     ["Status", badge(agent.status)],
     ["Model", agent.model],
-    ["Schedule", agent.schedule ? [describeCron(agent.schedule), " ", el("code", { text: agent.schedule })] : "None"],
+    ["Schedule", agent.schedule ? [`${describeCron(agent.schedule)} `, el("code", { text: agent.schedule })] : "None"],
     ["Next run", agent.schedule && agent.run_on_schedule ? when(agent.next_run_at) : "Not scheduled"],
     ["Last run", when(agent.last_run_at, "Never")],
     ["Last error", agent.last_error || "—"],

@@ -91,10 +91,10 @@ function scheduleCell(agent) {
   const next = agent.run_on_schedule
     ? el("span", { class: "next" }, "Next run: ", when(agent.next_run_at))
     : el("span", { class: "next muted", text: "Schedule off" });
+  const words = describeCron(agent.schedule);
   return cell(
     "Schedule",
-    el("span", { text: describeCron(agent.schedule) }),
-    " ",
+    words ? el("span", { text: `${words} ` }) : null,
     el("code", { text: agent.schedule }),
     el("br"),
     next,

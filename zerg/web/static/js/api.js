@@ -48,6 +48,9 @@ export function askForToken() {
     location.reload();
   });
   dialog.addEventListener("cancel", (event) => event.preventDefault());
+  const status = document.getElementById("live-status");
+  status.dataset.state = "offline";
+  status.textContent = "Signed out";
   dialog.showModal();
 }
 

@@ -1,5 +1,5 @@
 // A 5-field cron expression (UTC) in words, for people rather than parsers.
-// It covers the common shapes and falls back to the expression itself; the
+// It covers the common shapes and says nothing ("") about the rest; the
 // server remains the judge of validity (its 422 says what is wrong).
 
 const DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
@@ -53,6 +53,7 @@ function describeTime(minute, hour) {
   if (minute === "*" && hour === "*") return "every minute";
   const everyMinutes = /^\*\/(\d+)$/.exec(minute);
   if (everyMinutes && hour === "*") return `every ${everyMinutes[1]} minutes`;
+  if (everyMinutes) return `every ${everyMinutes[1]} minutes during hour ${describeList(hour, String)} UTC`;
   if (single(minute) && hour === "*") {
     return minute === "0" ? "every hour, on the hour" : `every hour at ${minute} minutes past`;
   }
@@ -68,7 +69,7 @@ function describeTime(minute, hour) {
 export function describeCron(expression) {
   if (!expression) return "";
   const fields = expression.trim().split(/\s+/);
-  if (fields.length !== 5) return expression;
+  if (fields.length !== 5) return "";
   const [minute, hour, dom, month, dow] = fields;
   try {
     const parts = [describeTime(minute, hour)];
@@ -81,6 +82,6 @@ export function describeCron(expression) {
     const text = parts.join(" ");
     return text.charAt(0).toUpperCase() + text.slice(1);
   } catch {
-    return `Cron “${expression}”`;
+    return "";
   }
 }

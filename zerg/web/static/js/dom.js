@@ -53,11 +53,16 @@ export function cell(label, ...children) {
   return el("td", { "data-label": label }, ...children);
 }
 
+let noticeTimer = null;
+
+// Errors stay until the next notice; confirmations fade after a while.
 export function showNotice(text, kind = "error") {
   const notice = $("notice");
   notice.textContent = text;
   notice.dataset.kind = kind;
   notice.hidden = !text;
+  clearTimeout(noticeTimer);
+  if (kind === "ok") noticeTimer = setTimeout(() => { notice.hidden = true; }, 8000);
 }
 
 // Show an error that is not the token prompt's business.

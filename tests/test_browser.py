@@ -7,6 +7,7 @@ is saved as a screenshot in tests/screenshots/ (git-ignored).
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from typing import Any
@@ -408,3 +409,51 @@ def test_every_page_is_readable_at_360_pixels(live_server: LiveServer, browser: 
             ".filter(c => !c.labels.length && !c.getAttribute('aria-label')).map(c => c.id)"
         )
         assert unlabelled == [], f"{path}: {unlabelled}"
+
+
+def test_an_agent_can_be_made_and_run_with_the_keyboard_alone(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    browser.base = live_server.url
+    browser.open("/", "agents")
+    focused = "return document.activeElement.id || document.activeElement.textContent"
+
+    def tab_to(target: str) -> None:
+        for _ in range(60):
+            if browser.js(focused) == target:
+                return
+            browser.driver.switch_to.active_element.send_keys(Keys.TAB)
+        raise AssertionError(f"Tab never reached {target}")
+
+    tab_to("field-name")
+    browser.driver.switch_to.active_element.send_keys("Typist")
+    tab_to("field-task_instructions")
+    browser.driver.switch_to.active_element.send_keys("Type.")
+    tab_to("field-schedule")
+    browser.driver.switch_to.active_element.send_keys("15 14 1 * *" + Keys.ENTER)
+    row = browser.wait_for(lambda: browser.all("#agents tr"), "the new row")[0]
+    assert "At 14:15 UTC on day 1 of the month" in row.text
+
+    tab_to("Run now")
+    browser.driver.switch_to.active_element.send_keys(Keys.ENTER)
+    browser.wait_for(lambda: "success" in browser.text("#agents td[data-label='Last run']"), "run")
+    browser.screenshot("agents-keyboard")
+    # The focused control is drawn with a visible outline.
+    outline = browser.js("return getComputedStyle(document.activeElement).outlineStyle")
+    assert outline != "none"
+
+
+def test_times_are_shown_in_the_browsers_time_zone(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    browser.base = live_server.url
+    agent = api(live_server, "POST", "/agents", {"name": "Clock", "schedule": "0 12 * * *"})
+    browser.driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": "Asia/Kolkata"})
+    try:
+        browser.open(f"/agents/{agent['id']}", "agent-kolkata")
+        shown = browser.css("#agent-facts time")
+        # Noon UTC is 17:30 in India (UTC+05:30, no daylight saving).
+        assert shown.get_attribute("datetime").endswith("T12:00:00.000Z")
+        assert re.search(r"\b(5|17):30\b", shown.text), shown.text
+    finally:
+        browser.driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})

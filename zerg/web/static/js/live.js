@@ -41,7 +41,7 @@ export class Live {
       // A fresh connection is live once the state is reloaded (see sync).
       if (resuming) this.show("live", "Live");
       const added = [...this.topics].filter((topic) => !requested.has(topic));
-      if (added.length) this.send({ type: "subscribe", topics: added, message_id: "subscribe" });
+      this.sendSubscribe(added);
       // The server subscribes the initial topics before it reads any frame,
       // so the answer to this ping means they are all in place.
       if (!resuming) this.send({ type: "ping", message_id: "subscribed" });
@@ -121,12 +121,19 @@ export class Live {
     if (!fresh.length) return;
     for (const topic of fresh) this.topics.add(topic);
     // Not open yet: the open handler (or the next connection) subscribes them.
-    this.send({ type: "subscribe", topics: fresh, message_id: "subscribe" });
+    this.sendSubscribe(fresh);
+  }
+
+  // The server takes at most 100 topics per frame.
+  sendSubscribe(topics) {
+    for (let start = 0; start < topics.length; start += 100) {
+      this.send({ type: "subscribe", topics: topics.slice(start, start + 100), message_id: "subscribe" });
+    }
   }
 
   unsubscribe(topics) {
-    for (const topic of topics) this.topics.delete(topic);
-    this.send({ type: "unsubscribe", topics });
+    const known = topics.filter((topic) => this.topics.delete(topic));
+    if (known.length) this.send({ type: "unsubscribe", topics: known });
   }
 
   // True if the frame went out (the socket is open).

@@ -331,6 +331,13 @@ def test_the_agent_page_starts_threads_and_filters_runs(
     titles = [t["title"] for t in api(live_server, "GET", f"/threads?agent_id={agent['id']}")]
     assert "Planning" in titles
 
+    # "Edit" on the agent's page opens the dashboard's form on that agent.
+    browser.open(f"/agents/{agent['id']}", "agent-again")
+    browser.css("#edit-agent").click()
+    browser.wait_live()
+    browser.wait_for(lambda: browser.text("#form-title") == "Edit Echo", "the edit form")
+    assert browser.css("#field-task_instructions").get_attribute("value") == "Report."
+
 
 def test_the_runs_page_shows_statuses_live(make_app: AppFactory, browser: Browser) -> None:
     with serve(make_app(OFFLINE_DELAY_SECONDS=0.1)) as server:

@@ -2,7 +2,7 @@
 
 import { api } from "./api.js";
 import { describeCron } from "./cron.js";
-import { $, badge, cell, clearFieldErrors, duration, el, report, showFieldErrors, showNotice, tokens, when } from "./dom.js";
+import { $, badge, cell, clearFieldErrors, cronCode, duration, el, report, showFieldErrors, showNotice, tokens, when } from "./dom.js";
 import { all, livePage } from "./page.js";
 
 const agentId = Number(document.body.dataset.id);
@@ -74,7 +74,7 @@ function renderAgent() {
   const facts = [
     ["Status", badge(agent.status)],
     ["Model", agent.model],
-    ["Schedule", agent.schedule ? [`${describeCron(agent.schedule)} `, el("code", { text: agent.schedule })] : "None"],
+    ["Schedule", agent.schedule ? [`${describeCron(agent.schedule)} `, cronCode(agent.schedule)] : "None"],
     ["Next run", agent.schedule && agent.run_on_schedule ? when(agent.next_run_at) : "Not scheduled"],
     ["Last run", when(agent.last_run_at, "Never")],
     ["Last error", agent.last_error || "—"],

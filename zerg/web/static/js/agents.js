@@ -2,7 +2,7 @@
 
 import { api } from "./api.js";
 import { describeCron } from "./cron.js";
-import { $, badge, cell, clearFieldErrors, el, report, showFieldErrors, showNotice, when } from "./dom.js";
+import { $, badge, cell, clearFieldErrors, cronCode, el, report, showFieldErrors, showNotice, when } from "./dom.js";
 import { all, livePage, replaceKeepingFocus } from "./page.js";
 
 const agents = new Map();
@@ -95,7 +95,7 @@ function scheduleCell(agent) {
   return cell(
     "Schedule",
     words ? el("span", { text: `${words} ` }) : null,
-    el("code", { text: agent.schedule }),
+    cronCode(agent.schedule),
     el("br"),
     next,
   );

@@ -43,6 +43,12 @@ export function tokens(run) {
   return `${run.total_tokens} (${run.prompt_tokens ?? "?"} in, ${run.completion_tokens ?? "?"} out)`;
 }
 
+// A cron expression that wraps between its fields only (never after a "-").
+export function cronCode(expression) {
+  const fields = expression.split(" ").map((field) => el("span", { class: "nowrap", text: field }));
+  return el("code", {}, ...fields.flatMap((field, index) => (index ? [" ", field] : [field])));
+}
+
 // A status as text in a badge: the word carries the meaning, the colour only helps.
 export function badge(status) {
   return el("span", { class: `badge badge-${status}`, text: status });

@@ -156,7 +156,8 @@ function endStream(frame) {
   if (stream) {
     // No stored message came: nothing was kept (a failure, or a cancel before any text).
     streams.delete(frame.run_id);
-    if (stream.text) markPartial(stream.node, `the run ended ${frame.status}`);
+    const why = frame.status === "failed" ? "the run failed, so it was not kept" : `the run ended ${frame.status}`;
+    if (stream.text) markPartial(stream.node, why);
     else stream.node.remove();
   }
   const stored = document.querySelector(`#messages [data-run="${frame.run_id}"]`);
@@ -172,7 +173,7 @@ function setActiveRun(run, finished) {
   activeRun = run;
   $("cancel-run").hidden = run === null;
   if (run) $("run-state").textContent = run.status === "queued" ? "Reply queued…" : "The agent is replying…";
-  else if (finished && finished.status !== "failed") $("run-state").textContent = `Run ${finished.id} ${finished.status}.`;
+  else if (finished && finished.status !== "failed") $("run-state").textContent = `Run ${finished.id} ended: ${finished.status}.`;
   else if (!finished) $("run-state").textContent = "";
 }
 

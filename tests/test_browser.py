@@ -469,3 +469,32 @@ def test_times_are_shown_in_the_browsers_time_zone(
         assert re.search(r"\b(5|17):30\b", shown.text), shown.text
     finally:
         browser.driver.execute_cdp_cmd("Emulation.setTimezoneOverride", {"timezoneId": ""})
+
+
+def test_a_second_browser_tab_watches_the_same_chat_live(
+    make_app: AppFactory, browser: Browser
+) -> None:
+    with serve(make_app(OFFLINE_DELAY_SECONDS=0.1)) as server:
+        browser.base = server.url
+        _, thread = _thread(server)
+        path = f"/threads/{thread['id']}"
+        browser.open(path, "thread-tab-one")
+        first = browser.driver.current_window_handle
+        browser.driver.switch_to.new_window("tab")
+        second = browser.driver.current_window_handle
+        try:
+            browser.open(path, "thread-tab-two")
+            browser.driver.switch_to.window(first)
+            _send(browser, "Seen from two tabs")
+            browser.driver.switch_to.window(second)
+            browser.wait_for(
+                lambda: browser.all("#messages li[data-role=assistant][data-id]"),
+                "the other tab's reply",
+            )
+            browser.screenshot("thread-tab-two-replied")
+            stored = _stored_messages(server, thread["id"])
+            shown = [item.text for item in browser.all("#messages li .content")]
+            assert shown == [message["content"] for message in stored]
+        finally:
+            browser.driver.close()
+            browser.driver.switch_to.window(first)

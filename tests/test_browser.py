@@ -31,9 +31,12 @@ from zerg.ws import get_hub
 TOKEN = "browser-test-token"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[webdriver.Chrome]:
-    """One headless Chromium for the whole run; each test uses its own server (origin)."""
+    """One headless Chromium for this module; each test uses its own server (origin).
+
+    Module-scoped so that the browser is gone before the rest of the suite runs.
+    """
     binary, driver_path = find_chromium()
     profile = new_profile()
     driver = start_chromium(binary, driver_path, profile)

@@ -284,18 +284,18 @@ def test_the_agents_page_runs_toggles_and_deletes(
     browser.wait_for(lambda: "Schedule off" in browser.text(row), "the schedule to turn off")
     assert api(live_server, "GET", f"/agents/{agent['id']}")["run_on_schedule"] is False
 
-    browser.css(f"{row} button[aria-label='Run Worker now']").click()
+    browser.css(f"{row} button[aria-label='Run now: Worker']").click()
     browser.wait_for(lambda: "success" in browser.text(f"{row} td[data-label='Last run']"), "run")
     assert [run["trigger"] for run in api(live_server, "GET", "/runs")] == ["manual"]
 
-    browser.css(f"{row} button[aria-label='Edit Worker']").click()
+    browser.css(f"{row} button[aria-label='Edit: Worker']").click()
     assert browser.text("#form-title") == "Edit Worker"
     browser.type_into("#field-name", "Night worker")
     browser.css("#form-submit").click()
     browser.wait_for(lambda: "Night worker" in browser.text(row), "the renamed row")
     browser.screenshot("agents-edited")
 
-    browser.css(f"{row} button[aria-label='Delete Night worker']").click()
+    browser.css(f"{row} button[aria-label='Delete: Night worker']").click()
     browser.driver.switch_to.alert.accept()
     browser.wait_for(lambda: not browser.all(row), "the row to go")
     assert api(live_server, "GET", "/agents") == []

@@ -125,15 +125,15 @@ function agentRow(agent, run) {
       el(
         "div",
         { class: "row-actions" },
-        el("button", { type: "button", "aria-label": `Run ${agent.name} now`, dataset: { focus: "run" }, onclick: () => runNow(agent) }, "Run now"),
+        el("button", { type: "button", "aria-label": `Run now: ${agent.name}`, dataset: { focus: "run" }, onclick: () => runNow(agent) }, "Run now"),
         el(
           "span",
           { class: "switch" },
           toggle,
           el("label", { for: toggleId }, "On schedule", el("span", { class: "visually-hidden", text: `: ${agent.name}` })),
         ),
-        el("button", { type: "button", class: "secondary", "aria-label": `Edit ${agent.name}`, dataset: { focus: "edit" }, onclick: () => startEditing(agent) }, "Edit"),
-        el("button", { type: "button", class: "danger", "aria-label": `Delete ${agent.name}`, dataset: { focus: "delete" }, onclick: () => remove(agent) }, "Delete"),
+        el("button", { type: "button", class: "secondary", "aria-label": `Edit: ${agent.name}`, dataset: { focus: "edit" }, onclick: () => startEditing(agent) }, "Edit"),
+        el("button", { type: "button", class: "danger", "aria-label": `Delete: ${agent.name}`, dataset: { focus: "delete" }, onclick: () => remove(agent) }, "Delete"),
       ),
     ),
   );

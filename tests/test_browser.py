@@ -501,3 +501,34 @@ def test_a_second_browser_tab_watches_the_same_chat_live(
         finally:
             browser.driver.close()
             browser.driver.switch_to.window(first)
+
+
+CRON_IN_WORDS = {
+    "* * * * *": "Every minute",
+    "*/5 * * * *": "Every 5 minutes",
+    "0 * * * *": "Every hour, on the hour",
+    "5,35 * * * *": "Every hour at minute 5 and 35",
+    "0 */2 * * *": "Every 2 hours, on the hour (UTC)",
+    "0 8 * * 1-5": "At 08:00 UTC on weekdays (Monday to Friday)",
+    "0 8 * * 0,6": "At 08:00 UTC on Sunday and Saturday",
+    "0 12 * * 7": "At 12:00 UTC on Sunday",
+    "0 8 * * mon-fri": "At 08:00 UTC on Monday to Friday",
+    "0 0 1 1 *": "At 00:00 UTC on day 1 of the month in January",
+    "0 8 1 * 1": "At 08:00 UTC on day 1 of the month or Monday",
+    "*/15 9-17 * * 1-5": "Every 15 minutes during hour 9 to 17 UTC on weekdays (Monday to Friday)",
+    "not a cron": "",
+    "0 8 * * 1-5 extra": "",
+}
+
+
+def test_schedules_are_described_in_words(live_server: LiveServer, browser: Browser) -> None:
+    """The page's own cron describer, run in the browser on the shapes people write."""
+    browser.base = live_server.url
+    browser.open("/", "agents")
+    described = browser.driver.execute_async_script(
+        "const [expressions, done] = arguments;"
+        "import('/assets/js/cron.js').then(({ describeCron }) =>"
+        "  done(Object.fromEntries(expressions.map((e) => [e, describeCron(e)]))));",
+        list(CRON_IN_WORDS),
+    )
+    assert described == CRON_IN_WORDS

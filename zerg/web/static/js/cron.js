@@ -59,8 +59,10 @@ function describeTime(minute, hour) {
   }
   const everyHours = /^\*\/(\d+)$/.exec(hour);
   if (single(minute) && everyHours) {
-    return `every ${everyHours[1]} hours at ${minute} minutes past (UTC)`;
+    const past = minute === "0" ? "on the hour" : `at ${minute} minutes past`;
+    return `every ${everyHours[1]} hours, ${past} (UTC)`;
   }
+  if (hour === "*") return `every hour at minute ${describeList(minute, String)}`;
   const minutes = minute === "*" ? "every minute" : `at minute ${describeList(minute, String)}`;
   const hours = hour === "*" ? "" : ` of hour ${describeList(hour, String)} UTC`;
   return `${minutes}${hours}`;

@@ -137,15 +137,6 @@ def start_gunicorn(
     client.close()
 
 
-def next_frame(ws: WSClient, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    """Skip frames (other events of the same topics) until one is wanted."""
-    for _ in range(200):
-        frame = ws.recv(timeout=15)
-        if wanted(frame):
-            return frame
-    raise AssertionError("the wanted frame never came")
-
-
 def instance_of(ws: WSClient) -> str:
     ws.send({"type": "ping", "message_id": "who"})
     return str(ws.recv_type("pong")["instance"])
@@ -205,9 +196,7 @@ def test_two_workers_share_events_runs_and_one_scheduler(
             other = server.session_on(avoid=instance)
             name = f"from-{instance}"
             other.put(f"{api}/agents/{agent['id']}", json={"name": name}, timeout=10)
-            next_frame(
-                ws, lambda f, n=name: f["type"] == "agent_updated" and f["data"]["name"] == n
-            )
+            ws.recv_until(lambda f, n=name: f["type"] == "agent_updated" and f["data"]["name"] == n)
 
             # And so does a run the other worker executes, chunk by chunk.
             other.post(
@@ -216,7 +205,7 @@ def test_two_workers_share_events_runs_and_one_scheduler(
             run = other.post(f"{api}/threads/{thread['id']}/run", timeout=10).json()
             other.close()
             run_id = run["id"]
-            next_frame(ws, lambda f, r=run_id: f["type"] == "stream_start" and f["run_id"] == r)
+            ws.recv_until(lambda f, r=run_id: f["type"] == "stream_start" and f["run_id"] == r)
             frames: list[dict[str, Any]] = []
             while not frames or frames[-1]["type"] != "stream_end":
                 frames.append(ws.recv(timeout=15))

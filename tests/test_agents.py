@@ -38,6 +38,7 @@ AGENT_FIELDS = {
     "task_instructions",
     "model",
     "schedule",
+    "timezone",
     "run_on_schedule",
     "config",
     "last_error",
@@ -45,6 +46,7 @@ AGENT_FIELDS = {
     "updated_at",
     "next_run_at",
     "last_run_at",
+    "last_run_status",
 }
 MESSAGE_FIELDS = {"id", "agent_id", "role", "content", "timestamp"}
 
@@ -75,6 +77,7 @@ def test_create_agent_returns_every_field_with_its_default(client: FlaskClient, 
         "task_instructions": "",
         "model": "offline",
         "schedule": None,
+        "timezone": "UTC",
         "run_on_schedule": False,
         "config": None,
         "last_error": None,
@@ -82,6 +85,7 @@ def test_create_agent_returns_every_field_with_its_default(client: FlaskClient, 
         "updated_at": agent["updated_at"],
         "next_run_at": None,
         "last_run_at": None,
+        "last_run_status": None,
     }
     assert parse_utc(agent["created_at"]) <= parse_utc(agent["updated_at"])
     assert rows(Agent) == 1

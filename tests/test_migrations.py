@@ -146,6 +146,10 @@ def assert_release_rows_intact(app: Flask) -> None:
             "failed",
             datetime(2026, 11, 30, 8, 0, tzinfo=UTC),
         )
+        # 0002: schedules stay in UTC; the last run's status comes from the
+        # latest finished run (the success at 09:00, not the failure at 08:00).
+        assert (digest.timezone, digest.last_run_status) == ("UTC", "success")
+        assert (echo.timezone, echo.last_run_status) == ("UTC", None)
 
 
 def test_a_fresh_database_upgrades_to_head_and_check_is_clean(empty_app: Flask) -> None:

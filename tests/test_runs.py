@@ -102,7 +102,8 @@ def test_a_thread_run_answers_and_records_everything(fast: FlaskClient) -> None:
     assert "Hello, agent" in reply["content"]
     agent = fast.get(f"/api/agents/{thread['agent_id']}").get_json()
     assert agent["status"] == "idle"
-    assert agent["last_run_at"] is not None
+    assert agent["last_run_at"] == run["finished_at"]
+    assert agent["last_run_status"] == "success"
 
 
 def test_a_run_needs_something_to_answer(fast: FlaskClient, rows: Callable[..., int]) -> None:
@@ -228,9 +229,18 @@ def test_runs_list_newest_first_with_filters(fast: FlaskClient) -> None:
     assert len(fast.get("/api/runs?status=success").get_json()) == 2
     assert fast.get("/api/runs?status=failed").get_json() == []
     assert [r["id"] for r in fast.get("/api/runs?limit=1").get_json()] == [two["id"]]
+    fast.patch(f"/api/agents/{first['agent_id']}", json={"task_instructions": "Sum up."})
+    task = fast.post(f"/api/agents/{first['agent_id']}/run")
+    assert task.status_code == 202
+    by_trigger = fast.get("/api/runs?trigger=manual").get_json()
+    assert [r["id"] for r in by_trigger] == [task.get_json()["id"]]
+    assert [r["id"] for r in fast.get("/api/runs?trigger=api").get_json()] == [two["id"], one["id"]]
+    assert fast.get("/api/runs?trigger=schedule").get_json() == []
 
 
-@pytest.mark.parametrize("query", ["status=done", "agent_id=x", "thread_id=0", "limit=0", "x=1"])
+@pytest.mark.parametrize(
+    "query", ["status=done", "trigger=cron", "agent_id=x", "thread_id=0", "limit=0", "x=1"]
+)
 def test_runs_list_refuses_bad_filters(fast: FlaskClient, query: str) -> None:
     response = fast.get(f"/api/runs?{query}")
     assert response.status_code == 422
@@ -268,7 +278,8 @@ def test_startup_marks_unfinished_runs_interrupted(fast_app: Flask) -> None:
     interrupted = client.get("/api/runs?status=interrupted").get_json()
     assert len(interrupted) == 2
     assert all(r["finished_at"] and "stopped" in r["error"] for r in interrupted)
-    assert client.get(f"/api/agents/{thread['agent_id']}").get_json()["status"] == "idle"
+    agent = client.get(f"/api/agents/{thread['agent_id']}").get_json()
+    assert (agent["status"], agent["last_run_status"]) == ("idle", "interrupted")
     with db.session_scope(fast_app) as session:
         dead = make_locks(db.get_database(fast_app).engine)
         assert mark_interrupted(session, dead=dead) == 0

@@ -102,6 +102,7 @@ def test_a_failing_model_fails_the_run_and_loses_nothing(
     agent = client.get(f"/api/agents/{thread['agent_id']}").get_json()
     assert agent["status"] == "error"
     assert error in agent["last_error"]
+    assert agent["last_run_status"] == "failed"
     # The user's message stays, unanswered, ready for another run.
     (message,) = thread_messages(client, thread["id"])
     assert message["role"] == "user" and message["processed"] is False
@@ -113,6 +114,7 @@ def test_a_failing_model_fails_the_run_and_loses_nothing(
     assert thread_messages(client, thread["id"])[-1]["content"] == "Better now."
     agent = client.get(f"/api/agents/{thread['agent_id']}").get_json()
     assert agent["status"] == "idle" and agent["last_error"] is None
+    assert agent["last_run_status"] == "success"
 
 
 def test_rate_limits_are_retried_when_configured(

@@ -130,7 +130,7 @@ def assert_job_follows(app: Flask, agent: dict[str, Any]) -> Job:
     """The agent has exactly one job, on its schedule, due when the API says it is."""
     assert job_ids(app) == [job_id(agent["id"])]
     job = job_for(app, agent["id"])
-    assert str(job.trigger) == str(cron.parse(agent["schedule"]))
+    assert str(job.trigger) == str(cron.parse(agent["schedule"], agent["timezone"]))
     assert upcoming(job) == parse_utc(agent["next_run_at"])
     return job
 
@@ -191,6 +191,39 @@ def test_a_scheduled_agent_gets_a_job_due_at_its_next_run(
     assert job.id == f"agent-{agent['id']}"
     assert (getattr(job, "next_run_time", None) is not None) is running
     assert upcoming(job) == cron.next_fire_time(WEEKLY)
+
+
+@RUNNING
+def test_a_schedule_runs_in_its_agents_time_zone(
+    app: Flask, client: FlaskClient, running: bool
+) -> None:
+    scheduler_of(app, running)
+    agent = create_agent(
+        client, schedule="0 9 * * *", timezone="America/New_York", task_instructions=TASK
+    )
+    job = assert_job_follows(app, agent)
+    assert "America/New_York" in str(job.trigger)
+    new_york = upcoming(job).astimezone(cron.zone("America/New_York"))
+    assert (new_york.hour, new_york.minute) == (9, 0)
+
+    moved = update_agent(client, agent["id"], timezone="Asia/Tokyo")
+    job = assert_job_follows(app, moved)
+    tokyo = parse_utc(moved["next_run_at"]).astimezone(cron.zone("Asia/Tokyo"))
+    assert (tokyo.hour, tokyo.minute) == (9, 0)
+
+
+@pytest.mark.parametrize("zone", ["Mars/Olympus_Mons", "", None, 7, "EST5EDT,M3.2.0"])
+def test_an_unknown_time_zone_is_refused_and_nothing_changes(
+    client: FlaskClient, zone: object
+) -> None:
+    agent = create_agent(client, schedule=DAILY, task_instructions=TASK)
+    created = client.post("/api/agents", json={"name": "x", "schedule": DAILY, "timezone": zone})
+    assert created.status_code == 422
+    assert created.get_json()["errors"][0]["loc"] == ["body", "timezone"]
+    changed = client.patch(f"/api/agents/{agent['id']}", json={"timezone": zone})
+    assert changed.status_code == 422
+    assert get_agent(client, agent["id"]) == agent
+    assert len(client.get("/api/agents").get_json()) == 1
 
 
 @RUNNING
@@ -596,7 +629,7 @@ def test_last_fire_time(
 
 # --- flask scheduler list ---------------------------------------------------------------
 
-LIST_LINE = re.compile(r"agent (\d+) \((.*)\): '(.*)' next run (\S+)")
+LIST_LINE = re.compile(r"agent (\d+) \((.*)\): '(.*)' in (\S+), next run (\S+)")
 
 
 def test_list_says_so_when_no_agent_is_scheduled(
@@ -615,7 +648,9 @@ def test_list_prints_each_scheduled_agent_with_its_next_run(
     weekly = create_agent(client, name="weekly", schedule=WEEKLY, task_instructions=TASK)
     create_agent(client, name="plain")
     create_agent(client, name="paused", schedule=DAILY, run_on_schedule=False)
-    daily = create_agent(client, name="daily", schedule=DAILY, task_instructions=TASK)
+    daily = create_agent(
+        client, name="daily", schedule=DAILY, timezone="Asia/Kolkata", task_instructions=TASK
+    )
     before = set(threading.enumerate())
 
     result = runner.invoke(args=["scheduler", "list"])
@@ -625,10 +660,18 @@ def test_list_prints_each_scheduled_agent_with_its_next_run(
     matches = [LIST_LINE.fullmatch(line) for line in lines]
     assert all(matches), lines
     listed = [
-        (int(m[1]), m[2], m[3], datetime.fromisoformat(m[4])) for m in matches if m is not None
+        (int(m[1]), m[2], m[3], m[4], datetime.fromisoformat(m[5]))
+        for m in matches
+        if m is not None
     ]
     assert listed == [
-        (agent["id"], agent["name"], agent["schedule"], parse_utc(agent["next_run_at"]))
+        (
+            agent["id"],
+            agent["name"],
+            agent["schedule"],
+            agent["timezone"],
+            parse_utc(agent["next_run_at"]),
+        )
         for agent in (weekly, daily)
     ]
     assert not get_scheduler(app).running

@@ -78,7 +78,7 @@ def check_model(session: Session, model: str) -> None:
 def refresh_next_run(agent: Agent) -> None:
     """Keep next_run_at in step with the schedule and the run_on_schedule switch."""
     if agent.schedule and agent.run_on_schedule:
-        agent.next_run_at = cron.next_fire_time(agent.schedule)
+        agent.next_run_at = cron.next_fire_time(agent.schedule, timezone=agent.timezone)
     else:
         agent.next_run_at = None
 
@@ -90,7 +90,9 @@ def scheduled_agents(session: Session) -> Sequence[Agent]:
 
 def advance_schedule(session: Session, agent: Agent, after: datetime | None = None) -> None:
     """Set ``next_run_at`` to the schedule's first tick after ``after`` (default: now)."""
-    agent.next_run_at = cron.next_fire_time(agent.schedule, after) if agent.schedule else None
+    agent.next_run_at = None
+    if agent.schedule:
+        agent.next_run_at = cron.next_fire_time(agent.schedule, after, agent.timezone)
     announce_update(session, agent)
 
 
@@ -122,6 +124,7 @@ def create_agent(session: Session, fields: AgentCreate) -> Agent:
         task_instructions=fields.task_instructions,
         model=model,
         schedule=fields.schedule,
+        timezone=fields.timezone,
         run_on_schedule=run_on_schedule,
         config=fields.config,
     )

@@ -155,14 +155,13 @@ def list_command() -> None:
     """Print every scheduled agent with its schedule and next run time (UTC)."""
     with db.session_scope(write=False) as session:
         scheduled = agents.scheduled_agents(session)
-        rows = [(agent.id, agent.name, agent.schedule or "") for agent in scheduled]
+        rows = [(agent.id, agent.name, agent.schedule or "", agent.timezone) for agent in scheduled]
     if not rows:
         click.echo("No agent runs on a schedule.")
         return
-    for agent_id, name, schedule in rows:
-        upcoming = cron.next_fire_time(schedule)
-        when = upcoming.isoformat() if upcoming else "never"
-        click.echo(f"agent {agent_id} ({name}): '{schedule}' next run {when}")
+    for agent_id, name, schedule, timezone in rows:
+        upcoming = cron.next_fire_time(schedule, timezone=timezone).isoformat()
+        click.echo(f"agent {agent_id} ({name}): '{schedule}' in {timezone}, next run {upcoming}")
 
 
 @click.command("serve")

@@ -109,6 +109,8 @@ class Agent(Base):
     task_instructions: Mapped[str] = mapped_column(Text, default="")
     model: Mapped[str] = mapped_column(String(100))
     schedule: Mapped[str | None] = mapped_column(String(100))
+    # The IANA zone the schedule is read in.
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     run_on_schedule: Mapped[bool] = mapped_column(Boolean, default=False)
     config: Mapped[dict[str, Any] | None]
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -116,6 +118,7 @@ class Agent(Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     next_run_at: Mapped[datetime | None]
     last_run_at: Mapped[datetime | None]
+    last_run_status: Mapped[str | None] = mapped_column(String(16))
 
     messages: Mapped[list[AgentMessage]] = relationship(
         back_populates="agent", cascade="all, delete-orphan", passive_deletes=True

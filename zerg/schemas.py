@@ -151,13 +151,22 @@ class AgentCreate(Request):
     task_instructions: LongText = ""
     model: ModelName | None = None
     schedule: Schedule = None
+    timezone: TimeZone = "UTC"
     run_on_schedule: bool | None = None
     config: dict[str, Any] | None = None
 
 
 class AgentUpdate(Partial):
     NOT_NULL = frozenset(
-        {"name", "system_instructions", "task_instructions", "model", "run_on_schedule", "status"}
+        {
+            "name",
+            "system_instructions",
+            "task_instructions",
+            "model",
+            "timezone",
+            "run_on_schedule",
+            "status",
+        }
     )
 
     name: Name | None = None
@@ -165,6 +174,7 @@ class AgentUpdate(Partial):
     task_instructions: LongText | None = None
     model: ModelName | None = None
     schedule: Schedule = None
+    timezone: TimeZone | None = None
     run_on_schedule: bool | None = None
     config: dict[str, Any] | None = None
     status: AgentStatus | None = None
@@ -247,6 +257,7 @@ class AgentOut(Response):
     task_instructions: str
     model: str
     schedule: str | None
+    timezone: str
     run_on_schedule: bool
     config: dict[str, Any] | None
     last_error: str | None
@@ -254,6 +265,7 @@ class AgentOut(Response):
     updated_at: datetime
     next_run_at: datetime | None
     last_run_at: datetime | None
+    last_run_status: str | None
 
 
 class AgentMessageOut(Response):
@@ -297,6 +309,7 @@ class RunQuery(Page):
     agent_id: Id | None = None
     thread_id: Id | None = None
     status: RunStatus | None = None
+    trigger: RunTrigger | None = None
 
 
 class RunOut(Response):

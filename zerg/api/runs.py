@@ -19,7 +19,7 @@ bp = Blueprint("runs", __name__, url_prefix="/runs")
 
 @bp.get("")
 def list_runs() -> Response:
-    """List runs, newest first, optionally of one agent, thread or status."""
+    """List runs, newest first, optionally of one agent, thread, status or trigger."""
     query = parse_query(RunQuery)
     skip, limit = page_params(query)
     rows = runs.list_runs(
@@ -27,6 +27,7 @@ def list_runs() -> Response:
         agent_id=query.agent_id,
         thread_id=query.thread_id,
         status=query.status,
+        trigger=query.trigger,
         skip=skip,
         limit=limit,
     )

@@ -86,10 +86,11 @@ def list_runs(
     agent_id: int | None = None,
     thread_id: int | None = None,
     status: str | None = None,
+    trigger: str | None = None,
     skip: int = 0,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """Read a page of runs, newest first, optionally of one agent, thread or status."""
+    """Read a page of runs, newest first, optionally of one agent, thread, status or trigger."""
     runs = cast(Table, Run.__table__)
     statement = select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc())
     if agent_id is not None:
@@ -98,6 +99,8 @@ def list_runs(
         statement = statement.where(runs.c.thread_id == thread_id)
     if status is not None:
         statement = statement.where(runs.c.status == status)
+    if trigger is not None:
+        statement = statement.where(runs.c.trigger == trigger)
     return fetch_rows(session, statement.offset(skip).limit(limit))
 
 
@@ -241,6 +244,7 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
         error = f"no configured provider offers model {agent.model!r}"
         run.status, run.finished_at, run.error, run.duration_ms = "failed", now, error, 0
         agent.status, agent.last_error = "error", error
+        agent.last_run_at, agent.last_run_status = now, "failed"
         _announce_run(session, run)
         agents.announce_update(session, agent)
         return None
@@ -319,7 +323,7 @@ def _record(run: Run, agent: Agent, execution: Execution) -> None:
         run.prompt_tokens = execution.usage.prompt_tokens
         run.completion_tokens = execution.usage.completion_tokens
         run.total_tokens = execution.usage.total_tokens
-    agent.last_run_at = now
+    agent.last_run_at, agent.last_run_status = now, execution.status
     if execution.status == "failed":
         agent.status, agent.last_error = "error", execution.error
     else:
@@ -339,6 +343,7 @@ def fail_run(session: Session, run_id: int, error: str, thread_id: int | None = 
         agent = session.get(Agent, run.agent_id)
         if agent is not None:
             agent.status, agent.last_error = "error", error
+            agent.last_run_at, agent.last_run_status = run.finished_at, "failed"
             agents.announce_update(session, agent)
     if thread_id is not None:
         _announce_stream_end(session, thread_id, run_id, "failed", error)
@@ -369,8 +374,10 @@ def mark_interrupted(
         _announce_run(session, run)
     for agent_id in sorted({run.agent_id for run in stale}):
         agent = session.get(Agent, agent_id)
-        if agent is not None and agent.status == "running":
-            agent.status = "idle"
+        if agent is not None:
+            agent.last_run_at, agent.last_run_status = now, "interrupted"
+            if agent.status == "running":
+                agent.status = "idle"
             agents.announce_update(session, agent)
     if stale:
         log.warning("marked %d unfinished run(s) as interrupted", len(stale))

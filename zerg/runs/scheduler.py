@@ -69,7 +69,7 @@ def run_scheduled_agent(app: Flask, agent_id: int, scheduled_for: datetime | Non
             if agent is None or not (agent.run_on_schedule and agent.schedule):
                 log.info("agent %s is no longer scheduled; skipping", agent_id)
                 return False
-            trigger = cron.parse(agent.schedule)
+            trigger = cron.parse(agent.schedule, agent.timezone)
             now = datetime.now(UTC)
             scheduled_for = scheduled_for or last_fire_time(
                 trigger, now, timedelta(seconds=grace + 60)
@@ -101,9 +101,9 @@ class Scheduler:
 
     app: Flask
     scheduler: BackgroundScheduler
-    # The schedule each agent's job runs on, so that an agent event that did
-    # not touch the schedule (a run changing its status) leaves the job alone.
-    applied: dict[int, str] = field(default_factory=dict)
+    # The schedule (and zone) each agent's job runs on, so that an agent event
+    # that did not touch it (a run changing its status) leaves the job alone.
+    applied: dict[int, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def running(self) -> bool:
@@ -129,7 +129,7 @@ class Scheduler:
             )
         with session_scope(self.app) as session:
             for agent in agents.scheduled_agents(session):
-                self.sync(agent.id, agent.schedule, agent.run_on_schedule)
+                self.sync(agent.id, agent.schedule, agent.run_on_schedule, agent.timezone)
                 agents.advance_schedule(session, agent)
         self.scheduler.start()
         log.info("scheduler started with %d job(s)", len(self.scheduler.get_jobs()))
@@ -138,9 +138,15 @@ class Scheduler:
         if self.running:
             self.scheduler.shutdown(wait=False)
 
-    def sync(self, agent_id: int, schedule: str | None, run_on_schedule: bool) -> None:
+    def sync(
+        self,
+        agent_id: int,
+        schedule: str | None,
+        run_on_schedule: bool,
+        timezone: str = cron.DEFAULT_ZONE,
+    ) -> None:
         """Add, replace or remove the agent's job to match its settings."""
-        wanted = schedule if schedule and run_on_schedule else None
+        wanted = (schedule, timezone) if schedule and run_on_schedule else None
         if self.applied.get(agent_id) == wanted:
             return
         # Remove, then add: a stopped APScheduler keeps pending jobs in a list
@@ -154,10 +160,10 @@ class Scheduler:
         self.applied[agent_id] = wanted
         self.scheduler.add_job(
             run_scheduled_agent,
-            trigger=cron.parse(wanted),
+            trigger=cron.parse(*wanted),
             args=[self.app, agent_id],
             id=job_id(agent_id),
-            name=f"agent {agent_id}: {wanted}",
+            name=f"agent {agent_id}: {wanted[0]} ({wanted[1]})",
         )
 
     def on_event(self, event: Event) -> None:
@@ -165,7 +171,8 @@ class Scheduler:
         if event.type is EventType.AGENT_DELETED:
             self.sync(event.data["id"], None, False)
         elif event.type in (EventType.AGENT_CREATED, EventType.AGENT_UPDATED):
-            self.sync(event.data["id"], event.data["schedule"], event.data["run_on_schedule"])
+            data = event.data
+            self.sync(data["id"], data["schedule"], data["run_on_schedule"], data["timezone"])
 
     def jobs(self) -> list[tuple[str, str, datetime | None]]:
         """List (job id, name, next run time) of the scheduled jobs."""

@@ -47,6 +47,7 @@ AGENT_FIELDS = {
     "next_run_at",
     "last_run_at",
     "last_run_status",
+    "consecutive_failures",
 }
 MESSAGE_FIELDS = {"id", "agent_id", "role", "content", "timestamp"}
 
@@ -86,6 +87,7 @@ def test_create_agent_returns_every_field_with_its_default(client: FlaskClient, 
         "next_run_at": None,
         "last_run_at": None,
         "last_run_status": None,
+        "consecutive_failures": 0,
     }
     assert parse_utc(agent["created_at"]) <= parse_utc(agent["updated_at"])
     assert rows(Agent) == 1

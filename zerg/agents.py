@@ -140,6 +140,9 @@ def update_agent(session: Session, agent_id: int, changes: AgentUpdate) -> Agent
     sent = changes.changes()
     if "model" in sent:
         check_model(session, sent["model"])
+    if sent.get("run_on_schedule") and not agent.run_on_schedule:
+        # Switched back on (perhaps after failures paused it): a fresh count.
+        agent.consecutive_failures = 0
     for field, value in sent.items():
         setattr(agent, field, value)
     refresh_next_run(agent)

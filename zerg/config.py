@@ -20,6 +20,8 @@ from sqlalchemy.exc import ArgumentError
 ENVIRONMENTS = ("development", "testing", "production")
 LLM_PROVIDERS = ("offline", "openai")
 EVENT_BACKENDS = ("memory", "redis")
+# After downtime: skip the ticks missed (logging them), or run the latest once.
+SCHEDULE_CATCH_UP = ("none", "latest")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -112,6 +114,8 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "STREAM_COALESCE_SECONDS": _as_seconds,
     "SCHEDULER_MISFIRE_GRACE_SECONDS": _as_int,
     "SCHEDULER_LOCK_POLL_SECONDS": _as_seconds,
+    "SCHEDULE_MAX_FAILURES": _as_int,
+    "SCHEDULE_CATCH_UP": _one_of(SCHEDULE_CATCH_UP),
     "MAX_CONTENT_LENGTH": _as_int,
     "MAX_PAGE_SIZE": _as_int,
     "EVENT_BACKEND": _one_of(EVENT_BACKENDS),
@@ -142,6 +146,8 @@ DEFAULTS: dict[str, Any] = {
     "STREAM_COALESCE_SECONDS": 0.03,
     "SCHEDULER_MISFIRE_GRACE_SECONDS": 30,
     "SCHEDULER_LOCK_POLL_SECONDS": 5,
+    "SCHEDULE_MAX_FAILURES": 3,
+    "SCHEDULE_CATCH_UP": "none",
     "MAX_CONTENT_LENGTH": 1024 * 1024,
     "MAX_PAGE_SIZE": 500,
     "EVENT_BACKEND": "memory",

@@ -119,6 +119,8 @@ class Agent(Base):
     next_run_at: Mapped[datetime | None]
     last_run_at: Mapped[datetime | None]
     last_run_status: Mapped[str | None] = mapped_column(String(16))
+    # Scheduled runs that failed in a row; SCHEDULE_MAX_FAILURES pauses the schedule.
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     messages: Mapped[list[AgentMessage]] = relationship(
         back_populates="agent", cascade="all, delete-orphan", passive_deletes=True

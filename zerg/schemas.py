@@ -266,6 +266,9 @@ class AgentOut(Response):
     next_run_at: datetime | None
     last_run_at: datetime | None
     last_run_status: str | None
+    consecutive_failures: int = Field(
+        description="Scheduled runs failed in a row; SCHEDULE_MAX_FAILURES pauses the schedule."
+    )
 
 
 class AgentMessageOut(Response):

@@ -66,6 +66,10 @@ class CronTrigger(BaseTrigger):  # type: ignore[misc]
         """Iterate the fire times strictly after ``after`` (aware), in this trigger's zone."""
         return CronSim(self.expression, after.astimezone(self.zone))
 
+    def fire_times_before(self, before: datetime) -> CronSim:
+        """Iterate the fire times strictly before ``before``, newest first."""
+        return CronSim(self.expression, before.astimezone(self.zone), reverse=True)
+
     def get_next_fire_time(
         self, previous_fire_time: datetime | None, now: datetime
     ) -> datetime | None:

@@ -244,7 +244,7 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
         error = f"no configured provider offers model {agent.model!r}"
         run.status, run.finished_at, run.error, run.duration_ms = "failed", now, error, 0
         agent.status, agent.last_error = "error", error
-        agent.last_run_at, agent.last_run_status = now, "failed"
+        _count_outcome(session, agent, run)
         _announce_run(session, run)
         agents.announce_update(session, agent)
         return None
@@ -307,6 +307,7 @@ def finish_run(session: Session, execution: Execution) -> None:
         conversations.mark_answered(session, execution.answered)
     end()
     _record(run, agent, execution)
+    _count_outcome(session, agent, run)
     _announce_run(session, run)
     agents.announce_update(session, agent)
     if execution.status == "success" and execution.trigger in FOLLOW_UP_TRIGGERS:
@@ -323,11 +324,33 @@ def _record(run: Run, agent: Agent, execution: Execution) -> None:
         run.prompt_tokens = execution.usage.prompt_tokens
         run.completion_tokens = execution.usage.completion_tokens
         run.total_tokens = execution.usage.total_tokens
-    agent.last_run_at, agent.last_run_status = now, execution.status
     if execution.status == "failed":
         agent.status, agent.last_error = "error", execution.error
     else:
         agent.status, agent.last_error = "idle", None
+
+
+def _count_outcome(session: Session, agent: Agent, run: Run) -> None:
+    """Record a run's end on its agent, and pause a schedule that keeps failing.
+
+    A success, whatever started it, clears the count of scheduled runs that
+    failed in a row; reaching SCHEDULE_MAX_FAILURES turns the schedule off
+    (the agent's event tells the scheduler) and says why in ``last_error``.
+    Cancelled and interrupted runs neither count nor clear.
+    """
+    agent.last_run_at, agent.last_run_status = run.finished_at, run.status
+    if run.status == "success":
+        agent.consecutive_failures = 0
+    elif run.status == "failed" and run.trigger == "schedule":
+        agent.consecutive_failures += 1
+        limit = app_of(session).config["SCHEDULE_MAX_FAILURES"]
+        if agent.consecutive_failures >= limit and agent.run_on_schedule:
+            agent.run_on_schedule, agent.next_run_at = False, None
+            agent.last_error = (
+                f"schedule paused after {agent.consecutive_failures} scheduled runs failed "
+                f"in a row; the last: {run.error}"
+            )
+            log.warning("agent %s: %s", agent.id, agent.last_error)
 
 
 def fail_run(session: Session, run_id: int, error: str, thread_id: int | None = None) -> None:
@@ -343,7 +366,7 @@ def fail_run(session: Session, run_id: int, error: str, thread_id: int | None = 
         agent = session.get(Agent, run.agent_id)
         if agent is not None:
             agent.status, agent.last_error = "error", error
-            agent.last_run_at, agent.last_run_status = run.finished_at, "failed"
+            _count_outcome(session, agent, run)
             agents.announce_update(session, agent)
     if thread_id is not None:
         _announce_stream_end(session, thread_id, run_id, "failed", error)

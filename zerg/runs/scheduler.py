@@ -8,6 +8,7 @@ with the database while it runs.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass
 from dataclasses import field
@@ -19,7 +20,6 @@ from apscheduler.events import EVENT_JOB_ERROR
 from apscheduler.events import EVENT_JOB_MISSED
 from apscheduler.events import JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.triggers.cron import CronTrigger
 from flask import Flask
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
@@ -36,6 +36,10 @@ from zerg.runs import domain
 
 EXTENSION_KEY = "zerg.scheduler"
 REAP_SECONDS = 30
+# Of the ticks missed while no scheduler ran: how many to keep, and to log one by one.
+MISSED_KEPT = 1000
+MISSED_LOGGED = 10
+TICK = timedelta(microseconds=1)
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +48,12 @@ def job_id(agent_id: int) -> str:
     return f"agent-{agent_id}"
 
 
-def last_fire_time(trigger: CronTrigger, now: datetime, lookback: timedelta) -> datetime | None:
+def last_fire_time(
+    trigger: cron.CronTrigger, now: datetime, lookback: timedelta
+) -> datetime | None:
     """Return the latest time the trigger fired at or before ``now``, within ``lookback``."""
-    fire = trigger.get_next_fire_time(None, now - lookback)
-    latest = None
-    while fire is not None and fire <= now:
-        latest = fire
-        fire = trigger.get_next_fire_time(fire, fire + timedelta(seconds=1))
-    return latest
+    latest: datetime = next(trigger.fire_times_before(now + TICK))
+    return latest.astimezone(UTC) if latest >= now - lookback else None
 
 
 def run_scheduled_agent(app: Flask, agent_id: int, scheduled_for: datetime | None = None) -> bool:
@@ -95,6 +97,20 @@ def reap_interrupted(app: Flask, dead: Locks) -> None:
         domain.mark_interrupted(session, dead=dead)
 
 
+def missed_ticks(agent: Agent, now: datetime) -> list[datetime]:
+    """Return the ticks the agent's schedule passed while no process was scheduling, newest first.
+
+    ``next_run_at`` is the tick the last scheduler was waiting for: every tick
+    from it up to ``now`` went by without a run. At most MISSED_KEPT are listed.
+    """
+    if agent.schedule is None or agent.next_run_at is None or agent.next_run_at >= now:
+        return []
+    times = cron.parse(agent.schedule, agent.timezone).fire_times_before(now)
+    due = agent.next_run_at
+    missed = itertools.takewhile(lambda fire: fire >= due, itertools.islice(times, MISSED_KEPT))
+    return [fire.astimezone(UTC) for fire in missed]
+
+
 @dataclass
 class Scheduler:
     """The app's APScheduler and the glue that keeps its jobs in step with agents."""
@@ -127,10 +143,24 @@ class Scheduler:
                 args=[self.app, reaper],
                 id="reap-interrupted-runs",
             )
+        now = datetime.now(UTC)
+        latest_only = self.app.config["SCHEDULE_CATCH_UP"] == "latest"
+        catch_up: list[tuple[int, datetime]] = []
         with session_scope(self.app) as session:
             for agent in agents.scheduled_agents(session):
+                missed = missed_ticks(agent, now)
+                if missed and latest_only:
+                    catch_up.append((agent.id, missed.pop(0)))
+                for fire in missed[:MISSED_LOGGED]:
+                    log.warning("agent %s missed its tick at %s: no scheduler ran", agent.id, fire)
+                if len(missed) > MISSED_LOGGED:
+                    more = len(missed) - MISSED_LOGGED
+                    log.warning("agent %s missed %d earlier ticks too", agent.id, more)
                 self.sync(agent.id, agent.schedule, agent.run_on_schedule, agent.timezone)
                 agents.advance_schedule(session, agent)
+        for agent_id, tick in catch_up:
+            log.info("agent %s: catching up on its latest missed tick, %s", agent_id, tick)
+            run_scheduled_agent(self.app, agent_id, tick)
         self.scheduler.start()
         log.info("scheduler started with %d job(s)", len(self.scheduler.get_jobs()))
 

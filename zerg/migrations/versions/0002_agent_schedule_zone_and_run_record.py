@@ -1,4 +1,4 @@
-"""agents: the time zone a schedule is read in, and the status of the last run
+"""agents: a schedule's time zone, the last run's status, scheduled failures in a row
 
 Revision ID: 0002
 Revises: 0001
@@ -25,6 +25,9 @@ def upgrade() -> None:
             sa.Column("timezone", sa.String(length=64), server_default="UTC", nullable=False)
         )
         batch_op.add_column(sa.Column("last_run_status", sa.String(length=16), nullable=True))
+        batch_op.add_column(
+            sa.Column("consecutive_failures", sa.Integer(), server_default="0", nullable=False)
+        )
     op.execute(
         "UPDATE agents SET last_run_status = ("
         " SELECT runs.status FROM runs"
@@ -35,5 +38,6 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table("agents", schema=None) as batch_op:
+        batch_op.drop_column("consecutive_failures")
         batch_op.drop_column("last_run_status")
         batch_op.drop_column("timezone")

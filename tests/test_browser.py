@@ -26,6 +26,8 @@ from tests.browser import start_chromium
 from tests.conftest import AppFactory
 from tests.conftest import LiveServer
 from tests.conftest import serve
+from zerg import db
+from zerg.models import Agent
 from zerg.realtime.hub import get_hub
 
 TOKEN = "browser-test-token"
@@ -110,6 +112,77 @@ def test_a_bad_cron_shows_the_servers_message_at_the_schedule_field(
     assert browser.js("return document.activeElement.id") == "field-schedule"
     assert browser.text("#error-name") == ""
     assert api(live_server, "GET", "/agents") == []
+
+
+def test_a_schedule_shows_its_zone_words_and_next_runs(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    browser.base = live_server.url
+    browser.open("/", "agents")
+    browser.type_into("#field-name", "Standup")
+    browser.type_into("#field-task_instructions", "Plan the day.")
+    browser.type_into("#field-schedule", "0 9 * * 1-5")
+    browser.css("#field-timezone").clear()
+    browser.type_into("#field-timezone", "America/New_York")
+    assert browser.text("#schedule-words") == (
+        "At 09:00 America/New_York on weekdays (Monday to Friday)"
+    )
+    browser.wait_for(lambda: browser.all("#schedule-next time"), "the server's next runs")
+    shown = [t.get_attribute("datetime") for t in browser.all("#schedule-next time")]
+    preview = requests.get(
+        f"{live_server.url}/api/schedules/preview",
+        params={"cron": "0 9 * * 1-5", "timezone": "America/New_York", "count": 3},
+        timeout=10,
+    ).json()
+    assert [value.replace(".000Z", "Z") for value in shown] == preview["next_runs"]
+    browser.screenshot("agents-schedule-preview")
+
+    browser.css("#form-submit").click()
+    browser.wait_for(lambda: "Standup" in browser.text("#agents"), "the new agent's row")
+    [agent] = api(live_server, "GET", "/agents")
+    assert agent["timezone"] == "America/New_York"
+    row = browser.text(f"#agents tr[data-agent-id='{agent['id']}']")
+    assert "At 09:00 America/New_York on weekdays" in row
+
+
+def test_an_unknown_zone_shows_the_servers_message_at_its_field(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    browser.base = live_server.url
+    browser.open("/", "agents")
+    browser.type_into("#field-name", "Lost")
+    browser.type_into("#field-schedule", "0 9 * * *")
+    browser.css("#field-timezone").clear()
+    browser.type_into("#field-timezone", "Mars/Olympus_Mons")
+    browser.css("#form-submit").click()
+    message = browser.wait_for(lambda: browser.text("#error-timezone"), "the zone's error")
+    assert "unknown time zone" in message
+    assert browser.text("#schedule-next") == ""
+    assert api(live_server, "GET", "/agents") == []
+
+
+def test_a_schedule_paused_by_failures_says_so_with_its_reason(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    agent = api(
+        live_server,
+        "POST",
+        "/agents",
+        {"name": "Flaky", "task_instructions": "Try.", "schedule": "*/5 * * * *"},
+    )
+    reason = "schedule paused after 3 scheduled runs failed in a row; the last: down"
+    with db.session_scope(live_server.app) as session:
+        row = session.get(Agent, agent["id"])
+        assert row is not None
+        row.run_on_schedule, row.consecutive_failures, row.last_error = False, 3, reason
+        row.status, row.next_run_at = "error", None
+    browser.base = live_server.url
+    browser.open("/", "agents")
+    cells = f"#agents tr[data-agent-id='{agent['id']}']"
+    browser.wait_for(lambda: "Paused after 3 failed runs in a row" in browser.text(cells), "it")
+    assert reason in browser.text(f"{cells} td[data-label='Last error']")
+    assert not browser.css(f"#toggle-{agent['id']}").is_selected()
+    browser.screenshot("agents-paused")
 
 
 def _thread(server: LiveServer) -> tuple[dict[str, Any], dict[str, Any]]:

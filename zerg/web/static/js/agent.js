@@ -74,14 +74,23 @@ function renderAgent() {
   const facts = [
     ["Status", badge(agent.status)],
     ["Model", agent.model],
-    ["Schedule", agent.schedule ? [`${describeCron(agent.schedule)} `, cronCode(agent.schedule)] : "None"],
-    ["Next run", agent.schedule && agent.run_on_schedule ? when(agent.next_run_at) : "Not scheduled"],
-    ["Last run", when(agent.last_run_at, "Never")],
+    ["Schedule", agent.schedule ? [`${describeCron(agent.schedule, agent.timezone)} `, cronCode(agent.schedule)] : "None"],
+    ["Time zone", agent.timezone],
+    ["Next run", nextRun()],
+    ["Last run", agent.last_run_at ? [when(agent.last_run_at), " ", badge(agent.last_run_status)] : "Never"],
     ["Last error", agent.last_error || "—"],
   ];
   $("agent-facts").replaceChildren(
     ...facts.flatMap(([term, value]) => [el("dt", { text: term }), el("dd", {}, value)]),
   );
+}
+
+function nextRun() {
+  if (agent.schedule && agent.run_on_schedule) return when(agent.next_run_at);
+  if (agent.schedule && agent.consecutive_failures > 0) {
+    return el("span", { class: "error-text", text: `Paused after ${agent.consecutive_failures} failed runs in a row` });
+  }
+  return "Not scheduled";
 }
 
 function renderThreads() {

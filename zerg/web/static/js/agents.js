@@ -1,30 +1,27 @@
 // The agents dashboard: a live table, and a form to create and edit agents.
 
-import { api } from "./api.js";
+import { ApiError, api } from "./api.js";
 import { describeCron } from "./cron.js";
 import { $, badge, cell, clearFieldErrors, cronCode, el, report, showFieldErrors, showNotice, when } from "./dom.js";
 import { all, livePage, replaceKeepingFocus } from "./page.js";
 
 const agents = new Map();
-const lastRuns = new Map();
 const rows = new Map();
 const form = $("agent-form");
+// New agents' schedules are read in the browser's zone unless changed; the
+// aliases of UTC are shown as UTC.
+const localZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
+const browserZone = ["Etc/UTC", "Etc/GMT", "GMT", "Etc/Universal"].includes(localZone) ? "UTC" : localZone;
 let editing = null;
+let previewTimer = null;
 
 const { live, start } = livePage({ topics: ["agents"], load, onEvent });
 
 async function load() {
   const [list, models] = await Promise.all([all(api, "/api/agents"), api.get("/api/models")]);
   fillModels(models);
-  const runs = await Promise.all(
-    list.map((agent) => api.get("/api/runs", { agent_id: agent.id, limit: 1 })),
-  );
   agents.clear();
-  lastRuns.clear();
-  list.forEach((agent, index) => {
-    agents.set(agent.id, agent);
-    if (runs[index].length) lastRuns.set(agent.id, runs[index][0]);
-  });
+  for (const agent of list) agents.set(agent.id, agent);
   live.subscribe(list.map((agent) => `agent:${agent.id}`));
   renderAll();
   const wanted = Number(new URLSearchParams(location.search).get("edit"));
@@ -42,19 +39,10 @@ function onEvent(frame) {
       break;
     case "agent_deleted":
       agents.delete(data.id);
-      lastRuns.delete(data.id);
       live.unsubscribe([`agent:${data.id}`]);
       render(data.id);
       if (editing === data.id) stopEditing();
       break;
-    case "run_updated": {
-      const known = lastRuns.get(data.agent_id);
-      if (!known || data.id >= known.id) {
-        lastRuns.set(data.agent_id, data);
-        render(data.agent_id);
-      }
-      break;
-    }
   }
 }
 
@@ -73,7 +61,7 @@ function render(id) {
     old?.remove();
     rows.delete(id);
   } else {
-    const row = agentRow(agent, lastRuns.get(id));
+    const row = agentRow(agent);
     if (old) replaceKeepingFocus(old, row);
     else $("agents").append(row);
     rows.set(id, row);
@@ -88,10 +76,15 @@ function showEmpty() {
 
 function scheduleCell(agent) {
   if (!agent.schedule) return cell("Schedule", el("span", { class: "muted", text: "None" }));
-  const next = agent.run_on_schedule
-    ? el("span", { class: "next" }, "Next run: ", when(agent.next_run_at))
-    : el("span", { class: "next muted", text: "Schedule off" });
-  const words = describeCron(agent.schedule);
+  let next = el("span", { class: "next muted", text: "Schedule off" });
+  if (agent.run_on_schedule) {
+    next = el("span", { class: "next" }, "Next run: ", when(agent.next_run_at));
+  } else if (agent.consecutive_failures > 0) {
+    // Turned off by the server after failed runs in a row; last_error says why.
+    const failed = `${agent.consecutive_failures} failed run${agent.consecutive_failures === 1 ? "" : "s"}`;
+    next = el("span", { class: "next error-text", text: `Paused after ${failed} in a row` });
+  }
+  const words = describeCron(agent.schedule, agent.timezone);
   return cell(
     "Schedule",
     words ? el("span", { text: `${words} ` }) : null,
@@ -101,7 +94,7 @@ function scheduleCell(agent) {
   );
 }
 
-function agentRow(agent, run) {
+function agentRow(agent) {
   const toggleId = `toggle-${agent.id}`;
   const toggle = el("input", {
     id: toggleId,
@@ -118,7 +111,7 @@ function agentRow(agent, run) {
     cell("Status", badge(agent.status)),
     cell("Model", agent.model),
     scheduleCell(agent),
-    cell("Last run", run ? [when(run.started_at || run.created_at), " ", badge(run.status)] : el("span", { class: "muted", text: "Never" })),
+    cell("Last run", agent.last_run_at ? [when(agent.last_run_at), " ", badge(agent.last_run_status)] : el("span", { class: "muted", text: "Never" })),
     cell("Last error", agent.last_error ? el("span", { class: "error-text", text: agent.last_error }) : "—"),
     cell(
       "Actions",
@@ -194,6 +187,7 @@ function startEditing(agent) {
   form.elements.system_instructions.value = agent.system_instructions;
   form.elements.task_instructions.value = agent.task_instructions;
   form.elements.schedule.value = agent.schedule || "";
+  form.elements.timezone.value = agent.timezone;
   form.elements.run_on_schedule.checked = agent.run_on_schedule;
   describeSchedule();
   form.scrollIntoView({ block: "start" });
@@ -203,6 +197,7 @@ function startEditing(agent) {
 function stopEditing() {
   editing = null;
   form.reset();
+  form.elements.timezone.value = browserZone;
   clearFieldErrors(form);
   describeSchedule();
   $("form-title").textContent = "Create an agent";
@@ -217,6 +212,7 @@ function formBody() {
     system_instructions: fields.system_instructions.value,
     task_instructions: fields.task_instructions.value,
     schedule: fields.schedule.value.trim() || null,
+    timezone: fields.timezone.value.trim(),
     run_on_schedule: fields.run_on_schedule.checked,
   };
   if (fields.model.value) body.model = fields.model.value;
@@ -241,12 +237,42 @@ async function submit(event) {
   }
 }
 
+// Words at once, from the page; when it next fires, from the server, which
+// alone knows the time zone rules (a moment after typing stops).
 function describeSchedule() {
   const value = form.elements.schedule.value.trim();
-  $("schedule-words").textContent = value ? describeCron(value) : "";
+  const zone = form.elements.timezone.value.trim() || "UTC";
+  $("schedule-words").textContent = value ? describeCron(value, zone) : "";
+  $("schedule-next").textContent = "";
+  clearTimeout(previewTimer);
+  if (value) previewTimer = setTimeout(() => previewSchedule(value, zone), 300);
+}
+
+async function previewSchedule(cron, timezone) {
+  let preview;
+  try {
+    preview = await api.get("/api/schedules/preview", { cron, timezone, count: 3 });
+  } catch (error) {
+    // A schedule or zone the server refuses: saving says why, at its field.
+    if (!(error instanceof ApiError && error.status === 422)) report(error);
+    return;
+  }
+  const fields = form.elements;
+  if (fields.schedule.value.trim() !== cron || (fields.timezone.value.trim() || "UTC") !== timezone) return;
+  const next = $("schedule-next");
+  next.replaceChildren("Next runs: ");
+  preview.next_runs.forEach((iso, index) => next.append(index ? "; " : "", when(iso)));
+}
+
+function fillZones() {
+  const zones = typeof Intl.supportedValuesOf === "function" ? Intl.supportedValuesOf("timeZone") : [];
+  $("timezones").replaceChildren(...["UTC", ...zones].map((zone) => el("option", { value: zone })));
+  form.elements.timezone.value = browserZone;
 }
 
 form.addEventListener("submit", submit);
 $("form-cancel").addEventListener("click", stopEditing);
 form.elements.schedule.addEventListener("input", describeSchedule);
+form.elements.timezone.addEventListener("input", describeSchedule);
+fillZones();
 start();

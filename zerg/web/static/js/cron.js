@@ -1,6 +1,7 @@
-// A 5-field cron expression (UTC) in words, for people rather than parsers.
-// It covers the common shapes and says nothing ("") about the rest; the
-// server remains the judge of validity (its 422 says what is wrong).
+// A 5-field cron expression in words, read in a time zone (UTC unless named),
+// for people rather than parsers. It covers the common shapes and says nothing
+// ("") about the rest; the server remains the judge of validity (its 422 says
+// what is wrong) and of when a schedule fires (GET /api/schedules/preview).
 
 const DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
 const MONTHS = [
@@ -47,34 +48,34 @@ function describeList(field, name, names) {
   return list(parts);
 }
 
-function describeTime(minute, hour) {
+function describeTime(minute, hour, zone) {
   const single = (field) => /^\d+$/.test(field);
-  if (single(minute) && single(hour)) return `at ${pad(hour)}:${pad(minute)} UTC`;
+  if (single(minute) && single(hour)) return `at ${pad(hour)}:${pad(minute)} ${zone}`;
   if (minute === "*" && hour === "*") return "every minute";
   const everyMinutes = /^\*\/(\d+)$/.exec(minute);
   if (everyMinutes && hour === "*") return `every ${everyMinutes[1]} minutes`;
-  if (everyMinutes) return `every ${everyMinutes[1]} minutes during hour ${describeList(hour, String)} UTC`;
+  if (everyMinutes) return `every ${everyMinutes[1]} minutes during hour ${describeList(hour, String)} ${zone}`;
   if (single(minute) && hour === "*") {
     return minute === "0" ? "every hour, on the hour" : `every hour at ${minute} minutes past`;
   }
   const everyHours = /^\*\/(\d+)$/.exec(hour);
   if (single(minute) && everyHours) {
     const past = minute === "0" ? "on the hour" : `at ${minute} minutes past`;
-    return `every ${everyHours[1]} hours, ${past} (UTC)`;
+    return `every ${everyHours[1]} hours, ${past} (${zone})`;
   }
   if (hour === "*") return `every hour at minute ${describeList(minute, String)}`;
   const minutes = minute === "*" ? "every minute" : `at minute ${describeList(minute, String)}`;
-  const hours = hour === "*" ? "" : ` of hour ${describeList(hour, String)} UTC`;
+  const hours = hour === "*" ? "" : ` of hour ${describeList(hour, String)} ${zone}`;
   return `${minutes}${hours}`;
 }
 
-export function describeCron(expression) {
+export function describeCron(expression, zone = "UTC") {
   if (!expression) return "";
   const fields = expression.trim().split(/\s+/);
   if (fields.length !== 5) return "";
   const [minute, hour, dom, month, dow] = fields;
   try {
-    const parts = [describeTime(minute, hour)];
+    const parts = [describeTime(minute, hour, zone)];
     if (dom !== "*") parts.push(`on day ${describeList(dom, String)} of the month`);
     if (month !== "*") parts.push(`in ${describeList(month, (m) => MONTHS[m] ?? m, MONTH_NAMES)}`);
     if (dow !== "*") {

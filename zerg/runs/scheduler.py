@@ -3,12 +3,15 @@
 ``init_app`` builds the scheduler (stopped) and keeps it in ``app.extensions``;
 only the serving entry points start it (see ``zerg.serving``), so tests and
 CLI commands never spin up job threads. Agent events keep the jobs in step
-with the database while it runs.
+with the database while it runs, and the process holding the scheduler lock
+also reconciles them with the database every poll, since an event can be
+lost, or come while the scheduler is loading.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import UTC
@@ -19,6 +22,8 @@ from apscheduler.events import EVENT_JOB_ERROR
 from apscheduler.events import EVENT_JOB_MISSED
 from apscheduler.events import JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_PAUSED
+from apscheduler.schedulers.base import STATE_RUNNING
 from apscheduler.triggers.cron import CronTrigger
 from flask import Flask
 from flask import current_app
@@ -35,9 +40,14 @@ from zerg.runs import cron
 from zerg.runs import domain
 
 EXTENSION_KEY = "zerg.scheduler"
+# The lock whose holder, alone of all processes on the database, schedules.
+LOCK = "scheduler"
 REAP_SECONDS = 30
 
 log = logging.getLogger(__name__)
+
+
+REAPER = "reap-interrupted-runs"
 
 
 def job_id(agent_id: int) -> str:
@@ -63,6 +73,10 @@ def run_scheduled_agent(app: Flask, agent_id: int, scheduled_for: datetime | Non
     one run.
     """
     grace = app.config["SCHEDULER_MISFIRE_GRACE_SECONDS"]
+    if not get_scheduler(app).holds_lock():
+        # Between losing the lock and noticing it, the scheduler still fires.
+        log.warning("agent %s fired after this process lost the scheduler lock; skipping", agent_id)
+        return False
     try:
         with session_scope(app) as session:
             agent = session.get(Agent, agent_id)
@@ -97,68 +111,120 @@ def reap_interrupted(app: Flask, dead: Locks) -> None:
 
 @dataclass
 class Scheduler:
-    """The app's APScheduler and the glue that keeps its jobs in step with agents."""
+    """The app's APScheduler and the glue that keeps its jobs in step with agents.
+
+    Its jobs change from request threads (agent events on the in-memory bus),
+    the event listener (Redis) and the election thread (start, reconcile), so
+    every change to them is made under one lock.
+    """
 
     app: Flask
     scheduler: BackgroundScheduler
     # The schedule each agent's job runs on, so that an agent event that did
     # not touch the schedule (a run changing its status) leaves the job alone.
     applied: dict[int, str] = field(default_factory=dict)
+    # The process's locks once it holds the scheduler lock: jobs check it
+    # before they start a run.
+    locks: Locks | None = None
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
     def running(self) -> bool:
-        return bool(self.scheduler.running)
+        """True while this process schedules: started, and not paused for a lost lock."""
+        return bool(self.scheduler.state == STATE_RUNNING)
 
-    def start(self, reaper: Locks | None = None) -> None:
-        """Schedule every scheduled agent, then start the job thread.
+    def holds_lock(self) -> bool:
+        """Tell whether this process may start scheduled runs (always, without locks)."""
+        return self.locks is None or self.locks.holds(LOCK)
+
+    def start(self, locks: Locks | None = None) -> None:
+        """Schedule every scheduled agent, then start (or resume) the job thread.
 
         ``next_run_at`` is refreshed on the way, since ticks missed while no
-        scheduler ran are not run later. With ``reaper`` (the process's locks),
-        the scheduler also interrupts, every REAP_SECONDS, the runs of
-        processes that died, so they do not wait for a restart.
+        scheduler ran are not run later. With ``locks`` (the process's, holding
+        the scheduler lock), jobs check the lock before each run, and the
+        scheduler interrupts, every REAP_SECONDS, the runs of processes that
+        died, so they do not wait for a restart.
         """
-        if self.running:
-            return
-        if reaper is not None:
-            self.scheduler.add_job(
-                reap_interrupted,
-                "interval",
-                seconds=REAP_SECONDS,
-                args=[self.app, reaper],
-                id="reap-interrupted-runs",
-            )
-        with session_scope(self.app) as session:
-            for agent in agents.scheduled_agents(session):
-                self.sync(agent.id, agent.schedule, agent.run_on_schedule)
-                agents.advance_schedule(session, agent)
-        self.scheduler.start()
+        with self._lock:
+            if self.running:
+                return
+            self.locks = locks
+            if locks is not None and self.scheduler.get_job(REAPER) is None:
+                self.scheduler.add_job(
+                    reap_interrupted,
+                    "interval",
+                    seconds=REAP_SECONDS,
+                    args=[self.app, locks],
+                    id=REAPER,
+                )
+            with session_scope(self.app) as session:
+                scheduled = agents.scheduled_agents(session)
+                for agent in scheduled:
+                    agents.advance_schedule(session, agent)
+                wanted = {agent.id: agent.schedule for agent in scheduled if agent.schedule}
+            self._apply(wanted)
+            if self.scheduler.state == STATE_PAUSED:
+                self.scheduler.resume()
+            else:
+                self.scheduler.start()
         log.info("scheduler started with %d job(s)", len(self.scheduler.get_jobs()))
 
+    def pause(self) -> None:
+        """Stop starting runs (the lock was lost) until :meth:`start` is called again."""
+        with self._lock:
+            if self.running:
+                self.scheduler.pause()
+
     def shutdown(self) -> None:
-        if self.running:
-            self.scheduler.shutdown(wait=False)
+        with self._lock:
+            if self.scheduler.running:
+                self.scheduler.shutdown(wait=False)
+
+    def reconcile(self) -> None:
+        """Make the jobs match the scheduled agents in the database.
+
+        Events keep the jobs in step as changes happen; this repairs what an
+        event cannot: one lost on its way, or one that came while the
+        scheduler was loading an older state.
+        """
+        with session_scope(self.app, write=False) as session:
+            wanted = {
+                agent.id: agent.schedule
+                for agent in agents.scheduled_agents(session)
+                if agent.schedule
+            }
+        self._apply(wanted)
+
+    def _apply(self, wanted: dict[int, str]) -> None:
+        with self._lock:
+            for agent_id in set(self.applied) - set(wanted):
+                self.sync(agent_id, None, False)
+            for agent_id, schedule in wanted.items():
+                self.sync(agent_id, schedule, True)
 
     def sync(self, agent_id: int, schedule: str | None, run_on_schedule: bool) -> None:
         """Add, replace or remove the agent's job to match its settings."""
         wanted = schedule if schedule and run_on_schedule else None
-        if self.applied.get(agent_id) == wanted:
-            return
-        # Remove, then add: a stopped APScheduler keeps pending jobs in a list
-        # where replace_existing does not replace, so a job changed before
-        # start would otherwise be scheduled twice.
-        if self.scheduler.get_job(job_id(agent_id)) is not None:
-            self.scheduler.remove_job(job_id(agent_id))
-        if wanted is None:
-            self.applied.pop(agent_id, None)
-            return
-        self.applied[agent_id] = wanted
-        self.scheduler.add_job(
-            run_scheduled_agent,
-            trigger=cron.parse(wanted),
-            args=[self.app, agent_id],
-            id=job_id(agent_id),
-            name=f"agent {agent_id}: {wanted}",
-        )
+        with self._lock:
+            if self.applied.get(agent_id) == wanted:
+                return
+            # Remove, then add: a stopped APScheduler keeps pending jobs in a list
+            # where replace_existing does not replace, so a job changed before
+            # start would otherwise be scheduled twice.
+            if self.scheduler.get_job(job_id(agent_id)) is not None:
+                self.scheduler.remove_job(job_id(agent_id))
+            if wanted is None:
+                self.applied.pop(agent_id, None)
+                return
+            self.applied[agent_id] = wanted
+            self.scheduler.add_job(
+                run_scheduled_agent,
+                trigger=cron.parse(wanted),
+                args=[self.app, agent_id],
+                id=job_id(agent_id),
+                name=f"agent {agent_id}: {wanted}",
+            )
 
     def on_event(self, event: Event) -> None:
         """Follow agent creations, updates and deletions (bus subscriber)."""

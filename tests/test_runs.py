@@ -456,3 +456,25 @@ def test_stopping_gives_runs_their_grace_to_finish(make_app: AppFactory) -> None
     serving.stop(app, grace=10)
 
     assert client.get(f"/api/runs/{run_id}").get_json()["status"] == "success"
+
+
+def test_a_run_is_cancelled_from_another_worker(
+    make_app: AppFactory, redis_url: str, redis_stream: str
+) -> None:
+    """The cancel travels over the bus to the worker executing the run."""
+    shared = {"EVENT_BACKEND": "redis", "REDIS_URL": redis_url, "EVENT_STREAM": redis_stream}
+    owner, other = make_app(**SLOW, **shared), make_app(**SLOW, **shared)
+    client = owner.test_client()
+    thread = new_thread(client)
+    run_id = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
+    wait_status(client, run_id, "running")
+    time.sleep(0.4)
+
+    response = other.test_client().post(f"/api/runs/{run_id}/cancel")
+
+    assert response.status_code == 202, response.get_json()
+    run = wait_run(client, run_id)
+    assert run["status"] == "cancelled"
+    reply = messages(client, thread["id"])[-1]
+    assert reply["role"] == "assistant" and reply["partial"] is True
+    assert reply["content"] and "Hello, agent" not in reply["content"]

@@ -171,7 +171,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", "/api/runs/{run_id}/cancel", "api.runs.cancel_run", "runs",
               "Cancel a run", ok(s.RunOut, "The run was queued and is now cancelled."),
               also=(started("Accepted: the running run stops at its next streamed piece."),
-                    conflict("The run has finished, or another process is running it."))),
+                    conflict("The run has already finished."))),
     # the rest
     Operation("GET", "/api/models", "api.models.list_models", "models",
               "List the models agents may name",

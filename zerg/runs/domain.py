@@ -187,9 +187,10 @@ def queue_agent_run(
 def cancel_run(session: Session, run_id: int) -> tuple[Run, bool]:
     """Cancel a run; return it and whether it is over (False: it stops at its next piece).
 
-    A queued run is cancelled at once. A running one is asked to stop through
-    this process's pool, and finishes ``cancelled`` keeping its partial reply.
-    Raises Conflict for a finished run, or one running in another process.
+    A queued run is cancelled at once. For a running one, a cancel request
+    goes out on the bus once the session commits; the process that owns the
+    run (this one or another) stops it, and it finishes ``cancelled`` keeping
+    its partial reply. Raises Conflict for a finished run.
     """
     run = load_run(session, run_id)
     if run.status not in ACTIVE:
@@ -199,8 +200,7 @@ def cancel_run(session: Session, run_id: int) -> tuple[Run, bool]:
         run.error = "cancelled before it started"
         _announce_run(session, run)
         return run, True
-    if not get_runner(app_of(session)).cancel(run_id):
-        raise Conflict(f"Run {run_id} is running in another process; cancel it there.")
+    events.announce(session, events.run_cancel_requested(run.id, run.owner))
     return run, False
 
 

@@ -478,3 +478,27 @@ def test_a_run_is_cancelled_from_another_worker(
     reply = messages(client, thread["id"])[-1]
     assert reply["role"] == "assistant" and reply["partial"] is True
     assert reply["content"] and "Hello, agent" not in reply["content"]
+
+
+def test_an_agent_stays_running_while_another_of_its_runs_streams(make_app: AppFactory) -> None:
+    client = make_app(**SLOW).test_client()
+    first = new_thread(client)
+    agent_id = first["agent_id"]
+    second = client.post("/api/threads", json={"agent_id": agent_id}).get_json()
+    client.post(f"/api/threads/{second['id']}/messages", json={"content": "Me too"})
+    one = client.post(f"/api/threads/{first['id']}/run").get_json()["id"]
+    two = client.post(f"/api/threads/{second['id']}/run").get_json()["id"]
+    wait_status(client, one, "running")
+    wait_status(client, two, "running")
+
+    client.post(f"/api/runs/{two}/cancel")
+
+    assert wait_run(client, two)["status"] == "cancelled"
+    assert client.get(f"/api/agents/{agent_id}").get_json()["status"] == "running"
+    # Nor can a client declare it idle while it runs.
+    refused = client.patch(f"/api/agents/{agent_id}", json={"status": "idle"})
+    assert refused.status_code == 409
+    client.post(f"/api/runs/{one}/cancel")
+    assert wait_run(client, one)["status"] == "cancelled"
+    assert client.get(f"/api/agents/{agent_id}").get_json()["status"] == "idle"
+    assert client.patch(f"/api/agents/{agent_id}", json={"status": "error"}).status_code == 200

@@ -240,7 +240,8 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
     if provider is None:
         error = f"no configured provider offers model {agent.model!r}"
         run.status, run.finished_at, run.error, run.duration_ms = "failed", now, error, 0
-        agent.status, agent.last_error = "error", error
+        agent.last_error = error
+        _settle_agent(session, agent, "failed")
         _announce_run(session, run)
         agents.announce_update(session, agent)
         return None
@@ -303,6 +304,7 @@ def finish_run(session: Session, execution: Execution) -> None:
         conversations.mark_answered(session, execution.answered)
     end()
     _record(run, agent, execution)
+    _settle_agent(session, agent, execution.status)
     _announce_run(session, run)
     agents.announce_update(session, agent)
     if execution.status == "success" and execution.trigger in FOLLOW_UP_TRIGGERS:
@@ -320,10 +322,7 @@ def _record(run: Run, agent: Agent, execution: Execution) -> None:
         run.completion_tokens = execution.usage.completion_tokens
         run.total_tokens = execution.usage.total_tokens
     agent.last_run_at = now
-    if execution.status == "failed":
-        agent.status, agent.last_error = "error", execution.error
-    else:
-        agent.status, agent.last_error = "idle", None
+    agent.last_error = execution.error if execution.status == "failed" else None
 
 
 def fail_run(session: Session, run_id: int, error: str, thread_id: int | None = None) -> None:
@@ -338,7 +337,8 @@ def fail_run(session: Session, run_id: int, error: str, thread_id: int | None = 
         _announce_run(session, run)
         agent = session.get(Agent, run.agent_id)
         if agent is not None:
-            agent.status, agent.last_error = "error", error
+            agent.last_error = error
+            _settle_agent(session, agent, "failed")
             agents.announce_update(session, agent)
     if thread_id is not None:
         _announce_stream_end(session, thread_id, run_id, "failed", error)
@@ -370,11 +370,24 @@ def mark_interrupted(
     for agent_id in sorted({run.agent_id for run in stale}):
         agent = session.get(Agent, agent_id)
         if agent is not None and agent.status == "running":
-            agent.status = "idle"
+            _settle_agent(session, agent, "interrupted")
             agents.announce_update(session, agent)
     if stale:
         log.warning("marked %d unfinished run(s) as interrupted", len(stale))
     return len(stale)
+
+
+def _settle_agent(session: Session, agent: Agent, outcome: str) -> None:
+    """Set the agent's status after one of its runs ended with ``outcome``.
+
+    It stays ``running`` while another of its runs executes; otherwise a
+    failure leaves it ``error`` and any other end ``idle``.
+    """
+    session.flush()
+    if agents.is_running(session, agent.id):
+        agent.status = "running"
+    else:
+        agent.status = "error" if outcome == "failed" else "idle"
 
 
 def liveness_lock(instance_id: str) -> str:

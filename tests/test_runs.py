@@ -502,3 +502,32 @@ def test_an_agent_stays_running_while_another_of_its_runs_streams(make_app: AppF
     assert wait_run(client, one)["status"] == "cancelled"
     assert client.get(f"/api/agents/{agent_id}").get_json()["status"] == "idle"
     assert client.patch(f"/api/agents/{agent_id}", json={"status": "error"}).status_code == 200
+
+
+def test_stopping_interrupts_runs_that_never_started_without_waiting_for_them(
+    make_app: AppFactory,
+) -> None:
+    app = make_app(RUN_WORKERS=1, OFFLINE_DELAY_SECONDS=0.02)
+    serving.start(app)
+    client = app.test_client()
+    threads = [new_thread(client) for _ in range(3)]
+    running, *waiting = [
+        client.post(f"/api/threads/{thread['id']}/run").get_json()["id"] for thread in threads
+    ]
+    wait_status(client, running, "running")
+    grace = 5
+    started = time.monotonic()
+
+    serving.stop(app, grace=grace)
+
+    # It waited for the running run only, not for the grace.
+    assert time.monotonic() - started < grace
+    assert client.get(f"/api/runs/{running}").get_json()["status"] == "success"
+    for run_id, thread in zip(waiting, threads[1:], strict=True):
+        run = client.get(f"/api/runs/{run_id}").get_json()
+        assert run["status"] == "interrupted"
+        assert run["started_at"] is None
+        assert "before it started" in run["error"]
+        # The message stays unanswered, ready for a new run.
+        [message] = messages(client, thread["id"])
+        assert message["processed"] is False

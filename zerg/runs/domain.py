@@ -352,7 +352,9 @@ def mark_interrupted(
     With ``owner``, only that process's runs (it is shutting down). With
     ``dead``, the runs whose owner no longer holds its liveness lock, or has
     none: a process that died cannot finish them, while a live sibling's runs
-    are left alone.
+    are left alone. Runs that never started end interrupted too, rather than
+    wait for a process to adopt them: their messages stay unanswered, ready
+    for a new run, and the thread is free for one.
     """
     statement = select(Run).where(Run.status.in_(ACTIVE))
     if owner is not None:
@@ -364,8 +366,11 @@ def mark_interrupted(
     ]
     now = utcnow()
     for run in stale:
+        if run.status == "queued":
+            run.error = "the process that queued it stopped before it started"
+        else:
+            run.error = "the process running it stopped before it finished"
         run.status, run.finished_at = "interrupted", now
-        run.error = "the process running it stopped before it finished"
         _announce_run(session, run)
     for agent_id in sorted({run.agent_id for run in stale}):
         agent = session.get(Agent, agent_id)

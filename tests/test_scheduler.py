@@ -7,6 +7,8 @@ import re
 import sys
 import threading
 from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
@@ -655,6 +657,17 @@ def test_starting_refreshes_next_run_at_left_stale_by_downtime(
 # --- concurrency and several workers -------------------------------------------------
 
 
+@contextmanager
+def interleaving() -> Iterator[None]:
+    """Switch threads as often as the interpreter can, so that races show."""
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(switch_interval)
+
+
 @RUNNING
 def test_sync_from_many_threads_at_once_keeps_one_job_per_agent(app: Flask, running: bool) -> None:
     """Request threads, the event listener and the election thread all change jobs."""
@@ -672,16 +685,11 @@ def test_sync_from_many_threads_at_once_keeps_one_job_per_agent(app: Flask, runn
             errors.append(exc)
 
     threads = [threading.Thread(target=churn, args=(seed,)) for seed in range(8)]
-    # Switch threads as often as the interpreter can, so that they interleave.
-    switch_interval = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
+    with interleaving():
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=DEADLINE_SECONDS)
-    finally:
-        sys.setswitchinterval(switch_interval)
 
     assert errors == []
     jobs = {job.id: str(job.trigger) for job in scheduler.scheduler.get_jobs()}
@@ -764,3 +772,39 @@ def test_schedule_changes_from_any_worker_reach_the_holder(
     expected = scheduled_in_database(holder)
     assert len(expected) == 1 + 6 * 2
     wait_for(lambda: scheduled_jobs(holder) == expected, "the holder's jobs to follow")
+
+
+def test_starting_while_agents_change_neither_deadlocks_nor_goes_stale(
+    make_app: AppFactory,
+) -> None:
+    """Start publishes agent events while request threads publish theirs to it."""
+    app = make_app(OFFLINE_DELAY_SECONDS=0.001)
+    client = app.test_client()
+    made = [
+        create_agent(client, name=f"a{n}", schedule=WEEKLY, task_instructions=TASK)
+        for n in range(40)
+    ]
+    barrier = threading.Barrier(5, timeout=DEADLINE_SECONDS)
+
+    def flip(offset: int) -> None:
+        own = app.test_client()
+        barrier.wait()
+        for agent in made[offset::4]:
+            update_agent(own, agent["id"], schedule=DAILY)
+
+    def start() -> None:
+        barrier.wait()
+        get_scheduler(app).start()
+
+    threads = [threading.Thread(target=flip, args=(n,), daemon=True) for n in range(4)]
+    threads.append(threading.Thread(target=start, daemon=True))
+    with interleaving():
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=DEADLINE_SECONDS)
+
+    assert not any(thread.is_alive() for thread in threads), "deadlocked"
+    get_scheduler(app).reconcile()
+    assert scheduled_jobs(app) == scheduled_in_database(app)
+    assert set(scheduled_jobs(app).values()) == {str(cron.parse(DAILY))}

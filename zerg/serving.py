@@ -94,12 +94,12 @@ def _keep(app: Flask, state: Running) -> None:
     interval = app.config["SCHEDULER_LOCK_POLL_SECONDS"]
     while not state.stopping.wait(interval):
         try:
-            check_locks(app, state)
+            _check_locks(app, state)
         except Exception:
             log.exception("checking the locks failed; retrying")
 
 
-def check_locks(app: Flask, state: Running) -> None:
+def _check_locks(app: Flask, state: Running) -> None:
     """Hold the liveness lock; schedule exactly while holding the scheduler lock."""
     liveness = runs.liveness_lock(get_runner(app).instance_id)
     if not state.locks.holds(liveness):

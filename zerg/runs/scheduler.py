@@ -114,8 +114,9 @@ class Scheduler:
     """The app's APScheduler and the glue that keeps its jobs in step with agents.
 
     Its jobs change from request threads (agent events on the in-memory bus),
-    the event listener (Redis) and the election thread (start, reconcile), so
-    every change to them is made under one lock.
+    the event listener (Redis) and the keeper thread (start, reconcile), so
+    every change to them is made under one lock; nothing is published while
+    it is held.
     """
 
     app: Flask
@@ -146,6 +147,16 @@ class Scheduler:
         scheduler interrupts, every REAP_SECONDS, the runs of processes that
         died, so they do not wait for a restart.
         """
+        if self.running:
+            return
+        # Not under the lock: the commit publishes agent events, and on the
+        # in-memory bus their delivery (on_event) takes the lock while the
+        # bus holds its own, so holding ours here could deadlock.
+        with session_scope(self.app) as session:
+            scheduled = agents.scheduled_agents(session)
+            for agent in scheduled:
+                agents.advance_schedule(session, agent)
+            wanted = {agent.id: agent.schedule for agent in scheduled if agent.schedule}
         with self._lock:
             if self.running:
                 return
@@ -158,11 +169,6 @@ class Scheduler:
                     args=[self.app, locks],
                     id=REAPER,
                 )
-            with session_scope(self.app) as session:
-                scheduled = agents.scheduled_agents(session)
-                for agent in scheduled:
-                    agents.advance_schedule(session, agent)
-                wanted = {agent.id: agent.schedule for agent in scheduled if agent.schedule}
             self._apply(wanted)
             if self.scheduler.state == STATE_PAUSED:
                 self.scheduler.resume()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -560,3 +561,23 @@ def test_watchers_see_the_stream_end_even_when_the_failure_cannot_be_stored(
     [end] = [e for e in seen if e.type is EventType.STREAM_END]
     assert (end.data["run_id"], end.data["status"]) == (run_id, "failed")
     assert end.data["error"]
+
+
+def test_a_follow_up_run_queued_while_stopping_never_starts(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(OFFLINE_DELAY_SECONDS=0.02)
+    serving.start(app)
+    client = app.test_client()
+    thread = new_thread(client)
+    first = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
+    wait_status(client, first, "running")
+    # Arrives mid-run: the run queues a follow-up when it finishes, during the grace.
+    client.post(f"/api/threads/{thread['id']}/messages", json={"content": "and then?"})
+
+    serving.stop(app, grace=10)
+
+    follow_up, finished = client.get(f"/api/runs?thread_id={thread['id']}").get_json()
+    assert (finished["id"], finished["status"]) == (first, "success")
+    assert follow_up["status"] == "interrupted" and "before it started" in follow_up["error"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

@@ -581,3 +581,23 @@ def test_a_follow_up_run_queued_while_stopping_never_starts(
     assert (finished["id"], finished["status"]) == (first, "success")
     assert follow_up["status"] == "interrupted" and "before it started" in follow_up["error"]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_an_agent_whose_runs_end_together_ends_idle(make_app: AppFactory) -> None:
+    """Each ending run checks for the others; together they must not all see one running."""
+    client = make_app(RUN_WORKERS=8, OFFLINE_DELAY_SECONDS=0.01).test_client()
+    first = new_thread(client, message="one two")
+    agent_id = first["agent_id"]
+    threads = [first] + [
+        client.post("/api/threads", json={"agent_id": agent_id}).get_json() for _ in range(7)
+    ]
+    for thread in threads[1:]:
+        client.post(f"/api/threads/{thread['id']}/messages", json={"content": "one two"})
+    for _round in range(3):
+        run_ids = [
+            client.post(f"/api/threads/{thread['id']}/run").get_json()["id"] for thread in threads
+        ]
+        assert {wait_run(client, run_id)["status"] for run_id in run_ids} == {"success"}
+        assert client.get(f"/api/agents/{agent_id}").get_json()["status"] == "idle"
+        for thread in threads:
+            client.post(f"/api/threads/{thread['id']}/messages", json={"content": "again"})

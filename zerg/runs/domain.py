@@ -389,6 +389,9 @@ def _settle_agent(session: Session, agent: Agent, outcome: str) -> None:
     failure leaves it ``error`` and any other end ``idle``.
     """
     session.flush()
+    # Runs of one agent that end at once take turns on its row, so the last
+    # to end sees that the others have (PostgreSQL reads committed rows only).
+    session.execute(select(Agent.id).where(Agent.id == agent.id).with_for_update())
     if agents.is_running(session, agent.id):
         agent.status = "running"
     else:

@@ -30,8 +30,8 @@ Three baselines, measured in the same invocation:
 3. raw ``sqlite3`` in this process (pinned to core 0 once the servers are
    stopped), issuing exactly the statements each view issues, in the same
    transaction shape (BEGIN ... ROLLBACK around reads, as a read session's
-   close does; BEGIN IMMEDIATE ... COMMIT around the POST's two RETURNING
-   statements), on the same database file: queries per second (``x sqlite``).
+   close does; BEGIN IMMEDIATE ... COMMIT around the POST's lock, stamp and
+   insert), on the same database file: queries per second (``x sqlite``).
 
 The servers run side by side on core 0 and the cases are interleaved: one
 warm-up round of every case, then ``--runs`` (5) rounds, each running every
@@ -633,9 +633,13 @@ def sqlite_statements(
         execute("BEGIN IMMEDIATE")
         try:
             execute(
-                "UPDATE agent_threads SET updated_at = ? WHERE id = ? RETURNING id",
-                (now, seeded.write_thread_id),
+                "SELECT agent_threads.id FROM agent_threads WHERE agent_threads.id = ?",
+                (seeded.write_thread_id,),
             ).fetchone()
+            execute(
+                "UPDATE agent_threads SET updated_at = ? WHERE agent_threads.id = ?",
+                (now, seeded.write_thread_id),
+            )
             message_id = execute(
                 "INSERT INTO thread_messages (thread_id, role, content, tool_calls, tool_call_id,"
                 " name, processed, partial, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"

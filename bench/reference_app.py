@@ -19,15 +19,17 @@ from flask import request
 from sqlalchemy import text
 from sqlalchemy.orm import sessionmaker
 
-from zerg.agents import AGENT
 from zerg.agents import AGENTS_PAGE
 from zerg.conversations import INSERT_MESSAGE
+from zerg.conversations import LOCK_THREAD
 from zerg.conversations import THREAD_EXISTS
 from zerg.conversations import THREAD_MESSAGES_PAGE
 from zerg.conversations import TOUCH_THREAD
 from zerg.db import WRITE_LOCK_OPTION
+from zerg.db import by_id
 from zerg.db import fetch_rows
 from zerg.db import make_engine
+from zerg.models import Agent
 from zerg.models import utcnow
 from zerg.schemas import AgentOut
 from zerg.schemas import ThreadMessageCreate
@@ -55,7 +57,7 @@ def health() -> Response:
 @app.get("/api/agents/<int:agent_id>")
 def agent(agent_id: int) -> Response:
     with reader() as session:
-        rows = fetch_rows(session, AGENT, {"id": agent_id})
+        rows = fetch_rows(session, by_id(Agent), {"id": agent_id})
     return json(row_adapter(AgentOut).dump_json(rows[0])) if rows else abort(404)
 
 
@@ -72,25 +74,18 @@ def messages(thread_id: int) -> Response:
     with reader() as session:
         if not session.execute(THREAD_EXISTS, {"id": thread_id}).scalar():
             abort(404)
-        return json(
-            rows_adapter(ThreadMessageOut).dump_json(
-                fetch_rows(session, THREAD_MESSAGES_PAGE, page)
-            )
-        )
+        rows = fetch_rows(session, THREAD_MESSAGES_PAGE, page)
+    return json(rows_adapter(ThreadMessageOut).dump_json(rows))
 
 
 @app.post("/api/threads/<int:thread_id>/messages")
 def add_message(thread_id: int) -> Response:
     body = ThreadMessageCreate.model_validate_json(request.get_data())
     values = {"thread_id": thread_id, **body.model_dump(), "processed": False, "partial": False}
-    values["timestamp"] = utcnow()
     with writer() as session, session.begin():
-        if (
-            session.execute(
-                TOUCH_THREAD, {"thread_id": thread_id, "now": values["timestamp"]}
-            ).first()
-            is None
-        ):
+        if session.execute(LOCK_THREAD, {"thread_id": thread_id}).first() is None:
             abort(404)
+        values["timestamp"] = now = utcnow()
+        session.execute(TOUCH_THREAD, {"thread_id": thread_id, "now": now})
         message_id = session.execute(INSERT_MESSAGE, values).scalar_one()
     return json(row_adapter(ThreadMessageOut).dump_json({"id": message_id, **values}), 201)

@@ -8,8 +8,9 @@ frames, throughput (deliveries per second) and the latency from just before
 the POST to the frame's arrival (p50/p99/max). A single client is measured in
 the same run as the baseline, and every p99 is also given as a ratio of it.
 
-The server is a real ``flask run`` in its own process, on 127.0.0.1 and a
-fresh SQLite file in a temporary directory; its log goes to a file there.
+The server is a real ``flask serve`` in its own process (which upgrades its
+database at start-up), on 127.0.0.1 and a fresh SQLite file in a temporary
+directory; its log goes to a file there.
 The clients run out of this process, so that the harness is not what gets
 measured: K client processes (``--client-procs``; by default 2 for N >= 100,
 else 1) each run their share of the N clients in one asyncio event loop.
@@ -120,10 +121,10 @@ def stop(process: subprocess.Popen[Any]) -> None:
 
 @contextmanager
 def running_server(workdir: Path) -> Iterator[Server]:
-    """Start ``flask run`` on a free local port; always stop it on the way out."""
+    """Start ``flask serve`` on a free local port; always stop it on the way out."""
     port = free_port()
-    command = [sys.executable, "-m", "flask", "--app", "zerg", "run"]
-    command += ["--host", HOST, "--port", str(port), "--no-reload", "--with-threads"]
+    command = [sys.executable, "-m", "flask", "--app", "zerg", "serve"]
+    command += ["--host", HOST, "--port", str(port), "--no-reload"]
     log_path = workdir / "server.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(

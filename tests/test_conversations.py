@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import requests
@@ -70,3 +71,38 @@ def test_rest_websocket_and_run_messages_share_row_bump_and_event(make_app: AppF
     fields = list(ThreadMessageOut.model_fields)
     assert all(list(event.data) == fields for event in announced)
     assert parse_utc(stored[0]["timestamp"]) < parse_utc(stored[2]["timestamp"])
+
+
+def test_concurrent_messages_are_announced_in_the_order_a_reload_lists_them(
+    make_app: AppFactory,
+) -> None:
+    """Stamped after the thread is locked: event order, id order and timestamp order agree."""
+    app = make_app()
+    announced: list[int] = []
+    events.get_bus(app).subscribe(
+        lambda event: (
+            announced.append(event.data["id"])
+            if event.type is EventType.THREAD_MESSAGE_CREATED
+            else None
+        )
+    )
+    with serve(app) as server:
+        _agent, thread = http_agent_and_thread(server.url)
+        url = f"{server.url}/api/threads/{thread['id']}/messages"
+
+        def post_many(writer: int) -> None:
+            with requests.Session() as http:
+                for index in range(15):
+                    body = {"content": f"writer {writer} message {index}"}
+                    assert http.post(url, json=body, timeout=30).status_code == 201
+
+        writers = [threading.Thread(target=post_many, args=(n,)) for n in range(8)]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join()
+        listed = requests.get(f"{url}?limit=500", timeout=10).json()
+
+    assert len(listed) == 120
+    assert [message["id"] for message in listed] == announced
+    assert announced == sorted(announced)

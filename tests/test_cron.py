@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC
+from datetime import date
 from datetime import datetime
+from datetime import time
+from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -77,3 +81,70 @@ def test_a_monday_schedule_fires_on_monday() -> None:
 def test_invalid_expressions_are_refused(expression: str) -> None:
     with pytest.raises(cron.CronError):
         cron.parse(expression)
+
+
+def local_fires(expression: str, timezone: str, day: date) -> list[str]:
+    """The fire times (UTC, and local with offset) of one local day, from a frozen clock."""
+    zone = ZoneInfo(timezone)
+    start = datetime.combine(day, time(0), zone) - timedelta(minutes=1)
+    fires = cron.next_fire_times(expression, 50, start.astimezone(UTC), timezone)
+    return [
+        f"{fire:%H:%M}Z={fire.astimezone(zone):%H:%M%z}"
+        for fire in fires
+        if fire.astimezone(zone).date() == day
+    ]
+
+
+@pytest.mark.parametrize(
+    ("timezone", "spring", "skipped_to", "autumn", "repeated"),
+    [
+        # Berlin: forward 02:00 -> 03:00, back 03:00 -> 02:00, so 02:30 happens twice.
+        ("Europe/Berlin", date(2027, 3, 28), "03:00+0200", date(2027, 10, 31), "30 2 * * *"),
+        # New York: forward 02:00 -> 03:00, back 02:00 -> 01:00, so 01:30 happens twice.
+        ("America/New_York", date(2027, 3, 14), "03:00-0400", date(2027, 11, 7), "30 1 * * *"),
+    ],
+)
+def test_a_local_time_fires_once_on_the_days_clocks_change(
+    timezone: str, spring: date, skipped_to: str, autumn: date, repeated: str
+) -> None:
+    # 02:30 does not exist on the spring day: it fires once, as the clocks skip past it.
+    (fire,) = local_fires("30 2 * * *", timezone, spring)
+    assert fire.endswith(f"={skipped_to}")
+    # A local time that happens twice on the autumn day fires once, the first time.
+    assert len(local_fires(repeated, timezone, autumn)) == 1
+    # The days around them fire once at the local time, whatever the offset.
+    for day in (spring - timedelta(days=1), spring + timedelta(days=1), autumn + timedelta(days=1)):
+        (fire,) = local_fires("30 2 * * *", timezone, day)
+        assert fire.split("=")[1].startswith("02:30")
+
+
+def test_a_schedule_in_a_zone_fires_at_its_local_time() -> None:
+    winter = datetime(2027, 1, 10, tzinfo=UTC)
+    summer = datetime(2027, 7, 10, tzinfo=UTC)
+    assert cron.next_fire_time("0 9 * * *", winter, "Europe/Berlin").hour == 8
+    assert cron.next_fire_time("0 9 * * *", summer, "Europe/Berlin").hour == 7
+    assert cron.next_fire_time("0 9 * * *", summer, "UTC").hour == 9
+    assert cron.next_fire_time("0 9 * * *", summer, "America/New_York").hour == 13
+
+
+@pytest.mark.parametrize(
+    ("expression", "says"),
+    [("0 0 31 2 *", "never fires"), ("0 0 30 2 *", "never fires"), ("0 0 31 4,6 *", "never")],
+)
+def test_a_schedule_that_never_fires_is_refused(expression: str, says: str) -> None:
+    with pytest.raises(cron.CronError, match=says):
+        cron.parse(expression)
+    cron.parse("0 0 29 2 *")  # leap days come round
+
+
+def test_unknown_time_zones_are_refused() -> None:
+    for name in ("Mars/Olympus_Mons", "", "../etc/passwd", "utc+2"):
+        with pytest.raises(cron.CronError, match="unknown time zone"):
+            cron.zone(name)
+    assert cron.zone("UTC") is UTC
+
+
+def test_schedules_are_described_in_words() -> None:
+    assert cron.describe("0 8 * * 1-5") == "At 08:00, Monday through Friday"
+    assert cron.describe("*/15 * * * *") == "Every 15 minutes"
+    assert cron.describe("30 2 * * 7") == cron.describe("30 2 * * 0")

@@ -137,15 +137,6 @@ def start_gunicorn(
     client.close()
 
 
-def next_frame(ws: WSClient, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-    """Skip frames (other events of the same topics) until one is wanted."""
-    for _ in range(200):
-        frame = ws.recv(timeout=15)
-        if wanted(frame):
-            return frame
-    raise AssertionError("the wanted frame never came")
-
-
 def instance_of(ws: WSClient) -> str:
     ws.send({"type": "ping", "message_id": "who"})
     return str(ws.recv_type("pong")["instance"])
@@ -153,22 +144,25 @@ def instance_of(ws: WSClient) -> str:
 
 @contextmanager
 def clients_on_both_workers(server: Gunicorn, topics: list[str]) -> Iterator[dict[str, WSClient]]:
-    """Open websocket clients until each worker holds one; subscribe and yield them."""
+    """Open websocket clients until each worker holds one; subscribe and yield them.
+
+    A client that lands on a worker already held is closed at once: kept open,
+    such clients could take every thread of a worker that started first while
+    the other one still boots, and the next handshake would wait for nothing.
+    """
     by_worker: dict[str, WSClient] = {}
-    spare: list[WSClient] = []
     try:
-        for _ in range(60):
+        for _ in range(100):
             ws = WSClient(server.ws_url)
             instance = instance_of(ws)
             if instance in by_worker:
-                spare.append(ws)
+                ws.close()
+                time.sleep(0.05)
             else:
                 by_worker[instance] = ws
             if len(by_worker) == 2:
                 break
         assert len(by_worker) == 2, "websockets never reached both workers"
-        for ws in spare:
-            ws.close()
         for ws in by_worker.values():
             ws.send({"type": "subscribe", "topics": topics})
         yield by_worker
@@ -202,9 +196,7 @@ def test_two_workers_share_events_runs_and_one_scheduler(
             other = server.session_on(avoid=instance)
             name = f"from-{instance}"
             other.put(f"{api}/agents/{agent['id']}", json={"name": name}, timeout=10)
-            next_frame(
-                ws, lambda f, n=name: f["type"] == "agent_updated" and f["data"]["name"] == n
-            )
+            ws.recv_until(lambda f, n=name: f["type"] == "agent_updated" and f["data"]["name"] == n)
 
             # And so does a run the other worker executes, chunk by chunk.
             other.post(
@@ -213,7 +205,7 @@ def test_two_workers_share_events_runs_and_one_scheduler(
             run = other.post(f"{api}/threads/{thread['id']}/run", timeout=10).json()
             other.close()
             run_id = run["id"]
-            next_frame(ws, lambda f, r=run_id: f["type"] == "stream_start" and f["run_id"] == r)
+            ws.recv_until(lambda f, r=run_id: f["type"] == "stream_start" and f["run_id"] == r)
             frames: list[dict[str, Any]] = []
             while not frames or frames[-1]["type"] != "stream_end":
                 frames.append(ws.recv(timeout=15))

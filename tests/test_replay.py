@@ -130,11 +130,11 @@ def test_two_workers_share_events_through_redis(make_app: AppFactory, redis_stre
 
             # A write served by worker B reaches a client of worker A.
             requests.put(f"{b.url}/api/agents/{agent['id']}", json={"name": "renamed"}, timeout=10)
-            assert ws.recv_type("agent_updated")["data"]["name"] == "renamed"
+            ws.recv_until(lambda f: f["type"] == "agent_updated" and f["data"]["name"] == "renamed")
 
             # So does a run executing in worker B, chunk by chunk.
             post_messages(b.url, thread["id"], 1)
-            ws.recv_type("thread_message")
+            ws.recv_until(lambda f: f["type"] == "thread_message")
             requests.post(f"{b.url}/api/threads/{thread['id']}/run", timeout=10)
             frames: list[dict[str, Any]] = []
             while not frames or frames[-1]["type"] != "stream_end":

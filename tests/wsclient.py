@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from websockets.exceptions import ConnectionClosed
@@ -30,6 +31,20 @@ class WSClient:
         frame = self.recv(timeout)
         assert frame["type"] == kind, frame
         return frame
+
+    def recv_until(
+        self, wanted: Callable[[dict[str, Any]], bool], timeout: float = 15
+    ) -> dict[str, Any]:
+        """Skip frames (other events of the same topics) until one is wanted.
+
+        Events from another process arrive through Redis whenever its listener
+        delivers them, so one made before a subscription may still land after it.
+        """
+        for _ in range(200):
+            frame = self.recv(timeout)
+            if wanted(frame):
+                return frame
+        raise AssertionError("the wanted frame never came")
 
     def expect_silence(self, seconds: float = 0.3) -> None:
         try:

@@ -14,6 +14,7 @@ from zerg import config as settings
 from zerg import cors
 from zerg import db
 from zerg import errors
+from zerg import web
 from zerg.realtime import events
 from zerg.realtime import hub
 from zerg.runs import execution
@@ -40,5 +41,6 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     execution.init_app(app)
     scheduler.init_app(app)
     api.init_app(app)
+    web.init_app(app)
     cli.init_app(app)
     return app

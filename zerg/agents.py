@@ -21,13 +21,11 @@ from sqlalchemy.orm import Session
 
 from zerg import conversations
 from zerg.db import app_of
-from zerg.db import fetch_row
 from zerg.db import fetch_rows
 from zerg.db import load_row
+from zerg.db import read_row
 from zerg.errors import Conflict
-from zerg.errors import NotFound
 from zerg.errors import unprocessable
-from zerg.models import ID_MAX
 from zerg.models import Agent
 from zerg.models import AgentMessage
 from zerg.models import Run
@@ -45,7 +43,6 @@ _agents = cast(Table, Agent.__table__)
 _agent_messages = cast(Table, AgentMessage.__table__)
 
 # Built once: SQLAlchemy caches their compiled SQL, and nothing is rebuilt per call.
-AGENT = select(_agents).where(_agents.c.id == bindparam("id"))
 AGENTS_PAGE = (
     select(_agents)
     .order_by(_agents.c.created_at, _agents.c.id)
@@ -106,12 +103,7 @@ def load_agent(session: Session, agent_id: int, *, lock: bool = False) -> Agent:
 
 def get_agent(session: Session, agent_id: int) -> dict[str, Any]:
     """Read one agent's row, or raise NotFound."""
-    row = None
-    if agent_id <= ID_MAX:
-        row = fetch_row(session, AGENT, {"id": agent_id})
-    if row is None:
-        raise NotFound("Agent", agent_id)
-    return row
+    return read_row(session, Agent, agent_id)
 
 
 def list_agents(session: Session, skip: int, limit: int) -> list[dict[str, Any]]:

@@ -21,9 +21,9 @@ from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from zerg.db import fetch_row
 from zerg.db import fetch_rows
 from zerg.db import load_row
+from zerg.db import read_row
 from zerg.errors import NotFound
 from zerg.models import ID_MAX
 from zerg.models import Agent
@@ -42,7 +42,6 @@ from zerg.schemas import serialize
 _threads = cast(Table, Thread.__table__)
 _messages = cast(Table, ThreadMessage.__table__)
 
-THREAD = select(_threads).where(_threads.c.id == bindparam("id"))
 THREAD_EXISTS = select(exists().where(_threads.c.id == bindparam("id")))
 THREAD_MESSAGES_PAGE = (
     select(_messages)
@@ -51,12 +50,13 @@ THREAD_MESSAGES_PAGE = (
     .offset(bindparam("skip"))
     .limit(bindparam("limit"))
 )
-# Finds the thread, stamps it and takes its row lock in one statement.
+# Finds the thread and takes its row lock (on SQLite, a write session already
+# holds the database's write lock from its first statement).
+LOCK_THREAD = select(_threads.c.id).where(_threads.c.id == bindparam("thread_id")).with_for_update()
 TOUCH_THREAD = (
     update(_threads)
     .where(_threads.c.id == bindparam("thread_id"))
     .values(updated_at=bindparam("now"))
-    .returning(_threads.c.id)
 )
 INSERT_MESSAGE = insert(_messages).returning(_messages.c.id)
 UNANSWERED = (
@@ -84,12 +84,7 @@ def load_thread(session: Session, thread_id: int, *, lock: bool = False) -> Thre
 
 def get_thread(session: Session, thread_id: int) -> dict[str, Any]:
     """Read one thread's row, or raise NotFound."""
-    row = None
-    if thread_id <= ID_MAX:
-        row = fetch_row(session, THREAD, {"id": thread_id})
-    if row is None:
-        raise NotFound("Thread", thread_id)
-    return row
+    return read_row(session, Thread, thread_id)
 
 
 def list_threads(
@@ -150,13 +145,17 @@ def add_message(
 
     Raises NotFound if there is no such thread. ``processed`` marks a message
     that needs no answer (a run's own reply), ``partial`` a reply cut short.
+    The thread is locked before the time is read, so that messages of one
+    thread are stamped, numbered, committed and announced in one order: a
+    watcher sees them as a reload lists them.
     """
-    now = utcnow()
-    touched = None
+    locked = None
     if thread_id <= ID_MAX:
-        touched = session.execute(TOUCH_THREAD, {"thread_id": thread_id, "now": now}).first()
-    if touched is None:
+        locked = session.execute(LOCK_THREAD, {"thread_id": thread_id}).first()
+    if locked is None:
         raise NotFound("Thread", thread_id)
+    now = utcnow()
+    session.execute(TOUCH_THREAD, {"thread_id": thread_id, "now": now})
     values = {
         "thread_id": thread_id,
         **message.model_dump(),

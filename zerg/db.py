@@ -17,8 +17,10 @@ from collections.abc import Iterator
 from collections.abc import Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 from typing import TypeVar
+from typing import cast
 
 from flask import Flask
 from flask import current_app
@@ -28,8 +30,12 @@ from flask import request
 from pydantic_core import from_json
 from sqlalchemy import Engine
 from sqlalchemy import Executable
+from sqlalchemy import Select
+from sqlalchemy import Table
+from sqlalchemy import bindparam
 from sqlalchemy import create_engine
 from sqlalchemy import event
+from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -273,12 +279,19 @@ def fetch_rows(
     return [dict(zip(keys, row, strict=True)) for row in result.all()]
 
 
-def fetch_row(
-    session: Session, statement: Executable, params: Mapping[str, Any] | None = None
-) -> dict[str, Any] | None:
-    """Run a Core SELECT in the session and return its first row as a dict, if any."""
-    rows = fetch_rows(session, statement, params)
-    return rows[0] if rows else None
+@cache
+def by_id(model: type[Base]) -> Select[Any]:
+    """The SELECT of one row of ``model``'s table by primary key (parameter ``id``)."""
+    table = cast(Table, model.__table__)
+    return select(table).where(table.c.id == bindparam("id"))
+
+
+def read_row(session: Session, model: type[Base], ident: int) -> dict[str, Any]:
+    """Read one row of ``model``'s table as a dict, or raise NotFound."""
+    rows = fetch_rows(session, by_id(model), {"id": ident}) if ident <= ID_MAX else []
+    if not rows:
+        raise NotFound(model.__name__, ident)
+    return rows[0]
 
 
 def get_db() -> Session:

@@ -55,7 +55,17 @@ def _check_cron(expression: str | None) -> str | None:
     return expression
 
 
+def _check_zone(name: str) -> str:
+    try:
+        cron.zone(name)
+    except cron.CronError as exc:
+        raise ValueError(str(exc)) from None
+    return name
+
+
 Schedule = Annotated[str | None, Field(max_length=100), AfterValidator(_check_cron)]
+CronText = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_check_cron)]
+TimeZone = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_check_zone)]
 
 
 def _storable_problem(value: Any) -> str | None:
@@ -125,6 +135,12 @@ class QueryRequest(BaseModel):
 class Page(QueryRequest):
     skip: int = Field(default=0, ge=0, le=ID_MAX)
     limit: int = Field(default=100, ge=1)
+
+
+class SchedulePreviewQuery(QueryRequest):
+    cron: CronText = Field(description="A standard 5-field crontab expression.")
+    timezone: TimeZone = Field(default="UTC", description="The IANA zone it is read in.")
+    count: int = Field(default=5, ge=1, le=50, description="How many fire times to list.")
 
 
 class ThreadQuery(Page):
@@ -300,6 +316,15 @@ class RunOut(Response):
     completion_tokens: int | None
     total_tokens: int | None
     created_at: datetime
+
+
+class SchedulePreviewOut(BaseModel):
+    """When a schedule fires next, and what it means in words."""
+
+    cron: str
+    timezone: str
+    description: str
+    next_runs: list[datetime] = Field(description="The next fire times, in UTC.")
 
 
 class ModelOut(BaseModel):

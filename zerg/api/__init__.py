@@ -11,6 +11,7 @@ from zerg.api import health
 from zerg.api import models
 from zerg.api import openapi
 from zerg.api import runs
+from zerg.api import schedules
 from zerg.api import threads
 from zerg.realtime import websocket
 
@@ -20,7 +21,7 @@ def init_app(app: Flask) -> None:
     # "/api/agents" and "/api/agents/" both answer, without a redirect.
     app.url_map.strict_slashes = False
     api = Blueprint("api", __name__, url_prefix="/api")
-    for resource in (agents, threads, runs, models, health, openapi, websocket):
+    for resource in (agents, threads, runs, schedules, models, health, openapi, websocket):
         api.register_blueprint(resource.bp)
     if app.config["ENVIRONMENT"] == "development":
         api.register_blueprint(admin.bp)

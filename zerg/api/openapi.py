@@ -172,6 +172,11 @@ OPERATIONS: tuple[Operation, ...] = (
               "Cancel a run", ok(s.RunOut, "The run was queued and is now cancelled."),
               also=(started("Accepted: the running run stops at its next streamed piece."),
                     conflict("The run has already finished."))),
+    # schedules
+    Operation("GET", "/api/schedules/preview", "api.schedules.preview", "schedules",
+              "Preview a schedule",
+              ok(s.SchedulePreviewOut, "The next fire times and a description."),
+              query=s.SchedulePreviewQuery),
     # the rest
     Operation("GET", "/api/models", "api.models.list_models", "models",
               "List the models agents may name",
@@ -196,6 +201,7 @@ TAGS = {
     "agents": "Agents: instructions, a model, an optional cron schedule.",
     "threads": "Conversations with one agent, and their messages.",
     "runs": "Executions of an agent on a thread: history, status, cancelling.",
+    "schedules": "What a cron expression means in a time zone, before an agent runs on it.",
     "models": "The models the configured providers offer.",
     "health": "Liveness and database reachability (never needs the token).",
     "admin": "Development tooling; absent outside ENVIRONMENT=development.",

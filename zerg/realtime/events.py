@@ -141,7 +141,9 @@ class EventBus:
     so a websocket client that reconnects can ask for what it missed. A
     subscriber that raises is logged and skipped; it never breaks the
     publisher or the subscribers after it. Subscribers are called with the
-    publishing lock held, so they must not publish themselves.
+    publishing lock held, and for announced events inside the publisher's
+    commit (on SQLite, inside its write turn): they must not publish, and must
+    hand anything that writes to the database to a thread of its own.
     """
 
     def __init__(self, window: int = 1000) -> None:

@@ -1,91 +1,126 @@
-"""Standard 5-field crontab expressions on top of APScheduler's cron trigger.
+"""Standard 5-field crontab expressions, evaluated in a time zone.
 
-APScheduler 3 numbers weekdays from Monday (0) while crontab numbers them from
-Sunday (0 and 7), so ``from_crontab("0 9 * * 1")`` would fire on Tuesdays. The
-day-of-week field is therefore rewritten to APScheduler's names before the
-trigger is built; every other field means the same in both.
+cronsim evaluates them as Debian's cron does: day of week 0 and 7 are Sunday,
+names work, and across a daylight-saving change a local time that does not
+exist fires once, when the clocks skip past it, while one that happens twice
+fires once, the first time. APScheduler's jobs run on :class:`CronTrigger`, an
+APScheduler trigger over cronsim, because APScheduler 3's own cron trigger
+counts weekdays from Monday (``from_crontab("0 9 * * 1")`` fires on Tuesdays)
+and, on the day the clocks go back, returns the repeated local time forever.
 """
 
 from __future__ import annotations
 
 from datetime import UTC
 from datetime import datetime
+from datetime import timedelta
+from datetime import tzinfo
+from functools import cache
+from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfoNotFoundError
 
-from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.base import BaseTrigger
+from cron_descriptor import CasingTypeEnum
+from cron_descriptor import ExpressionDescriptor
+from cron_descriptor import FormatException
+from cron_descriptor import Options
+from cronsim import CronSim
+from cronsim import CronSimError
 
-_DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
-_APS_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DEFAULT_ZONE = "UTC"
+_TICK = timedelta(microseconds=1)
 
 
 class CronError(ValueError):
-    """The text is not a valid 5-field crontab expression."""
+    """The text is not a valid 5-field crontab expression, or names no time zone."""
 
 
-def _day_number(token: str) -> int:
-    token = token.strip().lower()
-    if token in _DAY_NAMES:
-        return _DAY_NAMES.index(token)
-    if token.isdigit() and 0 <= int(token) <= 7:
-        return int(token) % 7
-    raise CronError(f"day of week {token!r} is not 0-7 or sun-sat")
-
-
-def _crontab_days(field: str) -> set[int]:
-    """Expand a crontab day-of-week field into Sunday-based day numbers."""
-    days: set[int] = set()
-    for part in field.split(","):
-        spec, _, step_text = part.partition("/")
-        step = 1
-        if step_text:
-            if not step_text.isdigit() or int(step_text) == 0:
-                raise CronError(f"step {step_text!r} in day of week is not a positive number")
-            step = int(step_text)
-        if spec == "*":
-            first, last = 0, 6
-        elif "-" in spec:
-            low, _, high = spec.partition("-")
-            first, last = _day_number(low), _day_number(high)
-            # "5-7" ends on Sunday written as 7; keep it after Saturday.
-            if high.strip() == "7":
-                last = 7
-            if first > last:
-                raise CronError(f"day-of-week range {spec!r} runs backwards")
-        else:
-            first = last = _day_number(spec)
-            if step_text:
-                last = 6
-        days.update(day % 7 for day in range(first, last + 1, step))
-    return days
-
-
-def _aps_day_of_week(field: str) -> str:
-    if field == "*":
-        return "*"
-    days = _crontab_days(field)
-    return ",".join(_APS_NAMES[(day - 1) % 7] for day in sorted(days, key=lambda d: (d - 1) % 7))
-
-
-def parse(expression: str) -> CronTrigger:
-    """Build a UTC trigger from a standard crontab expression, or raise CronError."""
-    fields = expression.split()
-    if len(fields) != 5:
-        raise CronError(f"a cron expression has 5 fields, not {len(fields)}")
-    minute, hour, day, month, day_of_week = fields
+@cache
+def zone(name: str) -> tzinfo:
+    """Return the IANA time zone ``name`` (e.g. ``Europe/Berlin``), or raise CronError."""
+    if name == DEFAULT_ZONE:
+        return UTC
     try:
-        return CronTrigger(
-            minute=minute,
-            hour=hour,
-            day=day,
-            month=month,
-            day_of_week=_aps_day_of_week(day_of_week),
-            timezone=UTC,
-        )
-    except ValueError as exc:
-        raise CronError(str(exc)) from None
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        hint = "use an IANA name such as Europe/Berlin"
+        raise CronError(f"unknown time zone {name!r} ({hint})") from None
 
 
-def next_fire_time(expression: str, after: datetime | None = None) -> datetime | None:
+class CronTrigger(BaseTrigger):  # type: ignore[misc]
+    """An APScheduler trigger firing when a crontab expression matches, in a time zone."""
+
+    def __init__(self, expression: str, timezone: str = DEFAULT_ZONE) -> None:
+        self.expression = expression
+        self.timezone = timezone
+        self.zone = zone(timezone)
+        fields = expression.split()
+        if len(fields) != 5:
+            raise CronError(f"a cron expression has 5 fields, not {len(fields)}")
+        try:
+            CronSim(expression, datetime.now(self.zone))
+        except CronSimError as exc:
+            raise CronError(_explain(fields, exc)) from None
+
+    def fire_times(self, after: datetime) -> CronSim:
+        """Iterate the fire times strictly after ``after`` (aware), in this trigger's zone."""
+        return CronSim(self.expression, after.astimezone(self.zone))
+
+    def get_next_fire_time(
+        self, previous_fire_time: datetime | None, now: datetime
+    ) -> datetime | None:
+        """Return the first fire time after the previous one, or at or after ``now``.
+
+        As APScheduler's own triggers do, a job that fell behind gets the
+        earliest time it missed, and the scheduler's misfire rules decide.
+        """
+        start = now - _TICK if previous_fire_time is None else previous_fire_time
+        fire: datetime = next(self.fire_times(start))
+        return fire
+
+    def __str__(self) -> str:
+        return f"cron[{self.expression!r} in {self.timezone}]"
+
+    def __repr__(self) -> str:
+        return f"<CronTrigger ({self.expression!r}, timezone={self.timezone!r})>"
+
+
+def _explain(fields: list[str], error: CronSimError) -> str:
+    """Tell a malformed field from a day that no month in the expression has."""
+    minute, hour, day, _month, day_of_week = fields
+    try:
+        CronSim(" ".join([minute, hour, day, "*", day_of_week]), datetime.now(UTC))
+    except CronSimError:
+        return str(error)
+    return f"the schedule never fires: no month in {fields[3]!r} has day {day!r}"
+
+
+def parse(expression: str, timezone: str = DEFAULT_ZONE) -> CronTrigger:
+    """Build a trigger from a standard crontab expression, or raise CronError."""
+    return CronTrigger(expression, timezone)
+
+
+def next_fire_times(
+    expression: str, count: int, after: datetime | None = None, timezone: str = DEFAULT_ZONE
+) -> list[datetime]:
+    """Return the next ``count`` fire times after ``after`` (default: now), in UTC."""
+    times = parse(expression, timezone).fire_times(after or datetime.now(UTC))
+    return [next(times).astimezone(UTC) for _ in range(count)]
+
+
+def next_fire_time(
+    expression: str, after: datetime | None = None, timezone: str = DEFAULT_ZONE
+) -> datetime:
     """Return when the expression next fires after ``after`` (default: now), in UTC."""
-    now = after or datetime.now(UTC)
-    fire: datetime | None = parse(expression).get_next_fire_time(None, now)
-    return fire.astimezone(UTC) if fire else None
+    return next_fire_times(expression, 1, after, timezone)[0]
+
+
+def describe(expression: str) -> str:
+    """Say in English when the expression fires (times on a 24-hour clock)."""
+    options = Options()
+    options.use_24hour_time_format = True
+    options.casing_type = CasingTypeEnum.Sentence
+    try:
+        return str(ExpressionDescriptor(expression, options).get_description())
+    except FormatException as exc:
+        raise CronError(str(exc)) from None

@@ -1,0 +1,66 @@
+"""The web UI's server side: pages and assets served from the package, open and self-contained.
+
+What the pages do is tested in a real browser (tests/test_browser.py); these
+tests need none and check what any HTTP client can see.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+
+from tests.conftest import AppFactory
+from zerg import web
+
+WEB = Path(web.__file__).parent
+PAGES = ["/", "/runs", "/agents/1", "/threads/1"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_each_page_is_html_that_loads_only_its_own_assets(client: FlaskClient, path: str) -> None:
+    response = client.get(path)
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    policy = response.headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "connect-src 'self'" in policy
+    page = response.get_data(as_text=True)
+    assert 'href="/api/docs"' in page
+    for asset in re.findall(r'(?:src|href)="(/assets/[^"]+)"', page):
+        with client.get(asset) as served:
+            assert served.status_code == 200, asset
+
+
+def test_scripts_are_served_as_javascript_modules(client: FlaskClient) -> None:
+    with client.get("/assets/js/agents.js") as response:
+        assert response.status_code == 200
+        assert response.mimetype == "text/javascript"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_pages_stay_open_while_the_api_wants_the_token(make_app: AppFactory) -> None:
+    client = make_app(API_TOKEN="secret").test_client()
+    for path in [*PAGES, "/assets/style.css"]:
+        with client.get(path) as response:
+            assert response.status_code == 200, path
+    assert client.get("/api/agents").status_code == 401
+
+
+def test_an_unknown_page_is_a_plain_404(client: FlaskClient) -> None:
+    response = client.get("/no-such-page")
+    assert response.status_code == 404
+    assert response.mimetype == "application/problem+json"
+
+
+def test_the_ui_fetches_nothing_from_elsewhere_and_never_parses_text_as_html() -> None:
+    """No CDN or remote asset, and user text goes in through textContent only."""
+    files = [p for p in WEB.rglob("*") if p.suffix in {".html", ".js", ".css"}]
+    assert {p.name for p in files} >= {"base.html", "agents.js", "live.js", "style.css"}
+    for path in files:
+        text = path.read_text()
+        assert not re.search(r"https?://", text), f"{path.name} names a remote URL"
+        assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write", text), (
+            f"{path.name} builds HTML from strings"
+        )

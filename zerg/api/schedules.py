@@ -1,0 +1,27 @@
+"""Schedules: what a cron expression means, before an agent runs on it."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import Response
+
+from zerg.api.io import parse_query
+from zerg.api.io import respond
+from zerg.runs import cron
+from zerg.schemas import SchedulePreviewOut
+from zerg.schemas import SchedulePreviewQuery
+
+bp = Blueprint("schedules", __name__, url_prefix="/schedules")
+
+
+@bp.get("/preview")
+def preview() -> Response:
+    """List when a schedule would fire next in its time zone, and say it in words."""
+    query = parse_query(SchedulePreviewQuery)
+    preview = SchedulePreviewOut(
+        cron=query.cron,
+        timezone=query.timezone,
+        description=cron.describe(query.cron),
+        next_runs=cron.next_fire_times(query.cron, query.count, timezone=query.timezone),
+    )
+    return respond(SchedulePreviewOut, preview)

@@ -1,0 +1,99 @@
+// Every run, newest first, filterable by agent and status, kept live.
+
+import { api } from "./api.js";
+import { $, badge, cell, duration, el, report, tokens, when } from "./dom.js";
+import { all, livePage } from "./page.js";
+
+const PAGE = 100;
+const agents = new Map();
+const runs = new Map();
+const filters = $("run-filters");
+
+const { live, start } = livePage({ topics: ["agents"], load, onEvent });
+
+async function load() {
+  const list = await all(api, "/api/agents");
+  agents.clear();
+  for (const agent of list) agents.set(agent.id, agent);
+  // Runs are announced to their agent's watchers: watch every agent.
+  live.subscribe(list.map((agent) => `agent:${agent.id}`));
+  fillAgents();
+  await loadRuns();
+}
+
+async function loadRuns() {
+  const list = await api.get("/api/runs", { ...filterValues(), limit: PAGE });
+  runs.clear();
+  for (const run of list) runs.set(run.id, run);
+  render();
+}
+
+function filterValues() {
+  return { agent_id: filters.elements.agent_id.value, status: filters.elements.status.value };
+}
+
+function matches(run) {
+  const { agent_id: agentId, status } = filterValues();
+  return (!agentId || run.agent_id === Number(agentId)) && (!status || run.status === status);
+}
+
+function onEvent(frame) {
+  const data = frame.data;
+  switch (frame.type) {
+    case "agent_created":
+    case "agent_updated":
+      agents.set(data.id, data);
+      live.subscribe([`agent:${data.id}`]);
+      fillAgents();
+      render();
+      break;
+    case "agent_deleted":
+      agents.delete(data.id);
+      live.unsubscribe([`agent:${data.id}`]);
+      for (const run of [...runs.values()]) if (run.agent_id === data.id) runs.delete(run.id);
+      fillAgents();
+      render();
+      break;
+    case "run_updated":
+      if (matches(data)) runs.set(data.id, data);
+      else runs.delete(data.id);
+      render();
+      break;
+  }
+}
+
+function fillAgents() {
+  const select = filters.elements.agent_id;
+  const chosen = select.value;
+  const options = [...agents.values()].map((agent) => el("option", { value: agent.id, text: agent.name }));
+  select.replaceChildren(el("option", { value: "", text: "Any" }), ...options);
+  select.value = agents.has(Number(chosen)) ? chosen : "";
+}
+
+function render() {
+  const shown = [...runs.values()].sort((a, b) => b.id - a.id).slice(0, PAGE);
+  $("runs").replaceChildren(...shown.map(runRow));
+  $("runs-empty").hidden = shown.length > 0;
+  $("runs-table").hidden = shown.length === 0;
+}
+
+function runRow(run) {
+  const agent = agents.get(run.agent_id);
+  return el(
+    "tr",
+    { dataset: { runId: run.id } },
+    el("th", { scope: "row", "data-label": "Run" }, `#${run.id}`),
+    cell("Agent", el("a", { href: `/agents/${run.agent_id}`, text: agent ? agent.name : `Agent ${run.agent_id}` })),
+    cell("Status", badge(run.status)),
+    cell("Trigger", run.trigger),
+    cell("Started", when(run.started_at, "Not yet")),
+    cell("Duration", duration(run.duration_ms)),
+    cell("Tokens", tokens(run)),
+    cell("Thread", run.thread_id ? el("a", { href: `/threads/${run.thread_id}`, text: `Thread ${run.thread_id}` }) : "—"),
+    cell("Error", run.error ? el("span", { class: "error-text", text: run.error }) : "—"),
+  );
+}
+
+filters.addEventListener("change", () => loadRuns().catch(report));
+filters.addEventListener("submit", (event) => event.preventDefault());
+start();

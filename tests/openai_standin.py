@@ -38,7 +38,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response
 
-Failure = Literal["disconnect", "truncate", "error"]
+Failure = Literal["disconnect", "truncate", "error", "garbage"]
 
 _DEFAULT_ERRORS = {
     400: ("invalid_request_error", "Bad request (stand-in)"),
@@ -61,7 +61,9 @@ class Reply:
     ``retry-after-ms`` headers. ``fail_after``: stream only this many pieces,
     then fail as ``failure`` says: ``"disconnect"`` drops the connection,
     ``"truncate"`` ends the body cleanly without a finish chunk or ``[DONE]``,
-    ``"error"`` sends an SSE ``{"error": ...}`` event as OpenAI does.
+    ``"error"`` sends an SSE ``{"error": ...}`` event as OpenAI does,
+    ``"garbage"`` sends an event that is not JSON (the SDK raises no error
+    of its own on it).
     ``usage``: the usage to report instead of the stand-in's word counts.
     """
 
@@ -357,6 +359,8 @@ class OpenAIStandIn:
             elif reply.failure == "error":
                 message = reply.message or "The server had an error while processing your request"
                 yield _sse({"error": {"message": message, "type": "server_error", "code": None}})
+            elif reply.failure == "garbage":
+                yield _sse("{this is not json")
             return
         yield delta({}, "stop")
         if usage is not None:

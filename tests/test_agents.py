@@ -644,6 +644,10 @@ UPDATE_REFUSALS = [
         encode({"run_on_schedule": "yes"}), ["body", "run_on_schedule"], "bool_type", id="ros-str"
     ),
     pytest.param(encode({"status": "asleep"}), ["body", "status"], "literal_error", id="status"),
+    # Its runs set it running; a client may not.
+    pytest.param(
+        encode({"status": "running"}), ["body", "status"], "literal_error", id="status-running"
+    ),
     pytest.param(
         encode({"schedule": "61 * * * *"}), ["body", "schedule"], "value_error", id="cron"
     ),

@@ -296,3 +296,34 @@ def test_sigterm_tells_websocket_clients_to_reconnect(
     assert ws.wait_closed(timeout=15) == 1012
     assert server.process.wait(timeout=30) == 0
     assert "Traceback" not in server.log.read_text()
+
+
+def test_a_run_is_cancelled_through_the_other_worker(
+    start_gunicorn: Callable[..., Gunicorn],
+) -> None:
+    """The run executes in the worker that queued it; the cancel reaches the other one."""
+    server = start_gunicorn(OFFLINE_DELAY_SECONDS="0.2")
+    api = f"{server.url}/api"
+    owner = server.session_on()
+    instance = owner.get(f"{api}/health", timeout=5).json()["instance"]
+    agent = owner.post(f"{api}/agents", json={"name": "long-winded"}, timeout=10).json()
+    thread = owner.post(f"{api}/threads", json={"agent_id": agent["id"]}, timeout=10).json()
+    owner.post(f"{api}/threads/{thread['id']}/messages", json={"content": "go"}, timeout=10)
+    run = owner.post(f"{api}/threads/{thread['id']}/run", timeout=10).json()
+    owner.close()
+
+    def status() -> str:
+        return str(requests.get(f"{api}/runs/{run['id']}", timeout=5).json()["status"])
+
+    wait_for(lambda: status() == "running", "the run to start", timeout=30)
+    # Long enough for a few pieces, so that there is a partial reply to keep.
+    time.sleep(0.5)
+    other = server.session_on(avoid=instance)
+
+    response = other.post(f"{api}/runs/{run['id']}/cancel", timeout=10)
+
+    other.close()
+    assert response.status_code == 202, response.text
+    wait_for(lambda: status() == "cancelled", "the run to end cancelled", timeout=30)
+    reply = requests.get(f"{api}/threads/{thread['id']}/messages", timeout=5).json()[-1]
+    assert reply["role"] == "assistant" and reply["partial"] is True

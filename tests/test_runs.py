@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from collections.abc import Iterator
@@ -13,10 +14,12 @@ import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
+from sqlalchemy import text
 
 from tests.conftest import AppFactory
 from tests.conftest import LiveServer
 from tests.conftest import serve
+from tests.helpers import wait_for
 from tests.wsclient import WSClient
 from zerg import db
 from zerg import serving
@@ -26,6 +29,9 @@ from zerg.models import Run
 from zerg.models import Thread
 from zerg.models import ThreadMessage
 from zerg.models import utcnow
+from zerg.realtime import events
+from zerg.realtime.events import Event
+from zerg.realtime.events import EventType
 from zerg.runs.domain import build_context
 from zerg.runs.domain import mark_interrupted
 
@@ -467,3 +473,142 @@ def test_stopping_gives_runs_their_grace_to_finish(make_app: AppFactory) -> None
     serving.stop(app, grace=10)
 
     assert client.get(f"/api/runs/{run_id}").get_json()["status"] == "success"
+
+
+def test_a_run_is_cancelled_from_another_worker(
+    make_app: AppFactory, redis_url: str, redis_stream: str
+) -> None:
+    """The cancel travels over the bus to the worker executing the run."""
+    shared = {"EVENT_BACKEND": "redis", "REDIS_URL": redis_url, "EVENT_STREAM": redis_stream}
+    owner, other = make_app(**SLOW, **shared), make_app(**SLOW, **shared)
+    client = owner.test_client()
+    thread = new_thread(client)
+    run_id = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
+    wait_status(client, run_id, "running")
+    time.sleep(0.4)
+
+    response = other.test_client().post(f"/api/runs/{run_id}/cancel")
+
+    assert response.status_code == 202, response.get_json()
+    run = wait_run(client, run_id)
+    assert run["status"] == "cancelled"
+    reply = messages(client, thread["id"])[-1]
+    assert reply["role"] == "assistant" and reply["partial"] is True
+    assert reply["content"] and "Hello, agent" not in reply["content"]
+
+
+def test_an_agent_stays_running_while_another_of_its_runs_streams(make_app: AppFactory) -> None:
+    client = make_app(**SLOW).test_client()
+    first = new_thread(client)
+    agent_id = first["agent_id"]
+    second = client.post("/api/threads", json={"agent_id": agent_id}).get_json()
+    client.post(f"/api/threads/{second['id']}/messages", json={"content": "Me too"})
+    one = client.post(f"/api/threads/{first['id']}/run").get_json()["id"]
+    two = client.post(f"/api/threads/{second['id']}/run").get_json()["id"]
+    wait_status(client, one, "running")
+    wait_status(client, two, "running")
+
+    client.post(f"/api/runs/{two}/cancel")
+
+    assert wait_run(client, two)["status"] == "cancelled"
+    assert client.get(f"/api/agents/{agent_id}").get_json()["status"] == "running"
+    # Nor can a client declare it idle while it runs.
+    refused = client.patch(f"/api/agents/{agent_id}", json={"status": "idle"})
+    assert refused.status_code == 409
+    client.post(f"/api/runs/{one}/cancel")
+    assert wait_run(client, one)["status"] == "cancelled"
+    assert client.get(f"/api/agents/{agent_id}").get_json()["status"] == "idle"
+    assert client.patch(f"/api/agents/{agent_id}", json={"status": "error"}).status_code == 200
+
+
+def test_stopping_interrupts_runs_that_never_started_without_waiting_for_them(
+    make_app: AppFactory,
+) -> None:
+    app = make_app(RUN_WORKERS=1, OFFLINE_DELAY_SECONDS=0.02)
+    serving.start(app)
+    client = app.test_client()
+    threads = [new_thread(client) for _ in range(3)]
+    running, *waiting = [
+        client.post(f"/api/threads/{thread['id']}/run").get_json()["id"] for thread in threads
+    ]
+    wait_status(client, running, "running")
+    grace = 5
+    started = time.monotonic()
+
+    serving.stop(app, grace=grace)
+
+    # It waited for the running run only, not for the grace.
+    assert time.monotonic() - started < grace
+    assert client.get(f"/api/runs/{running}").get_json()["status"] == "success"
+    for run_id, thread in zip(waiting, threads[1:], strict=True):
+        run = client.get(f"/api/runs/{run_id}").get_json()
+        assert run["status"] == "interrupted"
+        assert run["started_at"] is None
+        assert "before it started" in run["error"]
+        # The message stays unanswered, ready for a new run.
+        [message] = messages(client, thread["id"])
+        assert message["processed"] is False
+
+
+def test_watchers_see_the_stream_end_even_when_the_failure_cannot_be_stored(
+    make_app: AppFactory,
+) -> None:
+    """The runs table is gone mid-run: neither finishing nor failing the run can be stored."""
+    app = make_app(**SLOW)
+    seen: list[Event] = []
+    events.get_bus(app).subscribe(seen.append)
+    client = app.test_client()
+    thread = new_thread(client)
+    run_id = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
+    wait_status(client, run_id, "running")
+    engine = db.get_database(app).engine
+    with engine.begin() as connection:
+        connection.execute(text("ALTER TABLE runs RENAME TO runs_away"))
+    try:
+        wait_for(lambda: any(e.type is EventType.STREAM_END for e in seen), "the stream's end")
+    finally:
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE runs_away RENAME TO runs"))
+    [end] = [e for e in seen if e.type is EventType.STREAM_END]
+    assert (end.data["run_id"], end.data["status"]) == (run_id, "failed")
+    assert end.data["error"]
+
+
+def test_a_follow_up_run_queued_while_stopping_never_starts(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_app(OFFLINE_DELAY_SECONDS=0.02)
+    serving.start(app)
+    client = app.test_client()
+    thread = new_thread(client)
+    first = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
+    wait_status(client, first, "running")
+    # Arrives mid-run: the run queues a follow-up when it finishes, during the grace.
+    client.post(f"/api/threads/{thread['id']}/messages", json={"content": "and then?"})
+
+    serving.stop(app, grace=10)
+
+    follow_up, finished = client.get(f"/api/runs?thread_id={thread['id']}").get_json()
+    assert (finished["id"], finished["status"]) == (first, "success")
+    assert follow_up["status"] == "interrupted" and "before it started" in follow_up["error"]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_an_agent_whose_runs_end_together_ends_idle(make_app: AppFactory) -> None:
+    """Each ending run checks for the others; together they must not all see one running."""
+    client = make_app(RUN_WORKERS=8, OFFLINE_DELAY_SECONDS=0.01).test_client()
+    first = new_thread(client, message="one two")
+    agent_id = first["agent_id"]
+    threads = [first] + [
+        client.post("/api/threads", json={"agent_id": agent_id}).get_json() for _ in range(7)
+    ]
+    for thread in threads[1:]:
+        client.post(f"/api/threads/{thread['id']}/messages", json={"content": "one two"})
+    for _round in range(3):
+        run_ids = [
+            client.post(f"/api/threads/{thread['id']}/run").get_json()["id"] for thread in threads
+        ]
+        assert {wait_run(client, run_id)["status"] for run_id in run_ids} == {"success"}
+        assert client.get(f"/api/agents/{agent_id}").get_json()["status"] == "idle"
+        for thread in threads:
+            client.post(f"/api/threads/{thread['id']}/messages", json={"content": "again"})

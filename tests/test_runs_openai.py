@@ -10,8 +10,13 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import AppFactory
+from tests.helpers import wait_for
 from tests.openai_standin import OpenAIStandIn
 from tests.openai_standin import Reply
+from zerg.realtime import events
+from zerg.realtime.events import STREAM_EVENTS
+from zerg.realtime.events import Event
+from zerg.realtime.events import EventType
 
 MODEL = "standin-small"
 
@@ -156,3 +161,46 @@ def test_cancel_hangs_up_on_the_model_and_keeps_the_partial_reply(
     assert reply["content"].startswith("word0 word1")
     assert "word49" not in reply["content"]
     assert request.disconnected.wait(5)
+
+
+HUGE = 2**64
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        # The SDK raises a JSONDecodeError mid-stream: not a ProviderError.
+        pytest.param(Reply(pieces=["Once ", "upon"], fail_after=1, failure="garbage"), id="stream"),
+        # Token counts no integer column holds: storing the outcome fails.
+        pytest.param(
+            Reply(
+                pieces=["Once ", "upon"],
+                usage={"prompt_tokens": HUGE, "completion_tokens": 2, "total_tokens": HUGE},
+            ),
+            id="finish",
+        ),
+    ],
+)
+def test_an_unexpected_failure_ends_the_stream_with_its_error(
+    model_app: Flask, client: FlaskClient, standin: OpenAIStandIn, reply: Reply
+) -> None:
+    seen: list[Event] = []
+    events.get_bus(model_app).subscribe(seen.append)
+    standin.script(reply)
+    thread, run_id = start(client)
+
+    run = finished(client, run_id)
+
+    assert run["status"] == "failed"
+    assert run["error"]
+    wait_for(lambda: any(e.type is EventType.STREAM_END for e in seen), "the watchers' stream_end")
+    of_run = [e for e in seen if e.data.get("run_id", e.data.get("id")) == run_id]
+    streamed = [e.type for e in of_run if e.type in STREAM_EVENTS]
+    assert streamed[0] is EventType.STREAM_START and streamed[-1] is EventType.STREAM_END
+    end = of_run[[e.type for e in of_run].index(EventType.STREAM_END)]
+    assert (end.data["status"], end.data["error"]) == ("failed", run["error"])
+    updates = [e.data["status"] for e in of_run if e.type is EventType.RUN_UPDATED]
+    assert updates[-1] == "failed"
+    agent = client.get(f"/api/agents/{thread['agent_id']}").get_json()
+    assert (agent["status"], agent["last_error"]) == ("error", run["error"])
+    assert [m["role"] for m in thread_messages(client, thread["id"])] == ["user"]

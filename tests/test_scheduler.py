@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 import threading
 from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
@@ -692,3 +695,159 @@ def test_starting_refreshes_next_run_at_left_stale_by_downtime(
     refreshed = parse_utc(get_agent(client, agent["id"])["next_run_at"])
     assert refreshed > datetime.now(UTC)
     assert (refreshed.hour, refreshed.minute) == (6, 30)
+
+
+# --- concurrency and several workers -------------------------------------------------
+
+
+@contextmanager
+def interleaving() -> Iterator[None]:
+    """Switch threads as often as the interpreter can, so that races show."""
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(switch_interval)
+
+
+@RUNNING
+def test_sync_from_many_threads_at_once_keeps_one_job_per_agent(app: Flask, running: bool) -> None:
+    """Request threads, the event listener and the election thread all change jobs."""
+    scheduler = scheduler_of(app, running)
+    choices = [WEEKLY, DAILY, None]
+    barrier = threading.Barrier(8, timeout=DEADLINE_SECONDS)
+    errors: list[BaseException] = []
+
+    def churn(seed: int) -> None:
+        try:
+            barrier.wait()
+            for step in range(300):
+                scheduler.sync(step % 3 + 1, choices[(seed + step) % 3], True)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=churn, args=(seed,)) for seed in range(8)]
+    with interleaving():
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=DEADLINE_SECONDS)
+
+    assert errors == []
+    jobs = {job.id: str(job.trigger) for job in scheduler.scheduler.get_jobs()}
+    assert jobs == {
+        job_id(agent_id): str(cron.parse(*schedule))
+        for agent_id, schedule in scheduler.applied.items()
+    }
+
+
+def scheduled_in_database(app: Flask) -> dict[str, str]:
+    """The jobs the scheduled agents in the database call for: job id → trigger."""
+    with session_scope(app, write=False) as session:
+        agents = session.scalars(
+            select(Agent).where(Agent.run_on_schedule.is_(True), Agent.schedule.is_not(None))
+        ).all()
+        return {job_id(agent.id): str(cron.parse(agent.schedule or "")) for agent in agents}
+
+
+def scheduled_jobs(app: Flask) -> dict[str, str]:
+    return {
+        job.id: str(job.trigger)
+        for job in get_scheduler(app).scheduler.get_jobs()
+        if job.id.startswith("agent-")
+    }
+
+
+def churn_agents(client: FlaskClient, seed: int) -> None:
+    """Create, change, pause and delete scheduled agents: the requests of one busy user."""
+    made = []
+    for index in range(6):
+        schedule = WEEKLY if (seed + index) % 2 else DAILY
+        made.append(
+            create_agent(client, name=f"a{seed}-{index}", schedule=schedule, task_instructions=TASK)
+        )
+    for index, agent in enumerate(made):
+        if index % 3 == 0:
+            update_agent(client, agent["id"], schedule=f"{seed + index} 4 * * *")
+        elif index % 3 == 1:
+            update_agent(client, agent["id"], run_on_schedule=False)
+        else:
+            delete_agent(client, agent["id"])
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_schedule_changes_from_any_worker_reach_the_holder(
+    make_app: AppFactory, request: pytest.FixtureRequest, backend: str
+) -> None:
+    """Two workers on one database, many requests on both; the holder's jobs follow.
+
+    With the in-memory bus no event crosses between the workers, as when
+    events are lost; with Redis they do, but may come while the holder loads.
+    """
+    config: dict[str, Any] = {
+        "OFFLINE_DELAY_SECONDS": 0.001,
+        "SCHEDULER_ENABLED": True,
+        "SCHEDULER_LOCK_POLL_SECONDS": 0.2,
+        "EVENT_BACKEND": backend,
+    }
+    if backend == "redis":
+        config["REDIS_URL"] = request.getfixturevalue("redis_url")
+        config["EVENT_STREAM"] = request.getfixturevalue("redis_stream")
+    holder, other = make_app(**config), make_app(**config)
+    before = create_agent(
+        other.test_client(), name="before", schedule=WEEKLY, task_instructions=TASK
+    )
+    serving.start(holder)
+    serving.start(other)
+    assert get_scheduler(holder).running and not get_scheduler(other).running
+    update_agent(other.test_client(), before["id"], schedule=DAILY)
+
+    workers = [
+        threading.Thread(target=churn_agents, args=(worker.test_client(), seed))
+        for seed, worker in enumerate([holder, other] * 3)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=60)
+
+    expected = scheduled_in_database(holder)
+    assert len(expected) == 1 + 6 * 2
+    wait_for(lambda: scheduled_jobs(holder) == expected, "the holder's jobs to follow")
+
+
+def test_starting_while_agents_change_neither_deadlocks_nor_goes_stale(
+    make_app: AppFactory,
+) -> None:
+    """Start publishes agent events while request threads publish theirs to it."""
+    app = make_app(OFFLINE_DELAY_SECONDS=0.001)
+    client = app.test_client()
+    made = [
+        create_agent(client, name=f"a{n}", schedule=WEEKLY, task_instructions=TASK)
+        for n in range(40)
+    ]
+    barrier = threading.Barrier(5, timeout=DEADLINE_SECONDS)
+
+    def flip(offset: int) -> None:
+        own = app.test_client()
+        barrier.wait()
+        for agent in made[offset::4]:
+            update_agent(own, agent["id"], schedule=DAILY)
+
+    def start() -> None:
+        barrier.wait()
+        get_scheduler(app).start()
+
+    threads = [threading.Thread(target=flip, args=(n,), daemon=True) for n in range(4)]
+    threads.append(threading.Thread(target=start, daemon=True))
+    with interleaving():
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=DEADLINE_SECONDS)
+
+    assert not any(thread.is_alive() for thread in threads), "deadlocked"
+    get_scheduler(app).reconcile()
+    assert scheduled_jobs(app) == scheduled_in_database(app)
+    assert set(scheduled_jobs(app).values()) == {str(cron.parse(DAILY))}

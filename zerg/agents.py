@@ -24,9 +24,11 @@ from zerg.db import app_of
 from zerg.db import fetch_rows
 from zerg.db import load_row
 from zerg.db import read_row
+from zerg.errors import Conflict
 from zerg.errors import unprocessable
 from zerg.models import Agent
 from zerg.models import AgentMessage
+from zerg.models import Run
 from zerg.realtime import events
 from zerg.realtime.events import EventType
 from zerg.runs import cron
@@ -134,10 +136,22 @@ def create_agent(session: Session, fields: AgentCreate) -> Agent:
     return agent
 
 
+def is_running(session: Session, agent_id: int) -> bool:
+    """Tell whether any run of the agent is executing (its status is then ``running``)."""
+    running = select(Run.id).where(Run.agent_id == agent_id, Run.status == "running").limit(1)
+    return session.scalar(running) is not None
+
+
 def update_agent(session: Session, agent_id: int, changes: AgentUpdate) -> Agent:
-    """Change the fields sent and leave the others as they are."""
+    """Change the fields sent and leave the others as they are.
+
+    A client may set the status to ``idle`` or ``error``, but not while one of
+    the agent's runs executes: its runs decide it then.
+    """
     agent = load_agent(session, agent_id)
     sent = changes.changes()
+    if "status" in sent and is_running(session, agent.id):
+        raise Conflict(f"Agent {agent.id} is running; its runs set its status until they end.")
     if "model" in sent:
         check_model(session, sent["model"])
     if sent.get("run_on_schedule") and not agent.run_on_schedule:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import logging
+import os
 import threading
 from pathlib import Path
 from typing import IO
@@ -22,7 +23,9 @@ from typing import Protocol
 
 from sqlalchemy import Connection
 from sqlalchemy import Engine
+from sqlalchemy import TextClause
 from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +36,32 @@ def lock_key(name: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+def split_key(key: int) -> tuple[int, int]:
+    """Split an advisory key as ``pg_locks`` shows it: (classid, objid), the high and low halves."""
+    unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
+    return unsigned >> 32, unsigned & 0xFFFF_FFFF
+
+
+# Whether this connection's session holds the advisory lock on a bigint key.
+HOLDS = text(
+    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
+    " AND pid = pg_backend_pid() AND granted AND objsubid = 1"
+    " AND classid = CAST(CAST(:classid AS bigint) AS oid)"
+    " AND objid = CAST(CAST(:objid AS bigint) AS oid))"
+)
+
+
 class Locks(Protocol):
     def try_acquire(self, name: str) -> bool:
         """Take the named lock for this process's lifetime, if no live process has it."""
+        ...
+
+    def holds(self, name: str) -> bool:
+        """Check, not just remember, that this process still holds the lock.
+
+        A lock can be lost without a word: its connection killed, its file
+        removed. A lost lock is forgotten, so it can be taken again.
+        """
         ...
 
     def release(self, name: str) -> None:
@@ -73,24 +99,51 @@ class AdvisoryLocks:
             )
         return self._connection
 
-    def _key(self, name: str) -> int:
+    def key(self, name: str) -> int:
+        """Return the advisory key of a lock name in this database."""
         return lock_key(f"{self._namespace}|{name}")
+
+    def _execute(self, query: TextClause, params: dict[str, int]) -> object:
+        """Run a query on the lock connection; if it fails, its locks are gone with it."""
+        try:
+            return self._own().execute(query, params).scalar()
+        except SQLAlchemyError:
+            log.warning("the lock connection failed; its locks are lost", exc_info=True)
+            if self._connection is not None:
+                self._connection.invalidate()
+                self._connection.close()
+            self._connection = None
+            self._held.clear()
+            raise
 
     def try_acquire(self, name: str) -> bool:
         with self._guard:
             if name in self._held:
                 return True
             query = text("SELECT pg_try_advisory_lock(:key)")
-            if self._own().execute(query, {"key": self._key(name)}).scalar():
+            if self._execute(query, {"key": self.key(name)}):
                 self._held.add(name)
                 return True
             return False
+
+    def holds(self, name: str) -> bool:
+        with self._guard:
+            if name not in self._held:
+                return False
+            classid, objid = split_key(self.key(name))
+            try:
+                held = self._execute(HOLDS, {"classid": classid, "objid": objid})
+            except SQLAlchemyError:
+                return False
+            if not held:
+                self._held.discard(name)
+            return bool(held)
 
     def release(self, name: str) -> None:
         with self._guard:
             if name in self._held and self._connection is not None:
                 unlock = text("SELECT pg_advisory_unlock(:key)")
-                self._connection.execute(unlock, {"key": self._key(name)})
+                self._connection.execute(unlock, {"key": self.key(name)})
             self._held.discard(name)
 
     def held_elsewhere(self, name: str) -> bool:
@@ -99,7 +152,7 @@ class AdvisoryLocks:
                 return False
         # Probe from a pooled connection: if we can take it, nobody holds it.
         with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as probe:
-            key = {"key": self._key(name)}
+            key = {"key": self.key(name)}
             if probe.execute(text("SELECT pg_try_advisory_lock(:key)"), key).scalar():
                 probe.execute(text("SELECT pg_advisory_unlock(:key)"), key)
                 return False
@@ -121,7 +174,8 @@ class FileLocks:
         self._guard = threading.Lock()
         self._files: dict[str, IO[bytes]] = {}
 
-    def _path(self, name: str) -> Path:
+    def path(self, name: str) -> Path:
+        """Return the file a lock name is held on."""
         return self._folder / f"{hashlib.sha1(name.encode()).hexdigest()}.lock"
 
     def try_acquire(self, name: str) -> bool:
@@ -129,7 +183,7 @@ class FileLocks:
             if name in self._files:
                 return True
             self._folder.mkdir(parents=True, exist_ok=True)
-            handle = self._path(name).open("ab")
+            handle = self.path(name).open("ab")
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
@@ -137,6 +191,22 @@ class FileLocks:
                 return False
             self._files[name] = handle
             return True
+
+    def holds(self, name: str) -> bool:
+        with self._guard:
+            handle = self._files.get(name)
+            if handle is None:
+                return False
+            # A lock file removed (or replaced) under us no longer excludes
+            # anyone: another process can create a new one and lock it.
+            try:
+                held = os.stat(self.path(name)).st_ino == os.fstat(handle.fileno()).st_ino
+            except FileNotFoundError:
+                held = False
+            if not held:
+                del self._files[name]
+                handle.close()
+            return held
 
     def release(self, name: str) -> None:
         with self._guard:
@@ -148,7 +218,7 @@ class FileLocks:
         with self._guard:
             if name in self._files:
                 return False
-        path = self._path(name)
+        path = self.path(name)
         if not path.exists():
             return False
         with path.open("ab") as probe:

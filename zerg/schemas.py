@@ -36,7 +36,9 @@ Id = Annotated[int, Field(ge=1, le=ID_MAX)]
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 LongText = Annotated[str, Field(max_length=MAX_TEXT)]
 ModelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-AgentStatus = Literal["idle", "running", "error"]
+# The statuses a client may set: "running" follows the agent's runs (and a
+# client may set neither while one of them runs).
+SettableAgentStatus = Literal["idle", "error"]
 Role = Literal["system", "user", "assistant", "tool"]
 AgentMessageRole = Literal["system", "user", "assistant"]
 MemoryStrategy = Literal["buffer", "summary", "none"]
@@ -177,7 +179,7 @@ class AgentUpdate(Partial):
     timezone: TimeZone | None = None
     run_on_schedule: bool | None = None
     config: dict[str, Any] | None = None
-    status: AgentStatus | None = None
+    status: SettableAgentStatus | None = None
 
 
 class AgentMessageCreate(Request):

@@ -11,6 +11,12 @@ stay free of background threads. The serving entry points (``flask serve``,
   one process (of all workers, on all hosts sharing the database) runs the
   scheduler, and when it dies the lock passes to another within a poll.
 
+Then a keeper thread checks the locks every ``SCHEDULER_LOCK_POLL_SECONDS``:
+a lock can be lost while its process lives (its database connection killed),
+so the liveness lock is taken again, and a holder that lost the scheduler
+lock stops scheduling until it wins the lock again. While it holds it, the
+holder reconciles its jobs with the database at the same pace.
+
 :func:`stop` undoes it in order, for SIGTERM and for exit.
 """
 
@@ -35,7 +41,6 @@ from zerg.runs import scheduler
 from zerg.runs.pool import get_runner
 
 EXTENSION_KEY = "zerg.serving"
-SCHEDULER_LOCK = "scheduler"
 # "Service Restart": the server is going away; clients should reconnect.
 RESTART_CLOSE_CODE = 1012
 
@@ -44,11 +49,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Running:
-    """A started process's locks and its scheduler election thread."""
+    """A started process's locks and the thread that keeps them."""
 
     locks: Locks
     stopping: threading.Event = field(default_factory=threading.Event)
-    elector: threading.Thread | None = None
+    keeper: threading.Thread | None = None
 
 
 def start(app: Flask) -> None:
@@ -67,33 +72,49 @@ def start(app: Flask) -> None:
     with db.session_scope(app) as session:
         runs.mark_interrupted(session, dead=locks)
     # The first attempt is made here, so a lone process has its scheduler
-    # running when start() returns; the others keep polling in the background.
-    if app.config["SCHEDULER_ENABLED"] and not _try_lead(app, state):
-        state.elector = threading.Thread(
-            target=_campaign, args=(app, state), name="zerg-scheduler-election", daemon=True
-        )
-        state.elector.start()
+    # running when start() returns.
+    if app.config["SCHEDULER_ENABLED"]:
+        _try_lead(app, state)
+    state.keeper = threading.Thread(target=_keep, args=(app, state), name="zerg-locks", daemon=True)
+    state.keeper.start()
     atexit.register(stop, app)
 
 
 def _try_lead(app: Flask, state: Running) -> bool:
     """Take the scheduler lock if it is free, and start the scheduler if so."""
-    if not state.locks.try_acquire(SCHEDULER_LOCK):
+    if not state.locks.try_acquire(scheduler.LOCK):
         return False
     log.info("this process now runs the scheduler")
-    scheduler.get_scheduler(app).start(reaper=state.locks)
+    scheduler.get_scheduler(app).start(locks=state.locks)
     return True
 
 
-def _campaign(app: Flask, state: Running) -> None:
-    """Poll for the scheduler lock until this process gets it or stops."""
+def _keep(app: Flask, state: Running) -> None:
+    """Check the locks every poll until the process stops."""
     interval = app.config["SCHEDULER_LOCK_POLL_SECONDS"]
     while not state.stopping.wait(interval):
         try:
-            if _try_lead(app, state):
-                return
+            _check_locks(app, state)
         except Exception:
-            log.exception("scheduler election failed; retrying")
+            log.exception("checking the locks failed; retrying")
+
+
+def _check_locks(app: Flask, state: Running) -> None:
+    """Hold the liveness lock; schedule exactly while holding the scheduler lock."""
+    liveness = runs.liveness_lock(get_runner(app).instance_id)
+    if not state.locks.holds(liveness):
+        log.warning("this process lost its liveness lock; taking it again")
+        state.locks.try_acquire(liveness)
+    if not app.config["SCHEDULER_ENABLED"]:
+        return
+    jobs = scheduler.get_scheduler(app)
+    if not jobs.running:
+        _try_lead(app, state)
+    elif state.locks.holds(scheduler.LOCK):
+        jobs.reconcile()
+    else:
+        log.warning("this process lost the scheduler lock; it stops scheduling")
+        jobs.pause()
 
 
 def stop(app: Flask, grace: float = 0.0) -> None:
@@ -105,8 +126,8 @@ def stop(app: Flask, grace: float = 0.0) -> None:
     state: Running | None = app.extensions.pop(EXTENSION_KEY, None)
     if state is not None:
         state.stopping.set()
-        if state.elector is not None:
-            state.elector.join(timeout=5)
+        if state.keeper is not None:
+            state.keeper.join(timeout=5)
     scheduler.get_scheduler(app).shutdown()
     closed = get_hub(app).close_all(RESTART_CLOSE_CODE, "server restarting; reconnect")
     if closed:

@@ -171,7 +171,7 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", "/api/runs/{run_id}/cancel", "api.runs.cancel_run", "runs",
               "Cancel a run", ok(s.RunOut, "The run was queued and is now cancelled."),
               also=(started("Accepted: the running run stops at its next streamed piece."),
-                    conflict("The run has finished, or another process is running it."))),
+                    conflict("The run has already finished."))),
     # schedules
     Operation("GET", "/api/schedules/preview", "api.schedules.preview", "schedules",
               "Preview a schedule",

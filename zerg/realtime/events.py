@@ -43,6 +43,7 @@ class EventType(StrEnum):
     THREAD_DELETED = "thread_deleted"
     THREAD_MESSAGE_CREATED = "thread_message_created"
     RUN_UPDATED = "run_updated"
+    RUN_CANCEL_REQUESTED = "run_cancel_requested"
     STREAM_START = "stream_start"
     STREAM_CHUNK = "stream_chunk"
     STREAM_END = "stream_end"
@@ -107,6 +108,11 @@ def run_updated(run: dict[str, Any]) -> Event:
     if run["thread_id"] is not None:
         topics += (f"thread:{run['thread_id']}",)
     return Event(EventType.RUN_UPDATED, topics, run)
+
+
+def run_cancel_requested(run_id: int, owner: str | None) -> Event:
+    """Ask the process executing a run (its ``owner``) to stop it; no client watches this."""
+    return Event(EventType.RUN_CANCEL_REQUESTED, (), {"run_id": run_id, "owner": owner})
 
 
 def stream_event(kind: EventType, thread_id: int, run_id: int, **fields: Any) -> Event:

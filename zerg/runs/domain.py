@@ -190,9 +190,10 @@ def queue_agent_run(
 def cancel_run(session: Session, run_id: int) -> tuple[Run, bool]:
     """Cancel a run; return it and whether it is over (False: it stops at its next piece).
 
-    A queued run is cancelled at once. A running one is asked to stop through
-    this process's pool, and finishes ``cancelled`` keeping its partial reply.
-    Raises Conflict for a finished run, or one running in another process.
+    A queued run is cancelled at once. For a running one, a cancel request
+    goes out on the bus once the session commits; the process that owns the
+    run (this one or another) stops it, and it finishes ``cancelled`` keeping
+    its partial reply. Raises Conflict for a finished run.
     """
     run = load_run(session, run_id)
     if run.status not in ACTIVE:
@@ -202,8 +203,7 @@ def cancel_run(session: Session, run_id: int) -> tuple[Run, bool]:
         run.error = "cancelled before it started"
         _announce_run(session, run)
         return run, True
-    if not get_runner(app_of(session)).cancel(run_id):
-        raise Conflict(f"Run {run_id} is running in another process; cancel it there.")
+    events.announce(session, events.run_cancel_requested(run.id, run.owner))
     return run, False
 
 
@@ -243,7 +243,8 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
     if provider is None:
         error = f"no configured provider offers model {agent.model!r}"
         run.status, run.finished_at, run.error, run.duration_ms = "failed", now, error, 0
-        agent.status, agent.last_error = "error", error
+        agent.last_error = error
+        _settle_agent(session, agent, "failed")
         _count_outcome(session, agent, run)
         _announce_run(session, run)
         agents.announce_update(session, agent)
@@ -307,6 +308,7 @@ def finish_run(session: Session, execution: Execution) -> None:
         conversations.mark_answered(session, execution.answered)
     end()
     _record(run, agent, execution)
+    _settle_agent(session, agent, execution.status)
     _count_outcome(session, agent, run)
     _announce_run(session, run)
     agents.announce_update(session, agent)
@@ -324,10 +326,7 @@ def _record(run: Run, agent: Agent, execution: Execution) -> None:
         run.prompt_tokens = execution.usage.prompt_tokens
         run.completion_tokens = execution.usage.completion_tokens
         run.total_tokens = execution.usage.total_tokens
-    if execution.status == "failed":
-        agent.status, agent.last_error = "error", execution.error
-    else:
-        agent.status, agent.last_error = "idle", None
+    agent.last_error = execution.error if execution.status == "failed" else None
 
 
 def _count_outcome(session: Session, agent: Agent, run: Run) -> None:
@@ -365,7 +364,8 @@ def fail_run(session: Session, run_id: int, error: str, thread_id: int | None = 
         _announce_run(session, run)
         agent = session.get(Agent, run.agent_id)
         if agent is not None:
-            agent.status, agent.last_error = "error", error
+            agent.last_error = error
+            _settle_agent(session, agent, "failed")
             _count_outcome(session, agent, run)
             agents.announce_update(session, agent)
     if thread_id is not None:
@@ -380,7 +380,9 @@ def mark_interrupted(
     With ``owner``, only that process's runs (it is shutting down). With
     ``dead``, the runs whose owner no longer holds its liveness lock, or has
     none: a process that died cannot finish them, while a live sibling's runs
-    are left alone.
+    are left alone. Runs that never started end interrupted too, rather than
+    wait for a process to adopt them: their messages stay unanswered, ready
+    for a new run, and the thread is free for one.
     """
     statement = select(Run).where(Run.status.in_(ACTIVE))
     if owner is not None:
@@ -392,19 +394,38 @@ def mark_interrupted(
     ]
     now = utcnow()
     for run in stale:
+        if run.status == "queued":
+            run.error = "the process that queued it stopped before it started"
+        else:
+            run.error = "the process running it stopped before it finished"
         run.status, run.finished_at = "interrupted", now
-        run.error = "the process running it stopped before it finished"
         _announce_run(session, run)
     for agent_id in sorted({run.agent_id for run in stale}):
         agent = session.get(Agent, agent_id)
         if agent is not None:
             agent.last_run_at, agent.last_run_status = now, "interrupted"
             if agent.status == "running":
-                agent.status = "idle"
+                _settle_agent(session, agent, "interrupted")
             agents.announce_update(session, agent)
     if stale:
         log.warning("marked %d unfinished run(s) as interrupted", len(stale))
     return len(stale)
+
+
+def _settle_agent(session: Session, agent: Agent, outcome: str) -> None:
+    """Set the agent's status after one of its runs ended with ``outcome``.
+
+    It stays ``running`` while another of its runs executes; otherwise a
+    failure leaves it ``error`` and any other end ``idle``.
+    """
+    session.flush()
+    # Runs of one agent that end at once take turns on its row, so the last
+    # to end sees that the others have (PostgreSQL reads committed rows only).
+    session.execute(select(Agent.id).where(Agent.id == agent.id).with_for_update())
+    if agents.is_running(session, agent.id):
+        agent.status = "running"
+    else:
+        agent.status = "error" if outcome == "failed" else "idle"
 
 
 def liveness_lock(instance_id: str) -> str:

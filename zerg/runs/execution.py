@@ -3,8 +3,9 @@
 A worker never holds a session while the model talks: one short
 ``session_scope`` begins the run, none is open while it streams (which may
 take minutes), one finishes it. The streamed pieces are the only events
-published here; everything else is announced by the domain of runs and goes
-out after each scope commits.
+published here (and the end of a stream whose failure could not be stored);
+everything else is announced by the domain of runs and goes out after each
+scope commits.
 """
 
 from __future__ import annotations
@@ -42,11 +43,20 @@ def execute(app: Flask, run_id: int, switch: threading.Event) -> None:
     except Exception:
         log.exception("run %s failed unexpectedly", run_id)
         thread_id = execution.thread_id if execution is not None else None
+        error = "internal error while running"
         try:
             with session_scope(app) as session:
-                domain.fail_run(session, run_id, "internal error while running", thread_id)
+                domain.fail_run(session, run_id, error, thread_id)
         except Exception:
             log.exception("could not record the failure of run %s", run_id)
+            if thread_id is not None:
+                # Nothing could be stored, so no commit stands behind this end;
+                # like a chunk, it is published directly, or its watchers
+                # would wait for it forever.
+                end = events.stream_event(
+                    EventType.STREAM_END, thread_id, run_id, status="failed", error=error
+                )
+                events.publish(end, app)
 
 
 def stream(app: Flask, execution: Execution, switch: threading.Event) -> None:

@@ -2,7 +2,9 @@
 
 The pool knows run ids, not what executing one means: ``init_app`` is handed
 that (``zerg.runs.execution.execute``), so the domain of runs can hand a
-committed run to the pool without the pool depending on it.
+committed run to the pool without the pool depending on it. Cancels reach it
+as events on the bus (``run_cancel_requested``), whichever process decided
+them: the pool of the process that owns the run flips its switch.
 """
 
 from __future__ import annotations
@@ -16,6 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 from flask import Flask
 from flask import current_app
+
+from zerg.realtime import events
+from zerg.realtime.events import Event
+from zerg.realtime.events import EventType
 
 EXTENSION_KEY = "zerg.runs.pool"
 
@@ -44,9 +50,14 @@ class Runner:
         return self._interrupting
 
     def submit(self, run_id: int) -> None:
-        """Execute a committed, queued run in the background."""
+        """Execute a committed, queued run in the background.
+
+        Once shutting down, the run is left queued: the shutdown marks it.
+        """
         switch = threading.Event()
         with self._lock:
+            if self._stopping:
+                return
             future = self._pool.submit(self._execute, run_id, switch)
             self._runs[run_id] = (switch, future)
 
@@ -65,6 +76,11 @@ class Runner:
             return False
         entry[0].set()
         return True
+
+    def on_event(self, event: Event) -> None:
+        """Stop a run of this process that was cancelled, here or elsewhere (bus subscriber)."""
+        if event.type is EventType.RUN_CANCEL_REQUESTED and event.data["owner"] == self.instance_id:
+            self.cancel(event.data["run_id"])
 
     def shutdown(self, grace: float = 0.0) -> bool:
         """Stop taking runs; give running ones ``grace`` seconds, then stop them.
@@ -109,4 +125,6 @@ def init_app(app: Flask, work: Work) -> None:
     """Give the app its pool (worker threads start with the first run)."""
     if EXTENSION_KEY in app.extensions:
         raise RuntimeError("zerg.runs.pool is already registered on this app")
-    app.extensions[EXTENSION_KEY] = Runner(app, work)
+    runner = Runner(app, work)
+    app.extensions[EXTENSION_KEY] = runner
+    events.get_bus(app).subscribe(runner.on_event)

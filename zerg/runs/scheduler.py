@@ -3,13 +3,16 @@
 ``init_app`` builds the scheduler (stopped) and keeps it in ``app.extensions``;
 only the serving entry points start it (see ``zerg.serving``), so tests and
 CLI commands never spin up job threads. Agent events keep the jobs in step
-with the database while it runs.
+with the database while it runs, and the process holding the scheduler lock
+also reconciles them with the database every poll, since an event can be
+lost, or come while the scheduler is loading.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import UTC
@@ -20,6 +23,8 @@ from apscheduler.events import EVENT_JOB_ERROR
 from apscheduler.events import EVENT_JOB_MISSED
 from apscheduler.events import JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import STATE_PAUSED
+from apscheduler.schedulers.base import STATE_RUNNING
 from flask import Flask
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
@@ -35,6 +40,10 @@ from zerg.runs import cron
 from zerg.runs import domain
 
 EXTENSION_KEY = "zerg.scheduler"
+# A job's schedule: the cron expression and the zone it is read in.
+Schedule = tuple[str, str]
+# The lock whose holder, alone of all processes on the database, schedules.
+LOCK = "scheduler"
 REAP_SECONDS = 30
 # Of the ticks missed while no scheduler ran: how many to keep, and to log one by one.
 MISSED_KEPT = 1000
@@ -42,6 +51,9 @@ MISSED_LOGGED = 10
 TICK = timedelta(microseconds=1)
 
 log = logging.getLogger(__name__)
+
+
+REAPER = "reap-interrupted-runs"
 
 
 def job_id(agent_id: int) -> str:
@@ -65,6 +77,10 @@ def run_scheduled_agent(app: Flask, agent_id: int, scheduled_for: datetime | Non
     one run.
     """
     grace = app.config["SCHEDULER_MISFIRE_GRACE_SECONDS"]
+    if not get_scheduler(app).holds_lock():
+        # Between losing the lock and noticing it, the scheduler still fires.
+        log.warning("agent %s fired after this process lost the scheduler lock; skipping", agent_id)
+        return False
     try:
         with session_scope(app) as session:
             agent = session.get(Agent, agent_id)
@@ -113,41 +129,53 @@ def missed_ticks(agent: Agent, now: datetime) -> list[datetime]:
 
 @dataclass
 class Scheduler:
-    """The app's APScheduler and the glue that keeps its jobs in step with agents."""
+    """The app's APScheduler and the glue that keeps its jobs in step with agents.
+
+    Its jobs change from request threads (agent events on the in-memory bus),
+    the event listener (Redis) and the keeper thread (start, reconcile), so
+    every change to them is made under one lock; nothing is published while
+    it is held.
+    """
 
     app: Flask
     scheduler: BackgroundScheduler
     # The schedule (and zone) each agent's job runs on, so that an agent event
     # that did not touch it (a run changing its status) leaves the job alone.
-    applied: dict[int, tuple[str, str]] = field(default_factory=dict)
+    applied: dict[int, Schedule] = field(default_factory=dict)
+    # The process's locks once it holds the scheduler lock: jobs check it
+    # before they start a run.
+    locks: Locks | None = None
+    _lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
     def running(self) -> bool:
-        return bool(self.scheduler.running)
+        """True while this process schedules: started, and not paused for a lost lock."""
+        return bool(self.scheduler.state == STATE_RUNNING)
 
-    def start(self, reaper: Locks | None = None) -> None:
-        """Schedule every scheduled agent, then start the job thread.
+    def holds_lock(self) -> bool:
+        """Tell whether this process may start scheduled runs (always, without locks)."""
+        return self.locks is None or self.locks.holds(LOCK)
+
+    def start(self, locks: Locks | None = None) -> None:
+        """Schedule every scheduled agent, then start (or resume) the job thread.
 
         ``next_run_at`` is refreshed on the way, since ticks missed while no
-        scheduler ran are not run later. With ``reaper`` (the process's locks),
-        the scheduler also interrupts, every REAP_SECONDS, the runs of
-        processes that died, so they do not wait for a restart.
+        scheduler ran are not run later. With ``locks`` (the process's, holding
+        the scheduler lock), jobs check the lock before each run, and the
+        scheduler interrupts, every REAP_SECONDS, the runs of processes that
+        died, so they do not wait for a restart.
         """
         if self.running:
             return
-        if reaper is not None:
-            self.scheduler.add_job(
-                reap_interrupted,
-                "interval",
-                seconds=REAP_SECONDS,
-                args=[self.app, reaper],
-                id="reap-interrupted-runs",
-            )
+        # Not under the lock: the commit publishes agent events, and on the
+        # in-memory bus their delivery (on_event) takes the lock while the
+        # bus holds its own, so holding ours here could deadlock.
         now = datetime.now(UTC)
         latest_only = self.app.config["SCHEDULE_CATCH_UP"] == "latest"
         catch_up: list[tuple[int, datetime]] = []
         with session_scope(self.app) as session:
-            for agent in agents.scheduled_agents(session):
+            scheduled = agents.scheduled_agents(session)
+            for agent in scheduled:
                 missed = missed_ticks(agent, now)
                 if missed and latest_only:
                     catch_up.append((agent.id, missed.pop(0)))
@@ -156,17 +184,64 @@ class Scheduler:
                 if len(missed) > MISSED_LOGGED:
                     more = len(missed) - MISSED_LOGGED
                     log.warning("agent %s missed %d earlier ticks too", agent.id, more)
-                self.sync(agent.id, agent.schedule, agent.run_on_schedule, agent.timezone)
                 agents.advance_schedule(session, agent)
+            wanted = {
+                agent.id: (agent.schedule, agent.timezone) for agent in scheduled if agent.schedule
+            }
+        with self._lock:
+            if self.running:
+                return
+            self.locks = locks
+            if locks is not None and self.scheduler.get_job(REAPER) is None:
+                self.scheduler.add_job(
+                    reap_interrupted,
+                    "interval",
+                    seconds=REAP_SECONDS,
+                    args=[self.app, locks],
+                    id=REAPER,
+                )
+            self._apply(wanted)
+            if self.scheduler.state == STATE_PAUSED:
+                self.scheduler.resume()
+            else:
+                self.scheduler.start()
         for agent_id, tick in catch_up:
             log.info("agent %s: catching up on its latest missed tick, %s", agent_id, tick)
             run_scheduled_agent(self.app, agent_id, tick)
-        self.scheduler.start()
         log.info("scheduler started with %d job(s)", len(self.scheduler.get_jobs()))
 
+    def pause(self) -> None:
+        """Stop starting runs (the lock was lost) until :meth:`start` is called again."""
+        with self._lock:
+            if self.running:
+                self.scheduler.pause()
+
     def shutdown(self) -> None:
-        if self.running:
-            self.scheduler.shutdown(wait=False)
+        with self._lock:
+            if self.scheduler.running:
+                self.scheduler.shutdown(wait=False)
+
+    def reconcile(self) -> None:
+        """Make the jobs match the scheduled agents in the database.
+
+        Events keep the jobs in step as changes happen; this repairs what an
+        event cannot: one lost on its way, or one that came while the
+        scheduler was loading an older state.
+        """
+        with session_scope(self.app, write=False) as session:
+            wanted = {
+                agent.id: (agent.schedule, agent.timezone)
+                for agent in agents.scheduled_agents(session)
+                if agent.schedule
+            }
+        self._apply(wanted)
+
+    def _apply(self, wanted: dict[int, Schedule]) -> None:
+        with self._lock:
+            for agent_id in set(self.applied) - set(wanted):
+                self.sync(agent_id, None, False)
+            for agent_id, (schedule, timezone) in wanted.items():
+                self.sync(agent_id, schedule, True, timezone)
 
     def sync(
         self,
@@ -177,24 +252,25 @@ class Scheduler:
     ) -> None:
         """Add, replace or remove the agent's job to match its settings."""
         wanted = (schedule, timezone) if schedule and run_on_schedule else None
-        if self.applied.get(agent_id) == wanted:
-            return
-        # Remove, then add: a stopped APScheduler keeps pending jobs in a list
-        # where replace_existing does not replace, so a job changed before
-        # start would otherwise be scheduled twice.
-        if self.scheduler.get_job(job_id(agent_id)) is not None:
-            self.scheduler.remove_job(job_id(agent_id))
-        if wanted is None:
-            self.applied.pop(agent_id, None)
-            return
-        self.applied[agent_id] = wanted
-        self.scheduler.add_job(
-            run_scheduled_agent,
-            trigger=cron.parse(*wanted),
-            args=[self.app, agent_id],
-            id=job_id(agent_id),
-            name=f"agent {agent_id}: {wanted[0]} ({wanted[1]})",
-        )
+        with self._lock:
+            if self.applied.get(agent_id) == wanted:
+                return
+            # Remove, then add: a stopped APScheduler keeps pending jobs in a list
+            # where replace_existing does not replace, so a job changed before
+            # start would otherwise be scheduled twice.
+            if self.scheduler.get_job(job_id(agent_id)) is not None:
+                self.scheduler.remove_job(job_id(agent_id))
+            if wanted is None:
+                self.applied.pop(agent_id, None)
+                return
+            self.applied[agent_id] = wanted
+            self.scheduler.add_job(
+                run_scheduled_agent,
+                trigger=cron.parse(*wanted),
+                args=[self.app, agent_id],
+                id=job_id(agent_id),
+                name=f"agent {agent_id}: {wanted[0]} ({wanted[1]})",
+            )
 
     def on_event(self, event: Event) -> None:
         """Follow agent creations, updates and deletions (bus subscriber)."""

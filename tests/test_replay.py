@@ -12,6 +12,7 @@ from tests.conftest import REDIS_URL
 from tests.conftest import AppFactory
 from tests.conftest import serve
 from tests.helpers import http_agent_and_thread
+from tests.helpers import wait_for
 from tests.wsclient import WSClient
 from zerg.realtime import events
 from zerg.realtime.events import Event
@@ -145,14 +146,26 @@ def test_two_workers_share_events_through_redis(make_app: AppFactory, redis_stre
         assert "".join(chunks) == reply["content"]
         assert frames[-1]["status"] == "success"
 
-        # Either worker can replay from the shared stream.
+        # Either worker can replay from the shared stream, which also holds
+        # what followed stream_end (the run's final state, on its way to Redis
+        # while the client read stream_end).
         first_id = next(f["event_id"] for f in frames)
-        replay_a = events.get_bus(worker_a).since(first_id)
-        replay_b = events.get_bus(worker_b).since(first_id)
-        assert replay_a is not None and replay_b is not None
-        assert [e.id for e in replay_a] == [e.id for e in replay_b]
-        # The stream also holds what followed stream_end (the run's final state).
-        assert [e.id for e in replay_a][: len(frames) - 1] == [f["event_id"] for f in frames[1:]]
+
+        def replay(worker: Flask) -> list[Event]:
+            return events.get_bus(worker).since(first_id) or []
+
+        def finished(replayed: list[Event]) -> bool:
+            return any(
+                e.type is EventType.RUN_UPDATED and e.data["status"] == "success" for e in replayed
+            )
+
+        def both_have_it_all() -> bool:
+            replay_a, replay_b = replay(worker_a), replay(worker_b)
+            return finished(replay_a) and [e.id for e in replay_a] == [e.id for e in replay_b]
+
+        wait_for(both_have_it_all, "both workers to replay the same events, the end included")
+        replayed = [e.id for e in replay(worker_a)]
+        assert replayed[: len(frames) - 1] == [f["event_id"] for f in frames[1:]]
 
 
 def test_the_redis_bus_reports_a_trimmed_history(redis_stream: str) -> None:

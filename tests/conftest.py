@@ -263,6 +263,20 @@ def standin() -> Iterator[OpenAIStandIn]:
         yield server
 
 
+STANDIN_MODEL = "standin-small"
+
+
+@pytest.fixture
+def standin_config(standin: OpenAIStandIn) -> dict[str, Any]:
+    """Settings for an app whose one provider is the stand-in, offering STANDIN_MODEL."""
+    return {
+        "LLM_PROVIDER": "openai",
+        "OPENAI_BASE_URL": standin.base_url,
+        "OPENAI_MODELS": STANDIN_MODEL,
+        "OPENAI_MAX_RETRIES": 0,
+    }
+
+
 @pytest.fixture
 def rows(app: Flask) -> Callable[[type[Base]], int]:
     """Count a model's rows through a short session, to prove what was (not) written."""

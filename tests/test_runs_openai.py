@@ -9,6 +9,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from tests.conftest import STANDIN_MODEL
 from tests.conftest import AppFactory
 from tests.helpers import wait_for
 from tests.openai_standin import OpenAIStandIn
@@ -18,18 +19,12 @@ from zerg.realtime.events import STREAM_EVENTS
 from zerg.realtime.events import Event
 from zerg.realtime.events import EventType
 
-MODEL = "standin-small"
+MODEL = STANDIN_MODEL
 
 
 @pytest.fixture
-def model_app(make_app: AppFactory, standin: OpenAIStandIn) -> Flask:
-    return make_app(
-        LLM_PROVIDER="openai",
-        OPENAI_BASE_URL=standin.base_url,
-        OPENAI_MODELS=MODEL,
-        OPENAI_MAX_RETRIES=0,
-        OPENAI_TIMEOUT_SECONDS=2,
-    )
+def model_app(make_app: AppFactory, standin_config: dict[str, Any]) -> Flask:
+    return make_app(**standin_config, OPENAI_TIMEOUT_SECONDS=2)
 
 
 @pytest.fixture

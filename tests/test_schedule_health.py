@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from flask import Flask
 
+from tests.conftest import STANDIN_MODEL
 from tests.conftest import AppFactory
 from tests.helpers import create_agent
 from tests.helpers import get_agent
@@ -27,20 +28,14 @@ from zerg.runs.scheduler import get_scheduler
 from zerg.runs.scheduler import job_id
 from zerg.runs.scheduler import run_scheduled_agent
 
-MODEL = "standin-small"
+MODEL = STANDIN_MODEL
 EVERY_FIVE = "*/5 * * * *"
 FIRST_TICK = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture
-def model_app(make_app: AppFactory, standin: OpenAIStandIn) -> Flask:
-    return make_app(
-        LLM_PROVIDER="openai",
-        OPENAI_BASE_URL=standin.base_url,
-        OPENAI_MODELS=MODEL,
-        OPENAI_MAX_RETRIES=0,
-        SCHEDULE_MAX_FAILURES=2,
-    )
+def model_app(make_app: AppFactory, standin_config: dict[str, Any]) -> Flask:
+    return make_app(**standin_config, SCHEDULE_MAX_FAILURES=2)
 
 
 def tick(app: Flask, agent_id: int, number: int) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from flask import Flask
 from flask import Response
 from flask import current_app
 from flask import render_template_string
+from flask import request
 from pydantic import BaseModel
 from pydantic import TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
@@ -46,6 +47,7 @@ from pydantic.json_schema import models_json_schema
 from zerg import schemas as s
 from zerg.auth import OPEN_PATHS
 from zerg.errors import PROBLEM_MIMETYPE
+from zerg.errors import unprocessable
 from zerg.realtime import websocket
 
 EXTENSION_KEY = "zerg.openapi"
@@ -74,8 +76,9 @@ class Operation:
     """One method on one path, and what the spec says about it.
 
     The generic errors are derived rather than listed, so they cannot be
-    forgotten: 404 for a path with an id, 400/413/422 for a JSON body, 422 for
-    a query model, 401 when a token is configured, 500 everywhere.
+    forgotten: 404 for a path with an id, 400/413/415 for a JSON body, 422
+    everywhere (an unknown query parameter), 401 when a token is configured,
+    500 everywhere.
     """
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -219,6 +222,12 @@ PROBLEMS: dict[int, tuple[str, str, type[BaseModel], dict[str, str]]] = {
         {"Allow": "The methods the path accepts."},
     ),
     413: ("ContentTooLarge", "The body is over MAX_CONTENT_LENGTH.", s.Problem, {}),
+    415: (
+        "UnsupportedMediaType",
+        "The body is not sent as `application/json` (a charset parameter is fine).",
+        s.Problem,
+        {},
+    ),
     422: (
         "UnprocessableContent",
         "The JSON or the query failed validation; `errors` says where and why.",
@@ -232,6 +241,38 @@ PROBLEMS: dict[int, tuple[str, str, type[BaseModel], dict[str, str]]] = {
         {"X-Request-ID": "The same request id as in the body."},
     ),
 }
+
+
+def accepted_query(endpoint: str) -> frozenset[str]:
+    """The query parameters an endpoint takes: its operations' query models, or the websocket's."""
+    if endpoint == websocket.ENDPOINT:
+        return websocket.QUERY_PARAMETERS
+    return frozenset(
+        name
+        for op in OPERATIONS
+        if op.endpoint == endpoint and op.query is not None
+        for name in op.query.model_fields
+    )
+
+
+def refuse_unknown_query() -> None:
+    """Refuse (422) a query parameter this document does not list for the route.
+
+    Views with a query model refuse extras themselves; this hook covers every
+    route, item routes and POSTs included, so one added later cannot forget.
+    """
+    if request.url_rule is None or request.method == "OPTIONS":
+        return
+    unknown = sorted(set(request.args) - accepted_query(request.endpoint or ""))
+    if unknown:
+        raise unprocessable(
+            {
+                "loc": ["query", name],
+                "msg": "Extra inputs are not permitted",
+                "type": "extra_forbidden",
+            }
+            for name in unknown
+        )
 
 
 def operation_id(op: Operation) -> str:
@@ -360,15 +401,14 @@ def _operation(app: Flask, op: Operation, secured: bool) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for reply in sorted((op.reply, *op.also), key=lambda reply: reply.status):
         responses[str(reply.status)] = _reply(reply)
-    errors = {500}
+    # Unknown query parameters are refused on every route.
+    errors = {422, 500}
     if secured and op.path not in OPEN_PATHS:
         errors.add(401)
     if PATH_PARAM.search(op.path):
         errors.add(404)
     if op.body is not None:
-        errors |= {400, 413, 422}
-    if op.query is not None:
-        errors.add(422)
+        errors |= {400, 413, 415}
     for status in sorted(errors):
         responses.setdefault(str(status), _problem_ref(status))
     operation: dict[str, Any] = {
@@ -464,7 +504,8 @@ Every error is an RFC 9457 problem (`application/problem+json`, schema `Problem`
 `type`, `title`, `status`, `detail`. 400: the body is not JSON. 401: the token is
 missing or wrong. 404: no such resource (or no such path). 405: the path does not
 take this method (an `Allow` header lists those it takes). 409: the resource's
-state forbids it. 413: the body is over the size limit. 422: validation failed,
+state forbids it. 413: the body is over the size limit. 415: the body is not
+sent as `application/json`. 422: validation failed,
 with `errors`, a list of `{{loc, msg, type}}` (`ValidationProblem`). 500: an
 unexpected failure, with a `request_id` and nothing of its internals
 (`ServerProblem`). A refused request writes nothing.

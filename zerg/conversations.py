@@ -157,9 +157,14 @@ def add_message(
         touched = session.execute(TOUCH_THREAD, {"thread_id": thread_id, "now": now}).first()
     if touched is None:
         raise NotFound("Thread", thread_id)
+    # In the response's field order, which the payload keeps.
     values = {
         "thread_id": thread_id,
-        **message.model_dump(),
+        "role": message.role,
+        "content": message.content,
+        "tool_calls": message.tool_calls,
+        "tool_call_id": message.tool_call_id,
+        "name": message.name,
         "processed": processed,
         "partial": partial,
         "timestamp": now,

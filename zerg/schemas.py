@@ -23,6 +23,8 @@ from pydantic import Field
 from pydantic import StringConstraints
 from pydantic import TypeAdapter
 from pydantic import field_validator
+from pydantic import ValidationInfo
+from pydantic_core import PydanticCustomError
 from pydantic.json_schema import SkipJsonSchema
 from typing_extensions import TypedDict
 
@@ -47,9 +49,11 @@ def _check_cron(expression: str | None) -> str | None:
         return None
     expression = " ".join(expression.split())
     try:
-        cron.parse(expression)
+        upcoming = cron.next_fire_time(expression)
     except cron.CronError as exc:
         raise ValueError(f"invalid cron expression: {exc}") from None
+    if upcoming is None:
+        raise ValueError(f"the cron expression {expression!r} never fires: no date matches it")
     return expression
 
 
@@ -176,12 +180,48 @@ class ThreadUpdate(Partial):
     memory_strategy: MemoryStrategy | None = None
 
 
+# JSON Schema for what ``ThreadMessageCreate._content_or_tool_calls`` checks.
+_CONTENT_OR_TOOL_CALLS = {
+    "if": {
+        "properties": {"role": {"const": "assistant"}, "tool_calls": {"minItems": 1}},
+        "required": ["role", "tool_calls"],
+    },
+    "then": {},
+    "else": {
+        "required": ["content"],
+        "properties": {"content": {"type": "string", "minLength": 1}},
+    },
+}
+
+
 class ThreadMessageCreate(Request):
+    """A message; ``content`` may be empty or null only on an assistant message with tool calls.
+
+    That is the OpenAI message format: a model that calls tools often says
+    nothing else. Every other message must say something.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_CONTENT_OR_TOOL_CALLS)
+
     role: Role = "user"
-    content: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     name: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    # Last, so that its validator sees role and tool_calls.
+    content: Annotated[str | None, Field(max_length=MAX_TEXT, validate_default=True)] = None
+
+    @field_validator("content", mode="after")
+    @classmethod
+    def _content_or_tool_calls(cls, content: str | None, info: ValidationInfo) -> str:
+        if content or (info.data.get("role") == "assistant" and info.data.get("tool_calls")):
+            return content or ""
+        if content is None:
+            raise PydanticCustomError("missing", "Field required")
+        raise PydanticCustomError(
+            "string_too_short",
+            "String should have at least 1 character (only an assistant message with "
+            "tool_calls may be empty)",
+        )
 
 
 class Response(BaseModel):

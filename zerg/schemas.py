@@ -22,10 +22,10 @@ from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import StringConstraints
 from pydantic import TypeAdapter
-from pydantic import field_validator
 from pydantic import ValidationInfo
-from pydantic_core import PydanticCustomError
+from pydantic import field_validator
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
 from zerg.models import ID_MAX

@@ -60,6 +60,7 @@ def start(app: Flask) -> None:
     if EXTENSION_KEY in app.extensions:
         return
     migrate.prepare(app)
+    events.get_bus(app).start()
     locks = make_locks(db.get_database(app).engine)
     state = Running(locks=locks)
     app.extensions[EXTENSION_KEY] = state

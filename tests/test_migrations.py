@@ -54,7 +54,7 @@ def one_line_error(result: Result) -> str:
     assert result.exit_code == 1, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output
-    assert lines[0].startswith("Error: ")
+    assert lines[0].startswith("zerg: ")
     return lines[0]
 
 

@@ -17,6 +17,7 @@ from zerg import agents
 from zerg import db
 from zerg import migrate
 from zerg import serving
+from zerg.errors import StartupError
 from zerg.runs import cron
 
 db_cli = AppGroup("db", help="Create, migrate or reset zerg's database tables.")
@@ -29,11 +30,15 @@ def shown_url() -> str:
 
 @contextmanager
 def one_line_errors() -> Iterator[None]:
-    """Turn a refused migration into click's one-line error and a non-zero exit."""
+    """Turn Alembic's refusals into zerg's one-line start-up error and a non-zero exit.
+
+    zerg's own (:class:`zerg.errors.StartupError`: settings, schema) print
+    that way already.
+    """
     try:
         yield
-    except (migrate.SchemaError, CommandError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except CommandError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def describe(step: migrate.Step) -> str:

@@ -17,6 +17,8 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from zerg.errors import StartupError
+
 ENVIRONMENTS = ("development", "testing", "production")
 LLM_PROVIDERS = ("offline", "openai")
 EVENT_BACKENDS = ("memory", "redis")
@@ -25,7 +27,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-class ConfigError(ValueError):
+class ConfigError(StartupError):
     """A configuration value is missing, malformed or unsafe."""
 
 
@@ -215,7 +217,7 @@ def database_url(app: Flask) -> str:
 def check_safety(config: Mapping[str, Any]) -> None:
     """Refuse a production configuration that would leave the API open, or a useless one."""
     if config["ENVIRONMENT"] == "production" and not config["API_TOKEN"]:
-        raise ConfigError("ENVIRONMENT=production requires API_TOKEN to be set")
+        raise ConfigError("ENVIRONMENT=production requires API_TOKEN")
     if config["ENVIRONMENT"] == "production" and config["AUTO_CREATE_TABLES"]:
         raise ConfigError(
             "AUTO_CREATE_TABLES=true is refused in production, which never migrates at "

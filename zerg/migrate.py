@@ -48,6 +48,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from zerg import db
+from zerg.errors import StartupError
 from zerg.locks import lock_key
 from zerg.models import Base
 
@@ -58,7 +59,7 @@ VERSION_TABLE = "alembic_version"
 UPGRADE_HINT = "flask --app zerg db upgrade"
 
 
-class SchemaError(RuntimeError):
+class SchemaError(StartupError):
     """The database's schema is not one this code can use or migrate; one line says why."""
 
 

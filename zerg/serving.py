@@ -26,6 +26,7 @@ from flask import Flask
 
 from zerg import db
 from zerg import migrate
+from zerg.errors import StartupError
 from zerg.locks import Locks
 from zerg.locks import make_locks
 from zerg.realtime import events
@@ -49,6 +50,20 @@ class Running:
     locks: Locks
     stopping: threading.Event = field(default_factory=threading.Event)
     elector: threading.Thread | None = None
+
+
+def check_processes(app: Flask, processes: int) -> None:
+    """Refuse to serve from several processes with events that stay inside one.
+
+    With the in-memory bus, a websocket client would hear only what its own
+    worker did. Gunicorn's configuration calls this with its worker count
+    before any worker starts.
+    """
+    if processes > 1 and app.config["EVENT_BACKEND"] == "memory":
+        raise StartupError(
+            f"EVENT_BACKEND=memory keeps events inside one process, so {processes} workers "
+            "would split them: set EVENT_BACKEND=redis (and REDIS_URL) or WEB_CONCURRENCY=1"
+        )
 
 
 def start(app: Flask) -> None:

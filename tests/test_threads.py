@@ -42,6 +42,7 @@ THREAD_FIELDS = {
 }
 MESSAGE_FIELDS = {
     "partial",
+    "metadata",
     "id",
     "thread_id",
     "role",
@@ -339,6 +340,7 @@ def test_create_message_returns_every_field_with_its_default(
         "processed": False,
         "partial": False,
         "timestamp": message["timestamp"],
+        "metadata": None,
     }
     parse_utc(message["timestamp"])
     assert rows(ThreadMessage) == 1
@@ -970,3 +972,19 @@ def test_other_messages_still_need_content(
     error_type = "string_too_short" if body.get("content") == "" else "missing"
     assert_problem(response, 422, ["body", "content"], error_type)
     assert rows(ThreadMessage) == 0
+
+
+def test_a_message_keeps_the_metadata_it_was_sent_with(client: FlaskClient) -> None:
+    thread_id = create_thread(client, create_agent(client))["id"]
+    metadata = {"client_id": "abc", "nested": {"list": [1, 2.5, None]}}
+    response = client.post(
+        f"/api/threads/{thread_id}/messages", json={"content": "Hi", "metadata": metadata}
+    )
+    assert response.status_code == 201
+    assert response.get_json()["metadata"] == metadata
+    stored = client.get(f"/api/threads/{thread_id}/messages").get_json()
+    assert [message["metadata"] for message in stored] == [metadata]
+    refused = client.post(
+        f"/api/threads/{thread_id}/messages", json={"content": "Hi", "metadata": ["x"]}
+    )
+    assert_problem(refused, 422, ["body", "metadata"], "dict_type")

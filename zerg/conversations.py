@@ -168,6 +168,7 @@ def add_message(
         "processed": processed,
         "partial": partial,
         "timestamp": now,
+        "metadata": message.metadata,
     }
     message_id = session.execute(INSERT_MESSAGE, values).scalar_one()
     # Every column but the id is what was just bound: nothing to read back.

@@ -17,6 +17,7 @@ from typing import ClassVar
 from typing import Literal
 
 from pydantic import AfterValidator
+from pydantic import AliasChoices
 from pydantic import BaseModel
 from pydantic import ConfigDict
 from pydantic import Field
@@ -207,6 +208,9 @@ class ThreadMessageCreate(Request):
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     name: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="The client's own data about the message, returned as sent."
+    )
     # Last, so that its validator sees role and tool_calls.
     content: Annotated[str | None, Field(max_length=MAX_TEXT, validate_default=True)] = None
 
@@ -311,6 +315,8 @@ class ThreadMessageOut(Response):
     processed: bool
     partial: bool
     timestamp: datetime
+    # The ORM attribute is ``meta`` (see zerg.models); rows carry the column's name.
+    metadata: dict[str, Any] | None = Field(validation_alias=AliasChoices("meta", "metadata"))
 
 
 RunStatus = Literal["queued", "running", "success", "failed", "cancelled", "interrupted"]

@@ -469,8 +469,10 @@ which its direct reply echoes. Client frames, and the schema of each (in
 {rows}
 
 The server answers `pong`, `thread_history` (`thread_id`, the oldest {websocket.HISTORY_LIMIT}
-`messages`), `agent_state` (`data`: the agent), `subscribed` and
-`unsubscribe_success`, and then sends as things change: `thread_message`
+`messages`), `agent_state` (`data`: the agent), `subscribed`,
+`unsubscribe_success` and `message_sent` (`thread_id`, the stored `message` with
+its `metadata`, and `run_id`, null if a run of the thread was already active),
+and then sends as things change: `thread_message`
 (`thread_id`, `message`), `stream_start`, `stream_chunk` (`content`) and
 `stream_end` (with `thread_id` and `run_id`), and event relays `{{"type": ...,
 "data": ...}}` for `agent_created`, `agent_updated`, `agent_deleted`,

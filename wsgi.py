@@ -12,12 +12,14 @@ from __future__ import annotations
 from dotenv import load_dotenv
 
 from zerg import create_app
+from zerg import logs
 from zerg import serving
 from zerg.errors import StartupError
 
 load_dotenv()
 try:
     app = create_app()
+    logs.configure(app)
     serving.start(app)
 except StartupError as exc:
     exc.show()

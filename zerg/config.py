@@ -22,6 +22,8 @@ from zerg.errors import StartupError
 ENVIRONMENTS = ("development", "testing", "production")
 LLM_PROVIDERS = ("offline", "openai")
 EVENT_BACKENDS = ("memory", "redis")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -125,6 +127,8 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "WS_MAX_MESSAGE_SIZE": _as_int,
     "WS_SEND_QUEUE_SIZE": _as_int,
     "WS_DROP_GRACE_SECONDS": _as_seconds,
+    "LOG_LEVEL": _one_of(LOG_LEVELS),
+    "LOG_FORMAT": _one_of(LOG_FORMATS),
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -155,6 +159,8 @@ DEFAULTS: dict[str, Any] = {
     "WS_MAX_MESSAGE_SIZE": 256 * 1024,
     "WS_SEND_QUEUE_SIZE": 1024,
     "WS_DROP_GRACE_SECONDS": 5,
+    "LOG_LEVEL": "info",
+    "LOG_FORMAT": "text",
 }
 
 

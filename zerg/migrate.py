@@ -83,6 +83,8 @@ class Step:
     before: str | None
     after: str | None
     adopted: bool = False
+    # The zerg tables the step made (an upgrade of an empty database makes them all).
+    created: int = 0
 
     @property
     def changed(self) -> bool:
@@ -241,9 +243,11 @@ def upgrade(app: Flask, revision: str = "head") -> Step:
     """Upgrade the app's database to ``revision``, adopting a 0.1.0 database first."""
     with migrating(app) as connection:
         before = _current(connection)
+        tables = _zerg_tables(connection)
         adopted = before is None and _adopt(app, connection)
         command.upgrade(alembic_config(connection), revision)
-        return Step(before=before, after=_current(connection), adopted=adopted)
+        created = len(_zerg_tables(connection) - tables)
+        return Step(before=before, after=_current(connection), adopted=adopted, created=created)
 
 
 def downgrade(app: Flask, revision: str) -> Step:

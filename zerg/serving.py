@@ -89,6 +89,12 @@ def start(app: Flask) -> None:
             target=_campaign, args=(app, state), name="zerg-scheduler-election", daemon=True
         )
         state.elector.start()
+    log.info(
+        "instance %s serving %s with %s events",
+        get_runner(app).instance_id,
+        migrate.shown_url(app),
+        app.config["EVENT_BACKEND"],
+    )
     atexit.register(stop, app)
 
 
@@ -96,7 +102,7 @@ def _try_lead(app: Flask, state: Running) -> bool:
     """Take the scheduler lock if it is free, and start the scheduler if so."""
     if not state.locks.try_acquire(SCHEDULER_LOCK):
         return False
-    log.info("this process now runs the scheduler")
+    log.info("scheduler holder is now instance %s", get_runner(app).instance_id)
     scheduler.get_scheduler(app).start(reaper=state.locks)
     return True
 

@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import AfterValidator
 from pydantic import AliasChoices
 from pydantic import BaseModel
+from pydantic import BeforeValidator
 from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import StringConstraints
@@ -34,7 +35,15 @@ from zerg.runs import cron
 
 MAX_TEXT = 100_000
 
-Id = Annotated[int, Field(ge=1, le=ID_MAX)]
+
+def _whole_float(value: Any) -> Any:
+    """Take ``5.0`` as ``5``: JSON Schema calls it an integer, so the API does too."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# The bounds before the validator: the other way round pydantic's JSON Schema
+# says "ge"/"le" instead of "minimum"/"maximum".
+Id = Annotated[int, Field(ge=1, le=ID_MAX), BeforeValidator(_whole_float)]
 
 Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
 LongText = Annotated[str, Field(max_length=MAX_TEXT)]
@@ -58,7 +67,34 @@ def _check_cron(expression: str | None) -> str | None:
     return expression
 
 
-Schedule = Annotated[str | None, Field(max_length=100), AfterValidator(_check_cron)]
+# What the OpenAPI document shows of a schedule: the common forms (each field
+# "*", "*/n" or a list of numbers), with days of the month up to 28 so that
+# every expression it matches fires. The server also takes ranges (1-5) and
+# names (mon-fri); a generator that trusts the pattern never meets a refusal.
+_MINUTE = "[1-5]?[0-9]"
+_HOUR = "1?[0-9]|2[0-3]"
+_DAY = "[1-9]|1[0-9]|2[0-8]"
+_MONTH = "[1-9]|1[0-2]"
+_WEEKDAY = "[0-7]"
+CRON_PATTERN = (
+    "^"
+    + " ".join(
+        f"(\\*(/[1-9])?|({value})(,({value}))*)"
+        for value in (_MINUTE, _HOUR, _DAY, _MONTH, _WEEKDAY)
+    )
+    + "$"
+)
+
+Schedule = Annotated[
+    str | None,
+    Field(
+        max_length=100,
+        description="A 5-field crontab expression in UTC (day of week 0 and 7 are Sunday) "
+        "that fires at least once.",
+        json_schema_extra={"pattern": CRON_PATTERN},
+    ),
+    AfterValidator(_check_cron),
+]
 
 
 def _storable_problem(value: Any) -> str | None:
@@ -184,7 +220,10 @@ class ThreadUpdate(Partial):
 # JSON Schema for what ``ThreadMessageCreate._content_or_tool_calls`` checks.
 _CONTENT_OR_TOOL_CALLS = {
     "if": {
-        "properties": {"role": {"const": "assistant"}, "tool_calls": {"minItems": 1}},
+        "properties": {
+            "role": {"const": "assistant"},
+            "tool_calls": {"type": "array", "minItems": 1},
+        },
         "required": ["role", "tool_calls"],
     },
     "then": {},

@@ -10,7 +10,6 @@ import json
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 from datetime import UTC
@@ -22,6 +21,7 @@ import requests
 
 from tests.conftest import AppFactory
 from tests.helpers import wait_for
+from tests.test_gunicorn import free_port
 from zerg import serving
 from zerg.runs.pool import get_runner
 from zerg.runs.scheduler import run_scheduled_agent
@@ -80,12 +80,6 @@ def test_taking_the_scheduler_logs_the_new_holder(
     said = messages(caplog)
     assert f"scheduler holder is now instance {get_runner(app).instance_id}" in said
     assert any(m.startswith("scheduler started with") for m in said)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 from typing import Any
 
+import pytest
 import redis
 import requests
 from flask import Flask
@@ -14,8 +14,10 @@ from tests.conftest import REDIS_URL
 from tests.conftest import AppFactory
 from tests.conftest import serve
 from tests.helpers import http_agent_and_thread
+from tests.test_gunicorn import free_port
 from tests.wsclient import WSClient
 from zerg import serving
+from zerg.errors import StartupError
 from zerg.realtime import events
 from zerg.realtime.events import Event
 from zerg.realtime.events import EventBus
@@ -187,10 +189,13 @@ def test_building_an_app_needs_no_redis_and_starts_no_thread(
 ) -> None:
     """create_app only builds: `flask db init` works while Redis is down."""
     before = set(threading.enumerate())
-    down = make_app(EVENT_BACKEND="redis", REDIS_URL=f"redis://127.0.0.1:{closed_port()}/0")
+    down = make_app(EVENT_BACKEND="redis", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
     result = down.test_cli_runner().invoke(args=["db", "init"])
     assert result.exit_code == 0, result.output
     assert set(threading.enumerate()) == before
+    # Serving needs Redis, and says so in one line.
+    with pytest.raises(StartupError, match="EVENT_BACKEND=redis, but Redis at REDIS_URL fails"):
+        serving.start(down)
 
     up = make_app(EVENT_BACKEND="redis", REDIS_URL=REDIS_URL, EVENT_STREAM=redis_stream)
     assert set(threading.enumerate()) == before
@@ -198,10 +203,3 @@ def test_building_an_app_needs_no_redis_and_starts_no_thread(
     assert "zerg-redis-events" in {thread.name for thread in threading.enumerate()}
     serving.stop(up)
     assert "zerg-redis-events" not in {thread.name for thread in threading.enumerate()}
-
-
-def closed_port() -> int:
-    """A local port nothing listens on."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])

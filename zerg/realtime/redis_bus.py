@@ -17,6 +17,7 @@ from typing import cast
 
 import redis
 
+from zerg.errors import StartupError
 from zerg.realtime.events import Event
 from zerg.realtime.events import EventBus
 from zerg.realtime.events import id_key
@@ -53,7 +54,12 @@ class RedisEventBus(EventBus):
         """
         if self._listener is not None:
             return
-        newest = cast(Entries, self._redis.xrevrange(self.stream, count=1))
+        try:
+            newest = cast(Entries, self._redis.xrevrange(self.stream, count=1))
+        except redis.RedisError as exc:
+            raise StartupError(
+                f"EVENT_BACKEND=redis, but Redis at REDIS_URL fails: {exc}"
+            ) from None
         self._last = newest[0][0].decode() if newest else "0-0"
         self._listener = threading.Thread(
             target=self._listen, name="zerg-redis-events", daemon=True

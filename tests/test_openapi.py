@@ -284,8 +284,9 @@ def test_whole_floats_are_ids_as_json_schema_says(client: FlaskClient) -> None:
 
 def test_nul_and_unoffered_models_are_in_the_document(app: Flask) -> None:
     components = spec_of(app)["components"]["schemas"]
-    name = components["AgentCreate"]["properties"]["name"]
-    assert name["pattern"] == "^[^\\u0000]*$"
+    assert components["AgentCreate"]["properties"]["name"]["pattern"] == schemas.NAME_PATTERN
+    state = components["ThreadUpdate"]["properties"]["agent_state"]["anyOf"][0]
+    assert state["propertyNames"] == {"pattern": "^[^\\u0000]*$"}
     model = components["AgentCreate"]["properties"]["model"]["anyOf"][0]
     assert model["enum"] == ["offline"]
     config = components["AgentCreate"]["properties"]["config"]["anyOf"][0]

@@ -45,7 +45,20 @@ def _whole_float(value: Any) -> Any:
 # says "ge"/"le" instead of "minimum"/"maximum".
 Id = Annotated[int, Field(ge=1, le=ID_MAX), BeforeValidator(_whole_float)]
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+# The whitespace strip_whitespace removes (Unicode White_Space: pydantic-core
+# strips in Rust) as a JSON Schema (ECMA) character class; tests/test_schemas.py
+# holds it to what pydantic does.
+STRIPPED_WHITESPACE = (
+    "\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+# A name is stripped and then must not be empty: the document says "something
+# besides whitespace" (and, like all request text, no NUL).
+NAME_PATTERN = f"^[^\\u0000]*[^\\u0000{STRIPPED_WHITESPACE}][^\\u0000]*$"
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=255),
+    Field(json_schema_extra={"pattern": NAME_PATTERN}),
+]
 LongText = Annotated[str, Field(max_length=MAX_TEXT)]
 ModelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 AgentStatus = Literal["idle", "running", "error"]

@@ -14,6 +14,9 @@ import signal
 import threading
 from typing import Any
 
+from dotenv import load_dotenv
+from gunicorn import glogging
+
 _host, _port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
 bind = os.environ.get("BIND", f"{_host}:{_port}")
 wsgi_app = "wsgi:app"
@@ -26,8 +29,56 @@ threads = int(os.environ.get("GUNICORN_THREADS", "128"))
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
 RUN_GRACE = max(graceful_timeout - 5, 0)
 keepalive = 5
-accesslog = os.environ.get("ACCESS_LOG") or None
+# One access line per request on stdout by default; ACCESS_LOG names a file,
+# or is set empty to turn it off.
+accesslog = os.environ.get("ACCESS_LOG", "-") or None
 errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+
+class Logger(glogging.Logger):
+    """With LOG_FORMAT=json, gunicorn's own lines (errors, access) are JSON objects too."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        if os.environ.get("LOG_FORMAT", "text").strip().lower() != "json":
+            return
+        from zerg.logs import JSONFormatter
+
+        for log in (self.error_log, self.access_log):
+            for handler in log.handlers:
+                handler.setFormatter(JSONFormatter())
+
+
+logger_class = Logger
+
+
+def refuse_to_start(workers: int) -> None:
+    """Exit with one line, before any worker boots, if zerg could not serve as configured.
+
+    The workers would each fail the same way (a bad setting), or worse, start
+    and split events between them (the in-memory bus with several workers).
+    """
+    from zerg import create_app
+    from zerg import serving
+    from zerg.errors import StartupError
+
+    load_dotenv()
+    try:
+        serving.check_processes(create_app(), workers)
+    except StartupError as exc:
+        exc.show()
+        raise SystemExit(1) from None
+
+
+def nworkers_changed(server: Any, new_value: int, old_value: int | None) -> None:
+    """Check once gunicorn knows its worker count (``-w`` included), before it logs a line.
+
+    ``old_value`` is None only for that first setting; TTIN/TTOU at run time
+    are the operator's to get right.
+    """
+    if old_value is None:
+        refuse_to_start(new_value)
 
 
 def post_worker_init(worker: Any) -> None:

@@ -597,6 +597,12 @@ CREATE_REFUSALS = [
         encode({"name": "a", "schedule": ""}), ["body", "schedule"], "value_error", id="cron-empty"
     ),
     pytest.param(
+        encode({"name": "a", "schedule": "0 0 31 2 *"}),
+        ["body", "schedule"],
+        "value_error",
+        id="cron-never-fires",
+    ),
+    pytest.param(
         encode({"name": "a", "model": "gpt-imaginary"}),
         ["body", "model"],
         "unknown_model",
@@ -923,3 +929,17 @@ def test_non_finite_numbers_in_config_are_refused(
     assert response.status_code in (400, 422)
     assert response.mimetype == PROBLEM_JSON
     assert rows(Agent) == 0
+
+
+@pytest.mark.parametrize("schedule", ["0 0 31 2 *", "0 0 30 2 *", "0 0 31 4,6,9,11 *"])
+def test_a_schedule_that_can_never_fire_is_refused_saying_why(
+    client: FlaskClient, rows: Rows, schedule: str
+) -> None:
+    response = client.post("/api/agents", json={"name": "never", "schedule": schedule})
+    body = assert_problem(response, 422, ["body", "schedule"], "value_error")
+    assert "never fires" in body["errors"][0]["msg"]
+    assert rows(Agent) == 0
+    agent = create_agent(client, schedule="0 0 29 2 *")  # leap days do come
+    assert agent["next_run_at"] is not None
+    response = client.patch(f"/api/agents/{agent['id']}", json={"schedule": schedule})
+    assert_problem(response, 422, ["body", "schedule"], "value_error")

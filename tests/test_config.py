@@ -71,6 +71,8 @@ def test_the_callers_mapping_wins_over_the_environment(
         ({"LLM_PROVIDER": "magic"}, "LLM_PROVIDER must list one or more of offline, openai"),
         ({"LLM_PROVIDER": "openai"}, "LLM_PROVIDER=openai needs OPENAI_API_KEY"),
         ({"ENVIRONMENT": "production"}, "ENVIRONMENT=production requires API_TOKEN"),
+        ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of debug, info, warning, error"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of text, json"),
         (
             {"ENVIRONMENT": "production", "API_TOKEN": "t", "AUTO_CREATE_TABLES": True},
             "AUTO_CREATE_TABLES=true is refused in production",

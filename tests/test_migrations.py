@@ -54,7 +54,7 @@ def one_line_error(result: Result) -> str:
     assert result.exit_code == 1, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1, result.output
-    assert lines[0].startswith("Error: ")
+    assert lines[0].startswith("zerg: ")
     return lines[0]
 
 
@@ -156,7 +156,7 @@ def test_a_fresh_database_upgrades_to_head_and_check_is_clean(empty_app: Flask) 
     """The test that fails when a model changes without a migration."""
     result = flask_db(empty_app, "upgrade")
     assert result.exit_code == 0, result.output
-    assert "Created the tables in" in result.output
+    assert "Created 5 tables in" in result.output
     assert result.output.strip().endswith(f"at {migrate.head()} (head)")
     check = flask_db(empty_app, "check")
     assert check.exit_code == 0, check.output
@@ -355,9 +355,9 @@ def test_two_flask_db_upgrade_processes_migrate_once(empty_database_url: str) ->
     ]
     outputs = [process.communicate(timeout=60)[0].decode() for process in processes]
     assert [process.returncode for process in processes] == [0, 0], outputs
-    said = sorted("Created the tables" in output for output in outputs)
+    said = sorted("Created 5 tables in" in output for output in outputs)
     assert said == [False, True], outputs
-    assert any(f"is already at {migrate.head()} (head)" in output for output in outputs)
+    assert any(f"is already up to date at {migrate.head()} (head)" in output for output in outputs)
 
 
 def test_a_second_migration_waits_for_the_lock(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
+import pytest
 import redis
 import requests
 from flask import Flask
@@ -13,7 +15,10 @@ from tests.conftest import AppFactory
 from tests.conftest import serve
 from tests.helpers import http_agent_and_thread
 from tests.helpers import wait_for
+from tests.test_gunicorn import free_port
 from tests.wsclient import WSClient
+from zerg import serving
+from zerg.errors import StartupError
 from zerg.realtime import events
 from zerg.realtime.events import Event
 from zerg.realtime.events import EventBus
@@ -122,6 +127,8 @@ def test_two_workers_share_events_through_redis(make_app: AppFactory, redis_stre
         "OFFLINE_DELAY_SECONDS": 0.005,
     }
     worker_a, worker_b = make_app(**config), make_app(**config)
+    serving.start(worker_a)
+    serving.start(worker_b)
     with serve(worker_a) as a, serve(worker_b) as b:
         agent, thread = http_agent_and_thread(b.url, "shared")
         topics = f"agent:{agent['id']},thread:{thread['id']}"
@@ -172,6 +179,7 @@ def test_the_redis_bus_reports_a_trimmed_history(redis_stream: str) -> None:
     from zerg.realtime.redis_bus import RedisEventBus
 
     bus = RedisEventBus(REDIS_URL, stream=redis_stream, window=3)
+    bus.start()
     try:
         client = redis.Redis.from_url(REDIS_URL)
         ids = [
@@ -187,3 +195,24 @@ def test_the_redis_bus_reports_a_trimmed_history(redis_stream: str) -> None:
         assert bus.since("nonsense") is None
     finally:
         bus.close()
+
+
+def test_building_an_app_needs_no_redis_and_starts_no_thread(
+    make_app: AppFactory, redis_stream: str
+) -> None:
+    """create_app only builds: `flask db init` works while Redis is down."""
+    before = set(threading.enumerate())
+    down = make_app(EVENT_BACKEND="redis", REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+    result = down.test_cli_runner().invoke(args=["db", "init"])
+    assert result.exit_code == 0, result.output
+    assert set(threading.enumerate()) == before
+    # Serving needs Redis, and says so in one line.
+    with pytest.raises(StartupError, match="EVENT_BACKEND=redis, but Redis at REDIS_URL fails"):
+        serving.start(down)
+
+    up = make_app(EVENT_BACKEND="redis", REDIS_URL=REDIS_URL, EVENT_STREAM=redis_stream)
+    assert set(threading.enumerate()) == before
+    serving.start(up)
+    assert "zerg-redis-events" in {thread.name for thread in threading.enumerate()}
+    serving.stop(up)
+    assert "zerg-redis-events" not in {thread.name for thread in threading.enumerate()}

@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import re
+import sys
 import types
 import typing
 from datetime import datetime
+from typing import Annotated
 from typing import Any
 from typing import cast
 
 import pytest
 from flask import Flask
 from pydantic import BaseModel
+from pydantic import StringConstraints
 from pydantic import TypeAdapter
+from pydantic import ValidationError
 from sqlalchemy import JSON
 from sqlalchemy import Table
 from sqlalchemy import select
 
 from tests.helpers import create_agent
 from zerg import db
+from zerg import schemas
 from zerg.models import Agent
 from zerg.models import AgentMessage
 from zerg.models import Base
@@ -93,3 +99,18 @@ def test_rows_serialise_as_the_models_do(app: Flask) -> None:
                 for name, value in rows[0].items()
                 if isinstance(value, datetime) and name in first
             )
+
+
+def test_the_documented_whitespace_is_what_pydantic_strips() -> None:
+    """A name of whitespace only is refused after stripping; the document must say the same."""
+    documented = re.compile(f"[{schemas.STRIPPED_WHITESPACE}]")
+    stripped = TypeAdapter(Annotated[str, StringConstraints(strip_whitespace=True)])
+    # Every code point but the surrogates, which no JSON text decodes to.
+    every = [chr(n) for n in range(sys.maxunicode + 1) if not 0xD800 <= n <= 0xDFFF]
+    wrong = [c for c in every if bool(documented.fullmatch(c)) != (not stripped.validate_python(c))]
+    assert wrong == []
+    for name in ("\u2028", " \u3000\t", "\x00a"):
+        assert not re.fullmatch(schemas.NAME_PATTERN, name)
+        with pytest.raises(ValidationError):
+            schemas.AgentCreate.model_validate({"name": name})
+    assert re.fullmatch(schemas.NAME_PATTERN, " a\u3000\x1c")

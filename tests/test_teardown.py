@@ -18,7 +18,9 @@ def test_a_burst_of_requests_leaves_no_connection_checked_out(
         statuses += [
             client.get(f"/api/agents/{agent['id']}").status_code,
             client.get("/api/agents/9999").status_code,
-            client.post("/api/agents", data="{not json").status_code,
+            client.post(
+                "/api/agents", data="{not json", content_type="application/json"
+            ).status_code,
             client.post("/api/agents", json={"name": ""}).status_code,
             client.post(
                 f"/api/threads/{thread['id']}/messages", json={"content": f"m{index}"}

@@ -42,6 +42,7 @@ THREAD_FIELDS = {
 }
 MESSAGE_FIELDS = {
     "partial",
+    "metadata",
     "id",
     "thread_id",
     "role",
@@ -339,6 +340,7 @@ def test_create_message_returns_every_field_with_its_default(
         "processed": False,
         "partial": False,
         "timestamp": message["timestamp"],
+        "metadata": None,
     }
     parse_utc(message["timestamp"])
     assert rows(ThreadMessage) == 1
@@ -929,3 +931,60 @@ def test_nul_characters_in_messages_are_refused_on_every_database(
 
     assert response.status_code == 422
     assert rows(ThreadMessage) == 0
+
+
+@pytest.mark.parametrize("content", [None, "", "absent"])
+def test_an_assistant_message_with_tool_calls_may_have_empty_content(
+    client: FlaskClient, content: str | None
+) -> None:
+    """As in the OpenAI message format, where a model that calls tools often says nothing."""
+    agent = client.post("/api/agents", json={"name": "a"}).get_json()
+    thread = client.post("/api/threads", json={"agent_id": agent["id"]}).get_json()
+    call = {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    body: dict[str, Any] = {"role": "assistant", "tool_calls": [call]}
+    if content != "absent":
+        body["content"] = content
+    response = client.post(f"/api/threads/{thread['id']}/messages", json=body)
+    assert response.status_code == 201, response.get_json()
+    message = response.get_json()
+    assert (message["content"], message["tool_calls"]) == ("", [call])
+    stored = client.get(f"/api/threads/{thread['id']}/messages").get_json()
+    assert [m["content"] for m in stored] == [""]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"role": "assistant"},
+        {"role": "assistant", "content": ""},
+        {"role": "assistant", "content": None, "tool_calls": []},
+        {"role": "user", "content": "", "tool_calls": [{"id": "x"}]},
+        {"role": "tool", "tool_calls": [{"id": "x"}]},
+        {"content": None},
+    ],
+)
+def test_other_messages_still_need_content(
+    client: FlaskClient, rows: Callable[..., int], body: dict[str, Any]
+) -> None:
+    agent = client.post("/api/agents", json={"name": "a"}).get_json()
+    thread = client.post("/api/threads", json={"agent_id": agent["id"]}).get_json()
+    response = client.post(f"/api/threads/{thread['id']}/messages", json=body)
+    error_type = "string_too_short" if body.get("content") == "" else "missing"
+    assert_problem(response, 422, ["body", "content"], error_type)
+    assert rows(ThreadMessage) == 0
+
+
+def test_a_message_keeps_the_metadata_it_was_sent_with(client: FlaskClient) -> None:
+    thread_id = create_thread(client, create_agent(client))["id"]
+    metadata = {"client_id": "abc", "nested": {"list": [1, 2.5, None]}}
+    response = client.post(
+        f"/api/threads/{thread_id}/messages", json={"content": "Hi", "metadata": metadata}
+    )
+    assert response.status_code == 201
+    assert response.get_json()["metadata"] == metadata
+    stored = client.get(f"/api/threads/{thread_id}/messages").get_json()
+    assert [message["metadata"] for message in stored] == [metadata]
+    refused = client.post(
+        f"/api/threads/{thread_id}/messages", json={"content": "Hi", "metadata": ["x"]}
+    )
+    assert_problem(refused, 422, ["body", "metadata"], "dict_type")

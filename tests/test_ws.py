@@ -232,9 +232,23 @@ def test_send_message_stores_and_broadcasts(
         assert frame["message"]["content"] == "hello over the socket"
         assert frame["message"]["role"] == "user"
         assert frame["message"]["processed"] is False
+    # The sender's direct reply echoes its message_id, after the events of its commit.
+    sent = next(frame for frame in iter(sender.recv, None) if frame["type"] == "message_sent")
+    assert sent["message_id"] == "send-1"
+    assert sent["thread_id"] == thread["id"]
+    assert sent["message"]["content"] == "hello over the socket"
+    assert sent["message"]["metadata"] == {"client": "test"}
+    assert isinstance(sent["run_id"], int)
     stored = api("GET", f"/threads/{thread['id']}/messages").json()
     assert [m["content"] for m in stored] == ["hello over the socket"]
+    assert stored[0] == sent["message"]
     assert rows(ThreadMessage) == 1
+    # The metadata is kept, and comes back with the history too.
+    later = connect(f"?initial_topics=thread:{thread['id']}")
+    # The run's events may come first: the subscription precedes the read.
+    replies = iter(later.recv, None)
+    history = next(frame for frame in replies if frame["type"] == "thread_history")["messages"]
+    assert history[0]["metadata"] == {"client": "test"}
 
 
 @pytest.mark.parametrize(
@@ -259,6 +273,14 @@ def test_send_message_stores_and_broadcasts(
         (json.dumps({"type": "send_message", "thread_id": 999, "content": "x"}), "Thread 999"),
         (json.dumps({"type": "send_message", "thread_id": 1}), "invalid send_message message"),
         (json.dumps({"type": "send_message", "thread_id": 1, "content": ""}), "invalid send"),
+        (
+            json.dumps({"type": "send_message", "thread_id": 1, "content": "x", "metadata": [1]}),
+            "invalid send_message message",
+        ),
+        (
+            json.dumps({"type": "send_message", "thread_id": 1, "content": "x", "metadata": "m"}),
+            "invalid send_message message",
+        ),
         (json.dumps({"type": "unsubscribe"}), "invalid unsubscribe message"),
     ],
 )

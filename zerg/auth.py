@@ -51,6 +51,7 @@ def init_app(app: Flask) -> None:
         if not token_matches(given, expected):
             raise APIError(
                 401,
-                "A valid API token is required: send Authorization: Bearer <token>.",
+                "A valid API token is required: send Authorization: Bearer <token> "
+                "(a websocket passes it as ?token=<token>).",
                 headers={"WWW-Authenticate": 'Bearer realm="zerg"'},
             )

@@ -15,8 +15,10 @@ from werkzeug.serving import run_simple
 
 from zerg import agents
 from zerg import db
+from zerg import logs
 from zerg import migrate
 from zerg import serving
+from zerg.errors import StartupError
 from zerg.runs import cron
 
 db_cli = AppGroup("db", help="Create, migrate or reset zerg's database tables.")
@@ -29,11 +31,15 @@ def shown_url() -> str:
 
 @contextmanager
 def one_line_errors() -> Iterator[None]:
-    """Turn a refused migration into click's one-line error and a non-zero exit."""
+    """Turn Alembic's refusals into zerg's one-line start-up error and a non-zero exit.
+
+    zerg's own (:class:`zerg.errors.StartupError`: settings, schema) print
+    that way already.
+    """
     try:
         yield
-    except (migrate.SchemaError, CommandError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except CommandError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def describe(step: migrate.Step) -> str:
@@ -47,9 +53,9 @@ def describe(step: migrate.Step) -> str:
             f"{migrate.BASELINE} and upgraded them to {after}"
         )
     if not step.changed:
-        return f"{shown_url()} is already at {after}"
+        return f"{shown_url()} is already up to date at {after}"
     if step.before is None:
-        return f"Created the tables in {shown_url()} at {after}"
+        return f"Created {step.created} tables in {shown_url()} at {after}"
     return f"Migrated {shown_url()} from {step.before} to {after}"
 
 
@@ -171,6 +177,7 @@ def list_command() -> None:
 def serve_command(host: str, port: int, reload: bool) -> None:
     """Serve the API and websocket with the scheduler and run workers (development server)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
+    logs.configure(app)
     # With the reloader, the first process only watches files; the child serves.
     if not reload or is_running_from_reloader():
         with one_line_errors():

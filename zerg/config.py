@@ -17,17 +17,21 @@ from flask import Flask
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from zerg.errors import StartupError
+
 ENVIRONMENTS = ("development", "testing", "production")
 LLM_PROVIDERS = ("offline", "openai")
 EVENT_BACKENDS = ("memory", "redis")
 # After downtime: skip the ticks missed (logging them), or run the latest once.
 SCHEDULE_CATCH_UP = ("none", "latest")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("text", "json")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
-class ConfigError(ValueError):
+class ConfigError(StartupError):
     """A configuration value is missing, malformed or unsafe."""
 
 
@@ -127,6 +131,8 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "WS_MAX_MESSAGE_SIZE": _as_int,
     "WS_SEND_QUEUE_SIZE": _as_int,
     "WS_DROP_GRACE_SECONDS": _as_seconds,
+    "LOG_LEVEL": _one_of(LOG_LEVELS),
+    "LOG_FORMAT": _one_of(LOG_FORMATS),
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -159,6 +165,8 @@ DEFAULTS: dict[str, Any] = {
     "WS_MAX_MESSAGE_SIZE": 256 * 1024,
     "WS_SEND_QUEUE_SIZE": 1024,
     "WS_DROP_GRACE_SECONDS": 5,
+    "LOG_LEVEL": "info",
+    "LOG_FORMAT": "text",
 }
 
 
@@ -221,7 +229,7 @@ def database_url(app: Flask) -> str:
 def check_safety(config: Mapping[str, Any]) -> None:
     """Refuse a production configuration that would leave the API open, or a useless one."""
     if config["ENVIRONMENT"] == "production" and not config["API_TOKEN"]:
-        raise ConfigError("ENVIRONMENT=production requires API_TOKEN to be set")
+        raise ConfigError("ENVIRONMENT=production requires API_TOKEN")
     if config["ENVIRONMENT"] == "production" and config["AUTO_CREATE_TABLES"]:
         raise ConfigError(
             "AUTO_CREATE_TABLES=true is refused in production, which never migrates at "

@@ -156,12 +156,18 @@ def add_message(
         raise NotFound("Thread", thread_id)
     now = utcnow()
     session.execute(TOUCH_THREAD, {"thread_id": thread_id, "now": now})
+    # In the response's field order, which the payload keeps.
     values = {
         "thread_id": thread_id,
-        **message.model_dump(),
+        "role": message.role,
+        "content": message.content,
+        "tool_calls": message.tool_calls,
+        "tool_call_id": message.tool_call_id,
+        "name": message.name,
         "processed": processed,
         "partial": partial,
         "timestamp": now,
+        "metadata": message.metadata,
     }
     message_id = session.execute(INSERT_MESSAGE, values).scalar_one()
     # Every column but the id is what was just bound: nothing to read back.

@@ -6,8 +6,10 @@ import logging
 import uuid
 from collections.abc import Iterable
 from http import HTTPStatus
+from typing import IO
 from typing import Any
 
+import click
 from flask import Flask
 from flask import Response
 from flask import json
@@ -18,6 +20,18 @@ from werkzeug.routing import WebsocketMismatch
 PROBLEM_MIMETYPE = "application/problem+json"
 
 log = logging.getLogger(__name__)
+
+
+class StartupError(click.ClickException):
+    """A setting or the database stops zerg from starting; one line says why.
+
+    A click exception, so that every ``flask`` command (Flask builds the app
+    inside click) prints it as that line and exits 1, without a traceback;
+    ``wsgi.py`` and ``gunicorn.conf.py`` call :meth:`show` the same way.
+    """
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"zerg: {self.format_message()}", file=file, err=True)
 
 
 class APIError(Exception):

@@ -48,6 +48,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from zerg import db
+from zerg.errors import StartupError
 from zerg.locks import lock_key
 from zerg.models import Base
 
@@ -58,7 +59,7 @@ VERSION_TABLE = "alembic_version"
 UPGRADE_HINT = "flask --app zerg db upgrade"
 
 
-class SchemaError(RuntimeError):
+class SchemaError(StartupError):
     """The database's schema is not one this code can use or migrate; one line says why."""
 
 
@@ -82,6 +83,8 @@ class Step:
     before: str | None
     after: str | None
     adopted: bool = False
+    # The zerg tables the step made (an upgrade of an empty database makes them all).
+    created: int = 0
 
     @property
     def changed(self) -> bool:
@@ -240,9 +243,11 @@ def upgrade(app: Flask, revision: str = "head") -> Step:
     """Upgrade the app's database to ``revision``, adopting a 0.1.0 database first."""
     with migrating(app) as connection:
         before = _current(connection)
+        tables = _zerg_tables(connection)
         adopted = before is None and _adopt(app, connection)
         command.upgrade(alembic_config(connection), revision)
-        return Step(before=before, after=_current(connection), adopted=adopted)
+        created = len(_zerg_tables(connection) - tables)
+        return Step(before=before, after=_current(connection), adopted=adopted, created=created)
 
 
 def downgrade(app: Flask, revision: str) -> Step:

@@ -179,6 +179,9 @@ class ThreadMessage(Base):
     # True for an assistant reply cut short by a cancelled run.
     partial: Mapped[bool] = mapped_column(Boolean, default=False)
     timestamp: Mapped[datetime] = mapped_column(default=utcnow)
+    # The client's own data about the message, kept and returned as sent. The
+    # column is "metadata"; the attribute cannot be, the declarative base owns it.
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONType)
 
     thread: Mapped[Thread] = relationship(back_populates="messages")
 

@@ -15,15 +15,20 @@ from typing import Annotated
 from typing import Any
 from typing import ClassVar
 from typing import Literal
+from zoneinfo import available_timezones
 
 from pydantic import AfterValidator
+from pydantic import AliasChoices
 from pydantic import BaseModel
+from pydantic import BeforeValidator
 from pydantic import ConfigDict
 from pydantic import Field
 from pydantic import StringConstraints
 from pydantic import TypeAdapter
+from pydantic import ValidationInfo
 from pydantic import field_validator
 from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
 from zerg.models import ID_MAX
@@ -31,9 +36,30 @@ from zerg.runs import cron
 
 MAX_TEXT = 100_000
 
-Id = Annotated[int, Field(ge=1, le=ID_MAX)]
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=255)]
+def _whole_float(value: Any) -> Any:
+    """Take ``5.0`` as ``5``: JSON Schema calls it an integer, so the API does too."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+# The bounds before the validator: the other way round pydantic's JSON Schema
+# says "ge"/"le" instead of "minimum"/"maximum".
+Id = Annotated[int, Field(ge=1, le=ID_MAX), BeforeValidator(_whole_float)]
+
+# The whitespace strip_whitespace removes (Unicode White_Space: pydantic-core
+# strips in Rust) as a JSON Schema (ECMA) character class; tests/test_schemas.py
+# holds it to what pydantic does.
+STRIPPED_WHITESPACE = (
+    "\\t-\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+)
+# A name is stripped and then must not be empty: the document says "something
+# besides whitespace" (and, like all request text, no NUL).
+NAME_PATTERN = f"^[^\\u0000]*[^\\u0000{STRIPPED_WHITESPACE}][^\\u0000]*$"
+Name = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=255),
+    Field(json_schema_extra={"pattern": NAME_PATTERN}),
+]
 LongText = Annotated[str, Field(max_length=MAX_TEXT)]
 ModelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 # The statuses a client may set: "running" follows the agent's runs (and a
@@ -49,9 +75,11 @@ def _check_cron(expression: str | None) -> str | None:
         return None
     expression = " ".join(expression.split())
     try:
-        cron.parse(expression)
+        upcoming = cron.next_fire_time(expression)
     except cron.CronError as exc:
         raise ValueError(f"invalid cron expression: {exc}") from None
+    if upcoming is None:
+        raise ValueError(f"the cron expression {expression!r} never fires: no date matches it")
     return expression
 
 
@@ -63,9 +91,57 @@ def _check_zone(name: str) -> str:
     return name
 
 
-Schedule = Annotated[str | None, Field(max_length=100), AfterValidator(_check_cron)]
-CronText = Annotated[str, Field(min_length=1, max_length=100), AfterValidator(_check_cron)]
-TimeZone = Annotated[str, Field(min_length=1, max_length=64), AfterValidator(_check_zone)]
+# What the OpenAPI document shows of a schedule: the common forms (each field
+# "*", "*/n" or a list of numbers), with days of the month up to 28 so that
+# every expression it matches fires. The server also takes ranges (1-5) and
+# names (mon-fri); a generator that trusts the pattern never meets a refusal.
+_MINUTE = "[1-5]?[0-9]"
+_HOUR = "1?[0-9]|2[0-3]"
+_DAY = "[1-9]|1[0-9]|2[0-8]"
+_MONTH = "[1-9]|1[0-2]"
+_WEEKDAY = "[0-7]"
+CRON_PATTERN = (
+    "^"
+    + " ".join(
+        f"(\\*(/[1-9])?|({value})(,({value}))*)"
+        for value in (_MINUTE, _HOUR, _DAY, _MONTH, _WEEKDAY)
+    )
+    + "$"
+)
+CRON_DESCRIPTION = (
+    "A 5-field crontab expression (day of week 0 and 7 are Sunday), read in a time zone, "
+    "that fires at least once."
+)
+
+Schedule = Annotated[
+    str | None,
+    Field(
+        max_length=100,
+        description=CRON_DESCRIPTION,
+        json_schema_extra={"pattern": CRON_PATTERN},
+    ),
+    AfterValidator(_check_cron),
+]
+CronText = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=100,
+        description=CRON_DESCRIPTION,
+        json_schema_extra={"pattern": CRON_PATTERN},
+    ),
+    AfterValidator(_check_cron),
+]
+TimeZone = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=64,
+        description="An IANA time zone, such as Europe/Berlin.",
+        json_schema_extra={"enum": sorted(available_timezones() | {cron.DEFAULT_ZONE})},
+    ),
+    AfterValidator(_check_zone),
+]
 
 
 def _storable_problem(value: Any) -> str | None:
@@ -204,12 +280,54 @@ class ThreadUpdate(Partial):
     memory_strategy: MemoryStrategy | None = None
 
 
+# JSON Schema for what ``ThreadMessageCreate._content_or_tool_calls`` checks.
+_CONTENT_OR_TOOL_CALLS = {
+    "if": {
+        "properties": {
+            "role": {"const": "assistant"},
+            "tool_calls": {"type": "array", "minItems": 1},
+        },
+        "required": ["role", "tool_calls"],
+    },
+    "then": {},
+    "else": {
+        "required": ["content"],
+        "properties": {"content": {"type": "string", "minLength": 1}},
+    },
+}
+
+
 class ThreadMessageCreate(Request):
+    """A message; ``content`` may be empty or null only on an assistant message with tool calls.
+
+    That is the OpenAI message format: a model that calls tools often says
+    nothing else. Every other message must say something.
+    """
+
+    model_config = ConfigDict(json_schema_extra=_CONTENT_OR_TOOL_CALLS)
+
     role: Role = "user"
-    content: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
     tool_calls: list[dict[str, Any]] | None = None
     tool_call_id: Annotated[str, Field(min_length=1, max_length=255)] | None = None
     name: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    metadata: dict[str, Any] | None = Field(
+        default=None, description="The client's own data about the message, returned as sent."
+    )
+    # Last, so that its validator sees role and tool_calls.
+    content: Annotated[str | None, Field(max_length=MAX_TEXT, validate_default=True)] = None
+
+    @field_validator("content", mode="after")
+    @classmethod
+    def _content_or_tool_calls(cls, content: str | None, info: ValidationInfo) -> str:
+        if content or (info.data.get("role") == "assistant" and info.data.get("tool_calls")):
+            return content or ""
+        if content is None:
+            raise PydanticCustomError("missing", "Field required")
+        raise PydanticCustomError(
+            "string_too_short",
+            "String should have at least 1 character (only an assistant message with "
+            "tool_calls may be empty)",
+        )
 
 
 class Response(BaseModel):
@@ -304,6 +422,8 @@ class ThreadMessageOut(Response):
     processed: bool
     partial: bool
     timestamp: datetime
+    # The ORM attribute is ``meta`` (see zerg.models); rows carry the column's name.
+    metadata: dict[str, Any] | None = Field(validation_alias=AliasChoices("meta", "metadata"))
 
 
 RunStatus = Literal["queued", "running", "success", "failed", "cancelled", "interrupted"]

@@ -32,6 +32,7 @@ from flask import Flask
 
 from zerg import db
 from zerg import migrate
+from zerg.errors import StartupError
 from zerg.locks import Locks
 from zerg.locks import make_locks
 from zerg.realtime import events
@@ -56,6 +57,20 @@ class Running:
     keeper: threading.Thread | None = None
 
 
+def check_processes(app: Flask, processes: int) -> None:
+    """Refuse to serve from several processes with events that stay inside one.
+
+    With the in-memory bus, a websocket client would hear only what its own
+    worker did. Gunicorn's configuration calls this with its worker count
+    before any worker starts.
+    """
+    if processes > 1 and app.config["EVENT_BACKEND"] == "memory":
+        raise StartupError(
+            f"EVENT_BACKEND=memory keeps events inside one process, so {processes} workers "
+            "would split them: set EVENT_BACKEND=redis (and REDIS_URL) or WEB_CONCURRENCY=1"
+        )
+
+
 def start(app: Flask) -> None:
     """Start this serving process's background work (once per app).
 
@@ -65,6 +80,7 @@ def start(app: Flask) -> None:
     if EXTENSION_KEY in app.extensions:
         return
     migrate.prepare(app)
+    events.get_bus(app).start()
     locks = make_locks(db.get_database(app).engine)
     state = Running(locks=locks)
     app.extensions[EXTENSION_KEY] = state
@@ -77,6 +93,12 @@ def start(app: Flask) -> None:
         _try_lead(app, state)
     state.keeper = threading.Thread(target=_keep, args=(app, state), name="zerg-locks", daemon=True)
     state.keeper.start()
+    log.info(
+        "instance %s serving %s with %s events",
+        get_runner(app).instance_id,
+        migrate.shown_url(app),
+        app.config["EVENT_BACKEND"],
+    )
     atexit.register(stop, app)
 
 
@@ -84,7 +106,7 @@ def _try_lead(app: Flask, state: Running) -> bool:
     """Take the scheduler lock if it is free, and start the scheduler if so."""
     if not state.locks.try_acquire(scheduler.LOCK):
         return False
-    log.info("this process now runs the scheduler")
+    log.info("scheduler holder is now instance %s", get_runner(app).instance_id)
     scheduler.get_scheduler(app).start(locks=state.locks)
     return True
 

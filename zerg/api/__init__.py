@@ -25,4 +25,5 @@ def init_app(app: Flask) -> None:
         api.register_blueprint(resource.bp)
     if app.config["ENVIRONMENT"] == "development":
         api.register_blueprint(admin.bp)
+    api.before_request(openapi.refuse_unknown_query)
     app.register_blueprint(api)

@@ -28,10 +28,19 @@ def parse_body(schema: type[RequestT]) -> RequestT:
     """Validate the JSON body against ``schema``: 400 if it is not JSON, 422 if it is wrong.
 
     Reading the body enforces MAX_CONTENT_LENGTH (413) before anything is parsed.
+    A body declared as anything but ``application/json`` is refused (415) even
+    if it parses: a form or ``text/plain`` POST is what any web page can make a
+    browser send cross-origin without a preflight.
     """
     raw = request.get_data(cache=True)
     if not raw.strip():
         raise APIError(400, "The request body must be a JSON object.")
+    if request.mimetype != JSON_MIMETYPE:
+        raise APIError(
+            415,
+            f"The request body must be sent as Content-Type: {JSON_MIMETYPE}, "
+            f"not {request.mimetype or 'none'}.",
+        )
     try:
         return schema.model_validate_json(raw)
     except ValidationError as exc:

@@ -38,6 +38,7 @@ from flask import Flask
 from flask import Response
 from flask import current_app
 from flask import render_template_string
+from flask import request
 from pydantic import BaseModel
 from pydantic import TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
@@ -46,7 +47,9 @@ from pydantic.json_schema import models_json_schema
 from zerg import schemas as s
 from zerg.auth import OPEN_PATHS
 from zerg.errors import PROBLEM_MIMETYPE
+from zerg.errors import unprocessable
 from zerg.realtime import websocket
+from zerg.runs.providers import get_providers
 
 EXTENSION_KEY = "zerg.openapi"
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -74,8 +77,9 @@ class Operation:
     """One method on one path, and what the spec says about it.
 
     The generic errors are derived rather than listed, so they cannot be
-    forgotten: 404 for a path with an id, 400/413/422 for a JSON body, 422 for
-    a query model, 401 when a token is configured, 500 everywhere.
+    forgotten: 404 for a path with an id, 400/413/415 for a JSON body, 422
+    everywhere (an unknown query parameter), 401 when a token is configured,
+    500 everywhere.
     """
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -225,6 +229,12 @@ PROBLEMS: dict[int, tuple[str, str, type[BaseModel], dict[str, str]]] = {
         {"Allow": "The methods the path accepts."},
     ),
     413: ("ContentTooLarge", "The body is over MAX_CONTENT_LENGTH.", s.Problem, {}),
+    415: (
+        "UnsupportedMediaType",
+        "The body is not sent as `application/json` (a charset parameter is fine).",
+        s.Problem,
+        {},
+    ),
     422: (
         "UnprocessableContent",
         "The JSON or the query failed validation; `errors` says where and why.",
@@ -238,6 +248,38 @@ PROBLEMS: dict[int, tuple[str, str, type[BaseModel], dict[str, str]]] = {
         {"X-Request-ID": "The same request id as in the body."},
     ),
 }
+
+
+def accepted_query(endpoint: str) -> frozenset[str]:
+    """The query parameters an endpoint takes: its operations' query models, or the websocket's."""
+    if endpoint == websocket.ENDPOINT:
+        return websocket.QUERY_PARAMETERS
+    return frozenset(
+        name
+        for op in OPERATIONS
+        if op.endpoint == endpoint and op.query is not None
+        for name in op.query.model_fields
+    )
+
+
+def refuse_unknown_query() -> None:
+    """Refuse (422) a query parameter this document does not list for the route.
+
+    Views with a query model refuse extras themselves; this hook covers every
+    route, item routes and POSTs included, so one added later cannot forget.
+    """
+    if request.url_rule is None or request.method == "OPTIONS":
+        return
+    unknown = sorted(set(request.args) - accepted_query(request.endpoint or ""))
+    if unknown:
+        raise unprocessable(
+            {
+                "loc": ["query", name],
+                "msg": "Extra inputs are not permitted",
+                "type": "extra_forbidden",
+            }
+            for name in unknown
+        )
 
 
 def operation_id(op: Operation) -> str:
@@ -279,23 +321,83 @@ def _without_null(schema: dict[str, Any]) -> dict[str, Any]:
     return {**outer, **rest[0]} if len(rest) == 1 else {**outer, "anyOf": rest}
 
 
-def _component_schemas() -> dict[str, Any]:
+def _model_ids(app: Flask) -> list[str]:
+    return [model.id for model in get_providers(app).models()]
+
+
+def _component_schemas(model_ids: list[str]) -> dict[str, Any]:
     """The components, straight from pydantic, plus what its schema cannot say.
 
     A PUT/PATCH body (``schemas.Partial``) refuses ``null`` for the fields in
     ``NOT_NULL`` in a validator, and an absent field means "unchanged", not
     ``null``; pydantic's schema shows neither, so both are written in here.
+    An agent's ``model`` must be one the configured providers offer, and
+    request text may not hold NUL (``schemas.Storable``): both are checked by
+    code, and written in here too.
     """
     _, top = models_json_schema(_models(), ref_template=REF_TEMPLATE)
     components: dict[str, Any] = top["$defs"]
-    for model, _mode in _models():
+    for model, mode in _models():
+        if mode == "validation" and issubclass(model, s.Storable):
+            _storable(components[model.__name__])
         if isinstance(model, type) and issubclass(model, s.Partial):
             properties = components[model.__name__]["properties"]
             for name, schema in properties.items():
                 schema.pop("default", None)
                 if name in model.NOT_NULL:
                     properties[name] = _without_null(schema)
+    for model in (s.AgentCreate, s.AgentUpdate):
+        choice = components[model.__name__]["properties"]["model"]
+        for branch in choice.get("anyOf", [choice]):
+            if branch.get("type") == "string":
+                branch["enum"] = model_ids
+    components[STORABLE_JSON] = _storable_json()
     return dict(sorted(components.items()))
+
+
+# Text without NUL: what ``schemas.Storable`` lets through (PostgreSQL stores no NUL).
+NO_NUL = "^[^\\u0000]*$"
+STORABLE_JSON = "StorableJSON"
+
+
+def _storable_json() -> dict[str, Any]:
+    """Any JSON value a request may carry inside an object: no NUL in any text, keys included."""
+    ref = {"$ref": REF_TEMPLATE.format(model=STORABLE_JSON)}
+    return {
+        "description": "Any JSON value, but no text (keys included) may contain NUL.",
+        "anyOf": [
+            {"type": "string", "pattern": NO_NUL},
+            {"type": "number"},
+            {"type": "boolean"},
+            {"type": "null"},
+            {"type": "array", "items": ref},
+            {"type": "object", "propertyNames": {"pattern": NO_NUL}, "additionalProperties": ref},
+        ],
+    }
+
+
+def _storable(schema: Any) -> None:
+    """Say in a request schema what ``schemas.Storable`` refuses: NUL in any text.
+
+    Free-form objects (``config``, ``agent_state``, ``metadata``) are checked
+    to any depth, so their values are described by the recursive ``StorableJSON``.
+    """
+    if isinstance(schema, list):
+        for item in schema:
+            _storable(item)
+        return
+    if not isinstance(schema, dict):
+        return
+    if schema.get("type") == "string" and not {"pattern", "enum", "const"} & set(schema):
+        schema["pattern"] = NO_NUL
+    if schema.get("type") == "object" and schema.get("additionalProperties") is True:
+        schema["propertyNames"] = {"pattern": NO_NUL}
+        schema["additionalProperties"] = {"$ref": REF_TEMPLATE.format(model=STORABLE_JSON)}
+    for key in ("properties", "$defs"):
+        for value in schema.get(key, {}).values():
+            _storable(value)
+    for key in ("items", "anyOf", "oneOf", "allOf", "else", "then", "if"):
+        _storable(schema.get(key))
 
 
 def _query_parameters(model: type[BaseModel], page_cap: int) -> list[dict[str, Any]]:
@@ -353,6 +455,45 @@ def _reply(reply: Reply) -> dict[str, Any]:
     return answer
 
 
+# Which path or query parameter a response model's ``id`` fills.
+ID_PARAMETERS: dict[type[BaseModel], str] = {
+    s.AgentOut: "agent_id",
+    s.ThreadOut: "thread_id",
+    s.RunOut: "run_id",
+}
+
+
+def _links(app: Flask, reply: Reply) -> dict[str, Any]:
+    """Link a resource just created (201/202) to every operation that takes one of its ids.
+
+    The new resource's ``id`` fills the parameter named for it (``agent_id``
+    for an agent), and its own ``*_id`` fields the parameters of that name
+    (a thread's ``agent_id``, a run's ``thread_id``), so a client, or a
+    stateful fuzzer, can chain real ids from one call to the next.
+    """
+    if reply.status not in (201, 202) or reply.model not in ID_PARAMETERS:
+        return {}
+    fields = {ID_PARAMETERS[reply.model]: "$response.body#/id"}
+    for name in reply.model.model_fields:
+        if name.endswith("_id"):
+            fields.setdefault(name, f"$response.body#/{name}")
+    links: dict[str, Any] = {}
+    for target in operations_for(app):
+        path_ids = PATH_PARAM.findall(target.path)
+        query_ids = set(target.query.model_fields) if target.query is not None else set()
+        if path_ids and set(path_ids) <= set(fields):
+            parameters = {f"path.{name}": fields[name] for name in path_ids}
+        elif not path_ids and query_ids & set(fields) and target.method == "GET":
+            parameters = {f"query.{name}": fields[name] for name in sorted(query_ids & set(fields))}
+        else:
+            continue
+        links[operation_id(target)] = {
+            "operationId": operation_id(target),
+            "parameters": parameters,
+        }
+    return links
+
+
 def _problem_ref(status: int) -> dict[str, str]:
     return {"$ref": f"#/components/responses/{PROBLEMS[status][0]}"}
 
@@ -366,15 +507,17 @@ def _operation(app: Flask, op: Operation, secured: bool) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for reply in sorted((op.reply, *op.also), key=lambda reply: reply.status):
         responses[str(reply.status)] = _reply(reply)
-    errors = {500}
+        links = _links(app, reply)
+        if links:
+            responses[str(reply.status)]["links"] = links
+    # Unknown query parameters are refused on every route.
+    errors = {422, 500}
     if secured and op.path not in OPEN_PATHS:
         errors.add(401)
     if PATH_PARAM.search(op.path):
         errors.add(404)
     if op.body is not None:
-        errors |= {400, 413, 422}
-    if op.query is not None:
-        errors.add(422)
+        errors |= {400, 413, 415}
     for status in sorted(errors):
         responses.setdefault(str(status), _problem_ref(status))
     operation: dict[str, Any] = {
@@ -435,8 +578,10 @@ which its direct reply echoes. Client frames, and the schema of each (in
 {rows}
 
 The server answers `pong`, `thread_history` (`thread_id`, the oldest {websocket.HISTORY_LIMIT}
-`messages`), `agent_state` (`data`: the agent), `subscribed` and
-`unsubscribe_success`, and then sends as things change: `thread_message`
+`messages`), `agent_state` (`data`: the agent), `subscribed`,
+`unsubscribe_success` and `message_sent` (`thread_id`, the stored `message` with
+its `metadata`, and `run_id`, null if a run of the thread was already active),
+and then sends as things change: `thread_message`
 (`thread_id`, `message`), `stream_start`, `stream_chunk` (`content`) and
 `stream_end` (with `thread_id` and `run_id`), and event relays `{{"type": ...,
 "data": ...}}` for `agent_created`, `agent_updated`, `agent_deleted`,
@@ -470,7 +615,8 @@ Every error is an RFC 9457 problem (`application/problem+json`, schema `Problem`
 `type`, `title`, `status`, `detail`. 400: the body is not JSON. 401: the token is
 missing or wrong. 404: no such resource (or no such path). 405: the path does not
 take this method (an `Allow` header lists those it takes). 409: the resource's
-state forbids it. 413: the body is over the size limit. 422: validation failed,
+state forbids it. 413: the body is over the size limit. 415: the body is not
+sent as `application/json`. 422: validation failed,
 with `errors`, a list of `{{loc, msg, type}}` (`ValidationProblem`). 500: an
 unexpected failure, with a `request_id` and nothing of its internals
 (`ServerProblem`). A refused request writes nothing.
@@ -502,7 +648,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
         "tags": [{"name": tag, "description": TAGS[tag]} for tag in used_tags],
         "paths": paths,
         "components": {
-            "schemas": _component_schemas(),
+            "schemas": _component_schemas(_model_ids(app)),
             "responses": _problem_responses(),
         },
     }

@@ -201,6 +201,9 @@ class EventBus:
             return None
         return [event for event in recent if id_key(event.id or "")[1] > key[1]]
 
+    def start(self) -> None:
+        """Begin receiving events published by other processes (none, in memory)."""
+
     def close(self) -> None:
         """Release what the bus holds (nothing, in memory)."""
 

@@ -17,6 +17,7 @@ from typing import cast
 
 import redis
 
+from zerg.errors import StartupError
 from zerg.realtime.events import Event
 from zerg.realtime.events import EventBus
 from zerg.realtime.events import id_key
@@ -35,14 +36,30 @@ class RedisEventBus(EventBus):
     """The in-memory bus's interface, with Redis carrying the events between processes."""
 
     def __init__(self, url: str, *, stream: str, window: int) -> None:
+        """Prepare the client; connect to nothing (redis-py connects on first use)."""
         super().__init__(window=window)
         self.stream = stream
         self.window = window
         self._redis = redis.Redis.from_url(url)
         self._stopping = threading.Event()
-        # Start reading after what the stream already holds: those events
-        # happened before this process was listening.
-        newest = cast(Entries, self._redis.xrevrange(stream, count=1))
+        self._last = "0-0"
+        self._listener: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the listener thread, reading after what the stream already holds.
+
+        Those events happened before this process was listening. Called by
+        the serving process (``zerg.serving.start``), so that building an app
+        for a CLI command or a test neither needs Redis nor starts a thread.
+        """
+        if self._listener is not None:
+            return
+        try:
+            newest = cast(Entries, self._redis.xrevrange(self.stream, count=1))
+        except redis.RedisError as exc:
+            raise StartupError(
+                f"EVENT_BACKEND=redis, but Redis at REDIS_URL fails: {exc}"
+            ) from None
         self._last = newest[0][0].decode() if newest else "0-0"
         self._listener = threading.Thread(
             target=self._listen, name="zerg-redis-events", daemon=True
@@ -69,7 +86,8 @@ class RedisEventBus(EventBus):
     def close(self) -> None:
         """Stop the listener and the connection pool."""
         self._stopping.set()
-        self._listener.join(timeout=BLOCK_MS / 1000 + 2)
+        if self._listener is not None:
+            self._listener.join(timeout=BLOCK_MS / 1000 + 2)
         self._redis.close()
 
     def _listen(self) -> None:

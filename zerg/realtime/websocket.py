@@ -45,6 +45,9 @@ from zerg.schemas import ThreadMessageOut
 from zerg.schemas import dump_row
 
 HISTORY_LIMIT = 100
+ENDPOINT = "api.ws.websocket"
+# The handshake's query: ``token`` too, because browsers cannot set headers on it.
+QUERY_PARAMETERS = frozenset({"initial_topics", "last_event_id", "token"})
 RECEIVE_POLL_SECONDS = 1.0
 
 log = logging.getLogger(__name__)
@@ -202,19 +205,31 @@ def on_unsubscribe(client: Client, frame: TopicsFrame, message_id: Any) -> None:
 
 
 def on_send_message(client: Client, frame: SendMessageFrame, message_id: Any) -> None:
-    """Store a user message and start a run to answer it.
+    """Store a user message, with its metadata, and start a run to answer it.
 
-    The thread's watchers (the sender too, if subscribed) get
-    ``thread_message`` and then the streamed reply. If a run of the thread is
-    already active, the message waits and that run's follow-up answers it.
+    The sender gets ``message_sent`` echoing its ``message_id``, with the
+    stored message and the run started (``run_id`` is null if a run of the
+    thread is already active: the message waits and that run's follow-up
+    answers it). The thread's watchers (the sender too, if subscribed) get
+    ``thread_message`` and then the streamed reply.
     """
-    message = ThreadMessageCreate(role="user", content=frame.content)
+    message = ThreadMessageCreate(role="user", content=frame.content, metadata=frame.metadata)
     try:
         with session_scope(client.app) as session:
-            conversations.add_message(session, frame.thread_id, message)
-            runs.queue_thread_run_if_idle(session, frame.thread_id, "websocket")
+            stored = conversations.add_message(session, frame.thread_id, message)
+            run = runs.queue_thread_run_if_idle(session, frame.thread_id, "websocket")
+            run_id = run.id if run is not None else None
     except NotFound as exc:
         raise ProtocolError(exc.detail, {"thread_id": frame.thread_id}) from None
+    client.reply(
+        {
+            "type": "message_sent",
+            "message_id": message_id,
+            "thread_id": frame.thread_id,
+            "message": stored,
+            "run_id": run_id,
+        }
+    )
 
 
 Handler = Callable[[Client, Any, Any], None]

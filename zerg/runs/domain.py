@@ -246,6 +246,13 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
         agent.last_error = error
         _settle_agent(session, agent, "failed")
         _count_outcome(session, agent, run)
+        log.warning(
+            "run %s ended: agent %s, trigger %s, status failed: %s",
+            run.id,
+            agent.id,
+            run.trigger,
+            error,
+        )
         _announce_run(session, run)
         agents.announce_update(session, agent)
         return None
@@ -257,6 +264,9 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
     _announce_run(session, run)
     agents.announce_update(session, agent)
     events.announce(session, events.stream_event(EventType.STREAM_START, run.thread_id, run.id))
+    log.info(
+        "run %s started: agent %s, trigger %s, model %s", run.id, agent.id, run.trigger, agent.model
+    )
     return Execution(
         run_id=run.id,
         thread_id=run.thread_id,
@@ -327,6 +337,15 @@ def _record(run: Run, agent: Agent, execution: Execution) -> None:
         run.completion_tokens = execution.usage.completion_tokens
         run.total_tokens = execution.usage.total_tokens
     agent.last_error = execution.error if execution.status == "failed" else None
+    log.info(
+        "run %s ended: agent %s, trigger %s, status %s, %d ms, %s tokens",
+        run.id,
+        agent.id,
+        run.trigger,
+        run.status,
+        run.duration_ms,
+        run.total_tokens if run.total_tokens is not None else "unknown",
+    )
 
 
 def _count_outcome(session: Session, agent: Agent, run: Run) -> None:

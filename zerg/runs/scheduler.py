@@ -100,7 +100,13 @@ def run_scheduled_agent(app: Flask, agent_id: int, scheduled_for: datetime | Non
                 # Nothing to run is the agent's state, not the scheduler's failure.
                 log.warning("agent %s has no task instructions; skipping its tick", agent_id)
                 return False
-            domain.queue_agent_run(session, agent_id, "schedule", scheduled_for)
+            run = domain.queue_agent_run(session, agent_id, "schedule", scheduled_for)
+            log.info(
+                "schedule fired: agent %s, scheduled for %s, run %s",
+                agent_id,
+                scheduled_for.isoformat(),
+                run.id,
+            )
     except IntegrityError:
         log.info("agent %s already ran for %s; skipping the duplicate", agent_id, scheduled_for)
         return False

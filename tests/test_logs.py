@@ -1,0 +1,134 @@
+"""What an operator can follow: one line per scheduler change, scheduled fire and run.
+
+And the process-wide settings: an access log by default under gunicorn,
+``LOG_LEVEL``, and ``LOG_FORMAT=json`` giving one JSON object per line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from datetime import UTC
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.conftest import AppFactory
+from tests.helpers import wait_for
+from tests.test_gunicorn import free_port
+from zerg import serving
+from zerg.runs.pool import get_runner
+from zerg.runs.scheduler import run_scheduled_agent
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [record.getMessage() for record in caplog.records]
+
+
+def test_each_run_logs_one_line_as_it_starts_and_one_as_it_ends(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="zerg")
+    client = make_app(OFFLINE_DELAY_SECONDS=0.001).test_client()
+    agent = client.post("/api/agents", json={"name": "logged"}).get_json()
+    thread = client.post("/api/threads", json={"agent_id": agent["id"]}).get_json()
+    client.post(f"/api/threads/{thread['id']}/messages", json={"content": "hi"})
+    run = client.post(f"/api/threads/{thread['id']}/run").get_json()
+    wait_for(lambda: client.get(f"/api/runs/{run['id']}").get_json()["status"] == "success")
+    finished = client.get(f"/api/runs/{run['id']}").get_json()
+    said = messages(caplog)
+    started = f"run {run['id']} started: agent {agent['id']}, trigger api, model offline"
+    ended = (
+        f"run {run['id']} ended: agent {agent['id']}, trigger api, status success, "
+        f"{finished['duration_ms']} ms, {finished['total_tokens']} tokens"
+    )
+    assert said.count(started) == 1, said
+    assert said.count(ended) == 1, said
+
+
+def test_a_scheduled_fire_logs_its_agent_and_time(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="zerg")
+    app = make_app(OFFLINE_DELAY_SECONDS=0.001)
+    client = app.test_client()
+    agent = client.post(
+        "/api/agents", json={"name": "cron", "task_instructions": "t", "schedule": "* * * * *"}
+    ).get_json()
+    tick = datetime.now(UTC).replace(second=0, microsecond=0)
+    assert run_scheduled_agent(app, agent["id"], scheduled_for=tick) is True
+    fired = [m for m in messages(caplog) if m.startswith("schedule fired:")]
+    assert fired == [
+        f"schedule fired: agent {agent['id']}, scheduled for {tick.isoformat()}, run 1"
+    ]
+
+
+def test_taking_the_scheduler_logs_the_new_holder(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="zerg")
+    app = make_app(SCHEDULER_ENABLED=True)
+    serving.start(app)
+    said = messages(caplog)
+    assert f"scheduler holder is now instance {get_runner(app).instance_id}" in said
+    assert any(m.startswith("scheduler started with") for m in said)
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_gunicorn_logs_access_by_default_and_json_on_request(
+    database_url: str, make_app: AppFactory, tmp_path: Path, log_format: str
+) -> None:
+    make_app()  # the tables
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in {"API_TOKEN", "ACCESS_LOG"}},
+        "ENVIRONMENT": "testing",
+        "DATABASE_URL": database_url,
+        "AUTO_CREATE_TABLES": "false",
+        "EVENT_BACKEND": "memory",
+        "WEB_CONCURRENCY": "1",
+        "GUNICORN_THREADS": "4",
+        "PORT": str(port),
+        "LOG_FORMAT": log_format,
+        "LOG_LEVEL": "info",
+    }
+    log = tmp_path / "gunicorn.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=output,
+        )
+    try:
+
+        def healthy() -> bool:
+            try:
+                return requests.get(f"http://127.0.0.1:{port}/api/health", timeout=2).ok
+            except requests.RequestException:
+                return False
+
+        wait_for(healthy, "gunicorn to answer", timeout=30)
+        wait_for(lambda: "GET /api/health" in log.read_text(), "the access line")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+    lines = log.read_text().splitlines()
+    access = [line for line in lines if "GET /api/health" in line]
+    assert access
+    if log_format == "json":
+        entries = [json.loads(line) for line in lines]  # every line is one object
+        assert all({"time", "level", "logger", "message"} <= set(entry) for entry in entries)
+        assert any(entry["logger"] == "gunicorn.access" for entry in entries)
+        assert any(entry["logger"].startswith("zerg") for entry in entries)
+    else:
+        assert any(" INFO zerg." in line for line in lines), lines

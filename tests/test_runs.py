@@ -481,6 +481,8 @@ def test_a_run_is_cancelled_from_another_worker(
     """The cancel travels over the bus to the worker executing the run."""
     shared = {"EVENT_BACKEND": "redis", "REDIS_URL": redis_url, "EVENT_STREAM": redis_stream}
     owner, other = make_app(**SLOW, **shared), make_app(**SLOW, **shared)
+    for worker in (owner, other):
+        serving.start(worker)  # the Redis listener starts with the serving process
     client = owner.test_client()
     thread = new_thread(client)
     run_id = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]

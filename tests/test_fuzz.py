@@ -25,21 +25,24 @@ import os
 import random
 import socket
 import string
+import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Callable
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import schemathesis
 from flask import Flask
 from hypothesis import HealthCheck
-from hypothesis import Phase
 from hypothesis import settings
 
 from tests.conftest import AppFactory
 from tests.conftest import LiveServer
+from tests.conftest import serve
 from tests.helpers import wait_for
 from tests.wsclient import WSClient
 from zerg import create_app
@@ -130,26 +133,38 @@ def test_every_operation_survives_fuzzing(case: Any, fuzz_app: Flask) -> None:
     case.call_and_validate(app=fuzz_app)
 
 
-def test_stateful_sequences_chain_real_ids_through_the_links(fuzz_app: Flask) -> None:
-    """Follow the document's links (create, then use the id), with every check on each step."""
+def test_stateful_sequences_chain_real_ids_through_the_links(
+    fuzz_app: Flask, tmp_path: Path
+) -> None:
+    """Follow the document's links (create, then use the id) with every check on each step.
 
-    class Workflow(api.as_state_machine()):  # type: ignore[misc]
-        def get_call_kwargs(self, case: Any) -> dict[str, Any]:
-            return {"app": fuzz_app}
-
-    # Generation only: the server's state moves on between scenarios, so a
-    # replay (shrinking, or derandomized generation walking its tree) would
-    # draw differently and Hypothesis would call the strategy flaky.
-    Workflow.run(
-        settings=settings(
-            max_examples=EXAMPLES,
-            stateful_step_count=6,
-            phases=[Phase.generate],
-            database=None,
-            deadline=None,
-            suppress_health_check=list(HealthCheck),
+    As a user would: schemathesis's own command against the app over real HTTP.
+    In-process, Hypothesis replays scenarios against a server whose state has
+    moved on and calls its own strategy flaky (it did, one run in two).
+    """
+    refusals = ", ".join(f'"{status}"' for status in REFUSALS)
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(f"[checks.negative_data_rejection]\nexpected-statuses = [{refusals}]\n")
+    command = [str(Path(sys.executable).with_name("schemathesis")), "--config-file", str(config)]
+    with serve(fuzz_app) as server:
+        done = subprocess.run(
+            [
+                *command,
+                "run",
+                f"{server.url}/api/openapi.json",
+                "--checks=all",
+                "--phases=stateful",
+                f"--max-examples={EXAMPLES}",
+                f"--seed={SEED}",
+                "--no-color",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=600,
         )
-    )
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+    assert "✅ Stateful" in done.stdout and " passed" in done.stdout
 
 
 @pytest.fixture

@@ -440,7 +440,11 @@ def _settle_agent(session: Session, agent: Agent, outcome: str) -> None:
     session.flush()
     # Runs of one agent that end at once take turns on its row, so the last
     # to end sees that the others have (PostgreSQL reads committed rows only).
-    session.execute(select(Agent.id).where(Agent.id == agent.id).with_for_update())
+    # FOR NO KEY UPDATE, not FOR UPDATE: the latter also waits for the key-share
+    # locks that inserting the agent's new threads and runs takes, and with a
+    # scheduled tick being queued at the same moment PostgreSQL saw a deadlock.
+    locked = select(Agent.id).where(Agent.id == agent.id).with_for_update(key_share=True)
+    session.execute(locked)
     if agents.is_running(session, agent.id):
         agent.status = "running"
     else:

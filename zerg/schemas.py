@@ -113,25 +113,14 @@ CRON_DESCRIPTION = (
     "that fires at least once."
 )
 
-Schedule = Annotated[
-    str | None,
-    Field(
-        max_length=100,
-        description=CRON_DESCRIPTION,
-        json_schema_extra={"pattern": CRON_PATTERN},
-    ),
-    AfterValidator(_check_cron),
-]
-CronText = Annotated[
-    str,
-    Field(
-        min_length=1,
-        max_length=100,
-        description=CRON_DESCRIPTION,
-        json_schema_extra={"pattern": CRON_PATTERN},
-    ),
-    AfterValidator(_check_cron),
-]
+_CRON_FIELD: dict[str, Any] = {
+    "max_length": 100,
+    "description": CRON_DESCRIPTION,
+    "json_schema_extra": {"pattern": CRON_PATTERN},
+}
+# An agent's schedule (null: none), and a cron expression that must be given.
+Schedule = Annotated[str | None, Field(**_CRON_FIELD), AfterValidator(_check_cron)]
+CronText = Annotated[str, Field(min_length=1, **_CRON_FIELD), AfterValidator(_check_cron)]
 TimeZone = Annotated[
     str,
     Field(

@@ -419,10 +419,12 @@ def mark_interrupted(
             run.error = "the process running it stopped before it finished"
         run.status, run.finished_at = "interrupted", now
         _announce_run(session, run)
-    for agent_id in sorted({run.agent_id for run in stale}):
+    # One ended run per agent is enough for its record: they all ended alike.
+    ended = {run.agent_id: run for run in stale}
+    for agent_id in sorted(ended):
         agent = session.get(Agent, agent_id)
         if agent is not None:
-            agent.last_run_at, agent.last_run_status = now, "interrupted"
+            _count_outcome(session, agent, ended[agent_id])
             if agent.status == "running":
                 _settle_agent(session, agent, "interrupted")
             agents.announce_update(session, agent)

@@ -213,14 +213,19 @@ def build_context(
     """Return the messages to send the model and the ids of the messages they answer.
 
     When the thread is longer than ``limit`` the newest messages are kept:
-    the model must see what it is answering.
+    the model must see what it is answering. The unanswered ones are read
+    first: under PostgreSQL's READ COMMITTED each statement sees the newest
+    commits, so a message that lands in between is then in the context but
+    not marked answered (a follow-up run answers it), rather than marked
+    answered without the model having seen it.
     """
+    answered = conversations.unanswered(session, thread_id)
     newest = conversations.context_messages(session, thread_id, limit)
     messages = [{"role": "system", "content": agent.system_instructions}]
     if not agent.system_instructions.strip():
         messages = []
     messages += [{"role": role, "content": content} for role, content in reversed(newest)]
-    return messages, conversations.unanswered(session, thread_id)
+    return messages, answered
 
 
 def begin_run(session: Session, run_id: int) -> Execution | None:

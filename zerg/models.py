@@ -191,9 +191,10 @@ class Run(Base):
 
     ``scheduled_for`` is set only for scheduled runs; the unique constraint on
     (agent, scheduled time) is what stops a trigger that fires twice from
-    running twice. NULLs never collide, so manual runs are unaffected. The
-    partial unique index allows one active (queued or running) run per thread,
-    even when two requests race to start one.
+    running twice. NULLs never collide, so manual runs are unaffected. A
+    thread may have several queued runs (``multitask_strategy=enqueue``),
+    which start one after the other; the partial unique index allows one
+    running run per thread, whoever races to start one.
     """
 
     __tablename__ = "runs"
@@ -201,11 +202,11 @@ class Run(Base):
         UniqueConstraint("agent_id", "scheduled_for"),
         Index("ix_runs_status", "status"),
         Index(
-            "uq_runs_active_thread",
+            "uq_runs_running_thread",
             "thread_id",
             unique=True,
-            sqlite_where=text("status IN ('queued', 'running')"),
-            postgresql_where=text("status IN ('queued', 'running')"),
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
         ),
     )
 
@@ -219,6 +220,11 @@ class Run(Base):
     # The process (its runner's instance id) that executes the run; recovery
     # interrupts a run only when that process is gone.
     owner: Mapped[str | None] = mapped_column(String(32))
+    # Set when someone asks a running run to stop: "cancel" (a client's cancel)
+    # or the multitask strategy of the run taking its place, "interrupt" (keep
+    # the partial reply) or "rollback" (drop it). Whichever commits first, the
+    # request or the run's end, decides how the run ends.
+    stop_requested: Mapped[str | None] = mapped_column(String(16))
     scheduled_for: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

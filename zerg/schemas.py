@@ -432,6 +432,9 @@ class RunOut(Response):
     thread_id: int | None
     trigger: str
     status: str
+    stop_requested: str | None = Field(
+        description="Set once a running run is asked to stop: cancel, interrupt or rollback."
+    )
     scheduled_for: datetime | None
     started_at: datetime | None
     finished_at: datetime | None

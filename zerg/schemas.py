@@ -417,6 +417,23 @@ class ThreadMessageOut(Response):
 
 RunStatus = Literal["queued", "running", "success", "failed", "cancelled", "interrupted"]
 RunTrigger = Literal["manual", "schedule", "api", "websocket"]
+# What a run asked for while its thread has an active run does (see zerg.runs.domain).
+MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
+MULTITASK_STRATEGY = Field(
+    default="reject",
+    description=(
+        "If the thread already has an active run: `reject` it (409), `enqueue` this run "
+        "to start when the runs before it have ended (FIFO), or stop the active run and "
+        "start this one instead, keeping its partial reply (`interrupt`) or removing it "
+        "(`rollback`)."
+    ),
+)
+
+
+class ThreadRunCreate(Request):
+    """The optional body of a thread run: what to do if the thread is busy."""
+
+    multitask_strategy: MultitaskStrategy = MULTITASK_STRATEGY
 
 
 class RunQuery(Page):
@@ -432,8 +449,9 @@ class RunOut(Response):
     thread_id: int | None
     trigger: str
     status: str
-    stop_requested: str | None = Field(
-        description="Set once a running run is asked to stop: cancel, interrupt or rollback."
+    stop_requested: Literal["cancel", "interrupt", "rollback"] | None = Field(
+        description="Set once a running run is asked to stop, saying why: a cancel, or the "
+        "multitask strategy of a newer run taking its place."
     )
     scheduled_for: datetime | None
     started_at: datetime | None

@@ -49,6 +49,13 @@ def parse_body(schema: type[RequestT]) -> RequestT:
         raise unprocessable(validation_errors(exc, "body")) from None
 
 
+def parse_optional_body(schema: type[RequestT]) -> RequestT:
+    """Validate a body the client may leave out: no body means the schema's defaults."""
+    if not request.get_data(cache=True).strip():
+        return schema()
+    return parse_body(schema)
+
+
 def parse_query(schema: type[RequestT]) -> RequestT:
     """Validate the query string against ``schema`` (422 on failure)."""
     try:

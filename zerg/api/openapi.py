@@ -90,6 +90,7 @@ class Operation:
     reply: Reply
     query: type[BaseModel] | None = None
     body: type[BaseModel] | None = None
+    body_required: bool = True
     also: tuple[Reply, ...] = ()
     environments: frozenset[str] | None = None  # None: in every environment
 
@@ -159,8 +160,11 @@ OPERATIONS: tuple[Operation, ...] = (
               "Delete a thread", DELETED),
     Operation("POST", "/api/threads/{thread_id}/run", "api.threads.run_thread", "threads",
               "Answer a thread's unanswered messages",
-              started("Accepted: the run, queued."),
-              also=(conflict("A run of this thread is active, or no message awaits an answer."),)),
+              started("Accepted: the run, queued (behind or instead of an active run, as "
+                      "`multitask_strategy` says)."),
+              body=s.ThreadRunCreate, body_required=False,
+              also=(conflict("A run of this thread is active and `multitask_strategy` is "
+                             "`reject`, or no message awaits an answer."),)),
     Operation("GET", "/api/threads/{thread_id}/messages", "api.threads.list_thread_messages",
               "threads", "List a thread's messages",
               ok(s.ThreadMessageOut, "Messages, oldest first.", many=True), query=s.Page),
@@ -530,7 +534,7 @@ def _operation(app: Flask, op: Operation, secured: bool) -> dict[str, Any]:
         operation["parameters"] = parameters
     if op.body is not None:
         operation["requestBody"] = {
-            "required": True,
+            "required": op.body_required,
             "content": {JSON: {"schema": {"$ref": REF_TEMPLATE.format(model=op.body.__name__)}}},
         }
     operation["responses"] = dict(sorted(responses.items()))
@@ -580,10 +584,13 @@ which its direct reply echoes. Client frames, and the schema of each (in
 The server answers `pong`, `thread_history` (`thread_id`, the oldest {websocket.HISTORY_LIMIT}
 `messages`), `agent_state` (`data`: the agent), `subscribed`,
 `unsubscribe_success` and `message_sent` (`thread_id`, the stored `message` with
-its `metadata`, and `run_id`, null if a run of the thread was already active),
-and then sends as things change: `thread_message`
-(`thread_id`, `message`), `stream_start`, `stream_chunk` (`content`) and
-`stream_end` (with `thread_id` and `run_id`), and event relays `{{"type": ...,
+its `metadata`, and `run_id`, null if a run of the thread was already active and
+`multitask_strategy` was `reject`), and then sends as things change:
+`thread_message` (`thread_id`, `message`), `stream_start`, `stream_chunk`
+(`content`) and `stream_end` (with `thread_id`, `run_id`, `status`, `error`, and
+`discarded`, true when what was streamed was removed by a `rollback` rather than
+stored); a thread's runs stream one at a time, so one run's `stream_end` comes
+before the next one's `stream_start`. Event relays `{{"type": ...,
 "data": ...}}` for `agent_created`, `agent_updated`, `agent_deleted`,
 `thread_created`, `thread_updated`, `thread_deleted` and `run_updated`, each with
 an `event_id`. A bad frame gets `{{"type": "error", "message_id": ..., "error":

@@ -9,6 +9,7 @@ from zerg import conversations
 from zerg.api.io import no_content
 from zerg.api.io import page_params
 from zerg.api.io import parse_body
+from zerg.api.io import parse_optional_body
 from zerg.api.io import parse_query
 from zerg.api.io import respond
 from zerg.api.io import respond_json
@@ -23,6 +24,7 @@ from zerg.schemas import ThreadMessageCreate
 from zerg.schemas import ThreadMessageOut
 from zerg.schemas import ThreadOut
 from zerg.schemas import ThreadQuery
+from zerg.schemas import ThreadRunCreate
 from zerg.schemas import ThreadUpdate
 
 bp = Blueprint("threads", __name__, url_prefix="/threads")
@@ -75,9 +77,16 @@ def delete_thread(thread_id: int) -> Response:
 
 @bp.post("/<int:thread_id>/run")
 def run_thread(thread_id: int) -> Response:
-    """Run the thread's agent on its unanswered messages (202; 409 if one is active)."""
+    """Run the thread's agent on its unanswered messages (202).
+
+    If a run of the thread is active, the optional body's
+    ``multitask_strategy`` decides: ``reject`` (409, the default),
+    ``enqueue``, ``interrupt`` or ``rollback``; the run answered is queued
+    in every other case, and starts once the runs before it have ended.
+    """
+    body = parse_optional_body(ThreadRunCreate)
     session = get_db()
-    run = runs.queue_thread_run(session, thread_id, "api")
+    run = runs.queue_thread_run(session, thread_id, "api", body.multitask_strategy)
     session.commit()
     return respond(RunOut, run, 202)
 

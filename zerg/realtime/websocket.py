@@ -37,8 +37,10 @@ from zerg.realtime.hub import get_hub
 from zerg.runs import domain as runs
 from zerg.runs.pool import get_runner
 from zerg.schemas import MAX_TEXT
+from zerg.schemas import MULTITASK_STRATEGY
 from zerg.schemas import AgentOut
 from zerg.schemas import Id
+from zerg.schemas import MultitaskStrategy
 from zerg.schemas import Storable
 from zerg.schemas import ThreadMessageCreate
 from zerg.schemas import ThreadMessageOut
@@ -90,6 +92,7 @@ class SendMessageFrame(Frame):
     thread_id: Id
     content: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
     metadata: dict[str, Any] | None = None
+    multitask_strategy: MultitaskStrategy = MULTITASK_STRATEGY
 
 
 @dataclass
@@ -208,16 +211,20 @@ def on_send_message(client: Client, frame: SendMessageFrame, message_id: Any) ->
     """Store a user message, with its metadata, and start a run to answer it.
 
     The sender gets ``message_sent`` echoing its ``message_id``, with the
-    stored message and the run started (``run_id`` is null if a run of the
-    thread is already active: the message waits and that run's follow-up
-    answers it). The thread's watchers (the sender too, if subscribed) get
-    ``thread_message`` and then the streamed reply.
+    stored message and the run queued. If a run of the thread is active, the
+    frame's ``multitask_strategy`` decides: with ``reject`` (the default)
+    ``run_id`` is null, the message waits and that run's follow-up answers
+    it; the others queue a run as ``POST /api/threads/{id}/run`` does. The
+    thread's watchers (the sender too, if subscribed) get ``thread_message``
+    and then the streamed reply.
     """
     message = ThreadMessageCreate(role="user", content=frame.content, metadata=frame.metadata)
     try:
         with session_scope(client.app) as session:
             stored = conversations.add_message(session, frame.thread_id, message)
-            run = runs.queue_thread_run_if_idle(session, frame.thread_id, "websocket")
+            run = runs.try_queue_thread_run(
+                session, frame.thread_id, "websocket", frame.multitask_strategy
+            )
             run_id = run.id if run is not None else None
     except NotFound as exc:
         raise ProtocolError(exc.detail, {"thread_id": frame.thread_id}) from None

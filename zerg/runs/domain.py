@@ -7,6 +7,14 @@ stops. Each of those is one function here, taking the caller's session and
 leaving the commit to the caller. What they announce (``run_updated``, the
 start and end of a streamed reply, the agent's state) goes out after that
 commit, and a queued run reaches the worker pool only then too.
+
+A thread runs one run at a time. A run asked for while another is active is
+refused, queued behind it, or takes its place (its ``multitask_strategy``,
+:data:`zerg.schemas.MultitaskStrategy`). Runs
+waiting behind another have no owner: whichever process ends a thread's run
+hands the thread's oldest waiting run to its own pool (:func:`_start_next`).
+Everything that queues or ends a thread's run holds the thread's row lock, so
+a run never waits behind one that has already ended.
 """
 
 from __future__ import annotations
@@ -22,7 +30,6 @@ from typing import cast
 
 from sqlalchemy import Table
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from zerg import agents
@@ -44,11 +51,19 @@ from zerg.runs.providers import get_providers
 from zerg.runs.providers.base import ChatMessages
 from zerg.runs.providers.base import Provider
 from zerg.runs.providers.base import Usage
+from zerg.schemas import MultitaskStrategy
 from zerg.schemas import RunOut
 from zerg.schemas import ThreadMessageCreate
 from zerg.schemas import serialize
 
 ACTIVE = ("queued", "running")
+# The multitask strategies that stop the active run for the new one, and the
+# error the stopped run ends with.
+SUPERSEDED = {
+    "interrupt": "interrupted by a newer run (multitask_strategy=interrupt)",
+    "rollback": "rolled back for a newer run (multitask_strategy=rollback); "
+    "its partial reply was removed",
+}
 # Runs started by people answer messages that arrive while they stream; task
 # runs (manual, scheduled) answer only their task.
 FOLLOW_UP_TRIGGERS = frozenset({"api", "websocket"})
@@ -104,64 +119,138 @@ def list_runs(
     return fetch_rows(session, statement.offset(skip).limit(limit))
 
 
-def active_run_id(session: Session, thread_id: int) -> int | None:
-    """Return the id of the thread's queued or running run, if it has one."""
-    return session.scalar(
-        select(Run.id).where(Run.thread_id == thread_id, Run.status.in_(ACTIVE)).limit(1)
+def active_runs(session: Session, thread_id: int) -> list[Run]:
+    """Return the thread's running run, if any, then its queued ones in the order they start."""
+    statement = (
+        select(Run)
+        .where(Run.thread_id == thread_id, Run.status.in_(ACTIVE))
+        .order_by(Run.status.desc(), Run.id)  # "running" sorts before "queued"
     )
+    return list(session.scalars(statement))
 
 
 def _add_queued(
-    session: Session, agent_id: int, thread_id: int, trigger: str, **fields: object
+    session: Session,
+    agent_id: int,
+    thread_id: int,
+    trigger: str,
+    *,
+    waiting: bool = False,
+    **fields: object,
 ) -> Run:
-    """Insert a queued run owned by this process; it starts once the session commits."""
+    """Insert a queued run; unless it is ``waiting`` its turn, it starts once the session commits.
+
+    A run that starts at once is owned by this process. A waiting one is owned
+    by nobody until the process that ends the run before it takes it.
+    """
     runner = get_runner(app_of(session))
     run = Run(
         agent_id=agent_id,
         thread_id=thread_id,
         trigger=trigger,
         status="queued",
-        owner=runner.instance_id,
+        owner=None if waiting else runner.instance_id,
         **fields,
     )
     session.add(run)
     session.flush()
     _announce_run(session, run)
+    if not waiting:
+        after_commit(session, partial(runner.submit, run.id))
+    return run
+
+
+def queue_thread_run(
+    session: Session, thread_id: int, trigger: str, strategy: MultitaskStrategy = "reject"
+) -> Run:
+    """Queue a run of the thread's agent on its unanswered messages.
+
+    While the thread has an active run, ``strategy`` decides: ``reject``
+    raises Conflict; ``enqueue`` queues the
+    new run behind the active ones; ``interrupt`` and ``rollback`` stop them
+    (:func:`_supersede`) and queue the new run to start when the running one
+    has ended. Raises NotFound for no such thread, Conflict when there is
+    nothing to answer. The thread's lock settles racing callers; the
+    one-running-run index is the database's last word.
+    """
+    thread = conversations.load_thread(session, thread_id, lock=True)
+    active = active_runs(session, thread.id)
+    if active and strategy == "reject":
+        raise Conflict(
+            f"Thread {thread.id} already has an active run ({active[0].id}); "
+            "send multitask_strategy enqueue, interrupt or rollback to run anyway."
+        )
+    if not conversations.unanswered(session, thread.id):
+        raise Conflict(f"Thread {thread.id} has no unanswered user message to run on.")
+    if strategy in SUPERSEDED:
+        for run in active:
+            _supersede(session, run, strategy)
+        active = [run for run in active if run.status == "running"]
+    return _add_queued(session, thread.agent_id, thread.id, trigger, waiting=bool(active))
+
+
+def _supersede(session: Session, run: Run, strategy: MultitaskStrategy) -> None:
+    """Stop an active run for a newer one: a queued run at once, a running one at its next piece.
+
+    The running run's owner learns of it over the bus, like a cancel; how the
+    run ends (its reply kept or removed) is recorded on the row, where the
+    run's end reads it, so a run that ends before the request reaches it
+    still ends as the request said, and one that ended first is left alone.
+    """
+    if run.status == "queued":
+        _cancel_queued(session, run, SUPERSEDED[strategy])
+        return
+    if run.stop_requested not in SUPERSEDED:  # a rollback outranks an earlier interrupt
+        run.stop_requested = strategy
+    elif strategy == "rollback":
+        run.stop_requested = strategy
+    _announce_run(session, run)
+    events.announce(session, events.run_cancel_requested(run.id, run.owner))
+
+
+def try_queue_thread_run(
+    session: Session, thread_id: int, trigger: str, strategy: MultitaskStrategy = "reject"
+) -> Run | None:
+    """Queue a thread run as :func:`queue_thread_run` does, or return None where it refuses.
+
+    For a message just stored: with ``reject`` and a run active, none is
+    queued, and that run's follow-up answers the message. The attempt runs in
+    a savepoint, so a refusal leaves the rest of the caller's transaction,
+    such as that message, intact.
+    """
+    try:
+        with session.begin_nested():
+            return queue_thread_run(session, thread_id, trigger, strategy)
+    except Conflict:
+        return None
+
+
+def _start_next(session: Session, thread_id: int) -> Run | None:
+    """Hand the thread's next queued run to this process's pool, unless a run is running.
+
+    Called wherever a thread's run ends, holding the thread's lock. The run is
+    taken over by this process even if another queued it: a pool may hand the
+    same run to a worker twice, and :func:`begin_run` starts it once.
+    """
+    active = active_runs(session, thread_id)
+    if not active or active[0].status == "running":
+        return None
+    runner = get_runner(app_of(session))
+    run = active[0]
+    run.owner = runner.instance_id
     after_commit(session, partial(runner.submit, run.id))
     return run
 
 
-def queue_thread_run(session: Session, thread_id: int, trigger: str) -> Run:
-    """Queue a run of the thread's agent on its unanswered messages.
-
-    Raises NotFound for no such thread, Conflict when the thread already has
-    an active run or nothing to answer. Two racing callers are settled by the
-    database's one-active-run index; the loser gets the same Conflict.
-    """
-    thread = conversations.load_thread(session, thread_id, lock=True)
-    running = active_run_id(session, thread.id)
-    if running is not None:
-        raise Conflict(f"Thread {thread.id} already has an active run ({running}).")
-    if not conversations.unanswered(session, thread.id):
-        raise Conflict(f"Thread {thread.id} has no unanswered user message to run on.")
+def _lock_thread(session: Session, thread_id: int | None) -> bool:
+    """Take a run's thread's lock before its run ends; False if the thread is gone."""
+    if thread_id is None:
+        return False
     try:
-        return _add_queued(session, thread.agent_id, thread.id, trigger)
-    except IntegrityError:
-        raise Conflict(f"Thread {thread.id} already has an active run.") from None
-
-
-def queue_thread_run_if_idle(session: Session, thread_id: int, trigger: str) -> Run | None:
-    """Queue a thread run unless one is active (or there is nothing to answer).
-
-    The attempt runs in a savepoint, so losing a race for the thread leaves
-    the rest of the caller's transaction, such as the message just stored,
-    intact.
-    """
-    try:
-        with session.begin_nested():
-            return queue_thread_run(session, thread_id, trigger)
-    except Conflict:
-        return None
+        conversations.load_thread(session, thread_id, lock=True)
+    except NotFound:
+        return False
+    return True
 
 
 def queue_agent_run(
@@ -196,15 +285,25 @@ def cancel_run(session: Session, run_id: int) -> tuple[Run, bool]:
     its partial reply. Raises Conflict for a finished run.
     """
     run = load_run(session, run_id)
+    _lock_thread(session, run.thread_id)
+    session.refresh(run)
     if run.status not in ACTIVE:
         raise Conflict(f"Run {run_id} has already finished ({run.status}).")
     if run.status == "queued":
-        run.status, run.finished_at = "cancelled", utcnow()
-        run.error = "cancelled before it started"
-        _announce_run(session, run)
+        _cancel_queued(session, run, "cancelled before it started")
         return run, True
+    run.stop_requested = run.stop_requested or "cancel"
+    _announce_run(session, run)
     events.announce(session, events.run_cancel_requested(run.id, run.owner))
     return run, False
+
+
+def _cancel_queued(session: Session, run: Run, reason: str) -> None:
+    """End a run that never started; the thread's next run may start in its place."""
+    run.status, run.finished_at, run.error = "cancelled", utcnow(), reason
+    _announce_run(session, run)
+    if run.thread_id is not None:
+        _start_next(session, run.thread_id)
 
 
 def build_context(
@@ -235,9 +334,12 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
     deleted before a worker got to it, or no provider offers its agent's
     model (the run then fails at once).
     """
-    run = session.get(Run, run_id)
+    # Locked: the same run may reach two workers (see _start_next), and one begins it.
+    run = session.get(Run, run_id, with_for_update=True)
     if run is None or run.status != "queued" or run.thread_id is None:
         return None
+    if active_runs(session, run.thread_id)[0].status == "running":
+        return None  # its turn comes when that run ends
     agent = session.get(Agent, run.agent_id)
     if agent is None:
         return None
@@ -247,6 +349,7 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
     run.started_at = now
     if provider is None:
         error = f"no configured provider offers model {agent.model!r}"
+        _lock_thread(session, run.thread_id)
         run.status, run.finished_at, run.error, run.duration_ms = "failed", now, error, 0
         agent.last_error = error
         _settle_agent(session, agent, "failed")
@@ -260,6 +363,7 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
         )
         _announce_run(session, run)
         agents.announce_update(session, agent)
+        _start_next(session, run.thread_id)
         return None
     messages, answered = build_context(
         session, agent, run.thread_id, app.config["RUN_CONTEXT_MESSAGES"]
@@ -286,49 +390,47 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
 
 
 def finish_run(session: Session, execution: Execution) -> None:
-    """Store a streamed run's outcome: its reply, its status, its agent's, a follow-up run.
+    """Store a streamed run's outcome: its reply, its status, its agent's, the next run.
 
-    A cancelled or interrupted run keeps what it streamed, marked partial.
-    Messages that arrived while a person's run streamed get a run of their
-    own. If the thread, the run or the agent was deleted meanwhile, only the
-    end of the stream is announced.
+    A cancelled or interrupted run keeps what it streamed, marked partial; a
+    run stopped for a newer one ends as that one's strategy asked (its
+    ``stop_requested``), keeping or removing its reply, even if its stream
+    had reached the end before the request did. Then the thread's next
+    queued run starts; with none, messages that arrived while a person's run
+    streamed get a run of their own. If the thread, the run or the agent was
+    deleted meanwhile, only the end of the stream is announced.
     """
-    end = partial(
-        _announce_stream_end,
-        session,
-        execution.thread_id,
-        execution.run_id,
-        execution.status,
-        execution.error,
-    )
-    try:
-        conversations.load_thread(session, execution.thread_id, lock=True)
-    except NotFound:
+    if not _lock_thread(session, execution.thread_id):
         log.info("run %s ended after its thread was deleted", execution.run_id)
-        end()
+        _announce_end(session, execution)
         return
     run = session.get(Run, execution.run_id)
     agent = session.get(Agent, execution.agent_id)
     if run is None or agent is None:
         log.info("run %s ended after its agent was deleted", execution.run_id)
-        end()
+        _announce_end(session, execution)
         return
+    discard = run.stop_requested == "rollback"
+    if run.stop_requested and execution.status in ("success", "cancelled"):
+        execution.status, execution.error = "cancelled", SUPERSEDED.get(run.stop_requested)
     text = "".join(execution.parts)
-    if text and execution.status in ("success", "cancelled", "interrupted"):
+    if text and not discard and execution.status in ("success", "cancelled", "interrupted"):
         reply = ThreadMessageCreate(role="assistant", content=text)
         partial_reply = execution.status != "success"
         conversations.add_message(
             session, execution.thread_id, reply, processed=True, partial=partial_reply
         )
         conversations.mark_answered(session, execution.answered)
-    end()
+    _announce_end(session, execution, discarded=discard and bool(text))
     _record(run, agent, execution)
     _settle_agent(session, agent, execution.status)
     _count_outcome(session, agent, run)
     _announce_run(session, run)
     agents.announce_update(session, agent)
+    if _start_next(session, execution.thread_id) is not None:
+        return
     if execution.status == "success" and execution.trigger in FOLLOW_UP_TRIGGERS:
-        queue_thread_run_if_idle(session, execution.thread_id, execution.trigger)
+        try_queue_thread_run(session, execution.thread_id, execution.trigger)
 
 
 def _record(run: Run, agent: Agent, execution: Execution) -> None:
@@ -383,6 +485,8 @@ def fail_run(session: Session, run_id: int, error: str, thread_id: int | None = 
     had started; the end goes out even if the run itself is gone.
     """
     run = session.get(Run, run_id)
+    if run is not None and run.status in ACTIVE and _lock_thread(session, run.thread_id):
+        session.refresh(run)
     if run is not None and run.status in ACTIVE:
         run.status, run.error, run.finished_at = "failed", error, utcnow()
         _announce_run(session, run)
@@ -394,6 +498,8 @@ def fail_run(session: Session, run_id: int, error: str, thread_id: int | None = 
             agents.announce_update(session, agent)
     if thread_id is not None:
         _announce_stream_end(session, thread_id, run_id, "failed", error)
+    if run is not None and run.thread_id is not None:
+        _start_next(session, run.thread_id)
 
 
 def mark_interrupted(
@@ -402,19 +508,28 @@ def mark_interrupted(
     """Mark unfinished runs interrupted and free their agents; return how many.
 
     With ``owner``, only that process's runs (it is shutting down). With
-    ``dead``, the runs whose owner no longer holds its liveness lock, or has
-    none: a process that died cannot finish them, while a live sibling's runs
-    are left alone. Runs that never started end interrupted too, rather than
-    wait for a process to adopt them: their messages stay unanswered, ready
-    for a new run, and the thread is free for one.
+    ``dead``, the runs whose owner no longer holds its liveness lock: a
+    process that died cannot finish them, while a live sibling's runs are
+    left alone. With neither, every unfinished run. Runs that never started
+    end interrupted too, rather than wait for a process to adopt them, and so
+    do the runs waiting behind them (which have no owner yet), and waiting
+    runs left with nothing ahead of them: their messages stay unanswered,
+    ready for a new run, and the thread is free for one.
     """
-    statement = select(Run).where(Run.status.in_(ACTIVE))
-    if owner is not None:
-        statement = statement.where(Run.owner == owner)
+
+    def gone(run: Run) -> bool:
+        if run.owner is None:  # waiting: it goes if what it waits for goes
+            return False
+        if owner is not None:
+            return run.owner == owner
+        return dead is None or not dead.held_elsewhere(liveness_lock(run.owner))
+
+    statement = select(Run).where(Run.status.in_(ACTIVE)).order_by(Run.id)
+    unfinished = list(session.scalars(statement))
+    # Threads that keep a run with a live owner keep their waiting runs too.
+    alive = {run.thread_id for run in unfinished if run.owner is not None and not gone(run)}
     stale = [
-        run
-        for run in session.scalars(statement)
-        if dead is None or run.owner is None or not dead.held_elsewhere(liveness_lock(run.owner))
+        run for run in unfinished if gone(run) or (run.owner is None and run.thread_id not in alive)
     ]
     now = utcnow()
     for run in stale:
@@ -468,8 +583,28 @@ def _announce_run(session: Session, run: Run) -> None:
     events.announce(session, events.run_updated(serialize(RunOut, run)))
 
 
+def _announce_end(session: Session, execution: Execution, *, discarded: bool = False) -> None:
+    _announce_stream_end(
+        session,
+        execution.thread_id,
+        execution.run_id,
+        execution.status,
+        execution.error,
+        discarded=discarded,
+    )
+
+
 def _announce_stream_end(
-    session: Session, thread_id: int, run_id: int, status: str, error: str | None
+    session: Session,
+    thread_id: int,
+    run_id: int,
+    status: str,
+    error: str | None,
+    *,
+    discarded: bool = False,
 ) -> None:
-    end = events.stream_event(EventType.STREAM_END, thread_id, run_id, status=status, error=error)
+    """Announce a stream's end; ``discarded``: what it streamed was removed, not stored."""
+    end = events.stream_event(
+        EventType.STREAM_END, thread_id, run_id, status=status, error=error, discarded=discarded
+    )
     events.announce(session, end)

@@ -54,7 +54,12 @@ def execute(app: Flask, run_id: int, switch: threading.Event) -> None:
                 # like a chunk, it is published directly, or its watchers
                 # would wait for it forever.
                 end = events.stream_event(
-                    EventType.STREAM_END, thread_id, run_id, status="failed", error=error
+                    EventType.STREAM_END,
+                    thread_id,
+                    run_id,
+                    status="failed",
+                    error=error,
+                    discarded=False,
                 )
                 events.publish(end, app)
 

@@ -16,7 +16,9 @@ import pytest
 import requests
 from selenium import webdriver
 from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import Select
 
 from tests.browser import DESKTOP
 from tests.browser import Browser
@@ -280,6 +282,38 @@ def test_cancelling_a_run_keeps_the_reply_marked_partial(
         # A fresh load shows the stored reply as partial too.
         browser.open(f"/threads/{thread['id']}", "thread-reloaded")
         assert "Partial reply" in browser.text("#messages li[data-role=assistant] .partial-label")
+
+
+def test_a_message_sent_with_rollback_replaces_the_reply_being_written(
+    make_app: AppFactory, browser: Browser
+) -> None:
+    with serve(make_app(OFFLINE_DELAY_SECONDS=0.3)) as server:
+        browser.base = server.url
+        _, thread = _thread(server)
+        browser.open(f"/threads/{thread['id']}", "thread")
+        _send(browser, "Please write something long")
+        browser.wait_for(
+            lambda: browser.text("#messages li[data-streaming] .content"), "the first pieces"
+        )
+        Select(browser.css("#strategy")).select_by_value("rollback")
+        _send(browser, "Actually, say this instead")
+
+        def replaced() -> bool:
+            replies = browser.all("#messages li[data-role=assistant]")
+            return len(replies) == 1 and replies[0].get_attribute("data-id") is not None
+
+        browser.wait_for(replaced, "one stored reply")
+        browser.screenshot("thread-rolled-back")
+        stored = _stored_messages(server, thread["id"])
+        assert [m["role"] for m in stored] == ["user", "user", "assistant"]
+        reply = browser.css("#messages li[data-role=assistant]")
+        assert reply.get_attribute("data-partial") is None
+        assert "say this instead" in reply.find_element(By.CSS_SELECTOR, ".content").text
+        runs = api(server, "GET", f"/runs?thread_id={thread['id']}")
+        assert [(r["status"], r["stop_requested"]) for r in reversed(runs)] == [
+            ("cancelled", "rollback"),
+            ("success", None),
+        ]
 
 
 def test_after_a_dropped_connection_nothing_is_missing_or_doubled(

@@ -154,10 +154,11 @@ function streamFor(runId, fromStart) {
 function endStream(frame) {
   const stream = streams.get(frame.run_id);
   if (stream) {
-    // No stored message came: nothing was kept (a failure, or a cancel before any text).
+    // No stored message came: nothing was kept (a failure, a rollback, or a
+    // cancel before any text). A rolled-back reply was removed: so is its bubble.
     streams.delete(frame.run_id);
     const why = frame.status === "failed" ? "the run failed, so it was not kept" : `the run ended ${frame.status}`;
-    if (stream.text) markPartial(stream.node, why);
+    if (stream.text && !frame.discarded) markPartial(stream.node, why);
     else stream.node.remove();
   }
   const stored = document.querySelector(`#messages [data-run="${frame.run_id}"]`);
@@ -192,12 +193,13 @@ async function send(event) {
     form.elements.content.setAttribute("aria-invalid", "true");
     return;
   }
+  const strategy = form.elements.multitask_strategy.value;
   form.elements.content.value = "";
-  if (live.send({ type: "send_message", thread_id: threadId, content })) return;
+  if (live.send({ type: "send_message", thread_id: threadId, content, multitask_strategy: strategy })) return;
   // Offline: the same thing through REST.
   try {
     await api.post(`/api/threads/${threadId}/messages`, { content });
-    await api.post(`/api/threads/${threadId}/run`).catch((error) => {
+    await api.post(`/api/threads/${threadId}/run`, { multitask_strategy: strategy }).catch((error) => {
       if (!(error instanceof ApiError && error.status === 409)) throw error;
     });
   } catch (error) {

@@ -271,8 +271,8 @@ def test_runs_waiting_behind_a_stopped_process_end_with_it(fast_app: Flask) -> N
         )
 
     with db.session_scope(fast_app) as session:
-        # What a shutting-down process does for its own runs, then what the
-        # reaper does for waiting runs that nothing runs ahead of.
+        # A process shutting down ends its runs, the runs waiting behind
+        # them, and waiting runs with nothing ahead of them.
         assert domain.mark_interrupted(session, owner="gone-process") == 3
 
     def statuses(thread: dict[str, Any]) -> list[str]:

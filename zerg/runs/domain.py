@@ -200,9 +200,8 @@ def _supersede(session: Session, run: Run, strategy: MultitaskStrategy) -> None:
     if run.status == "queued":
         _cancel_queued(session, run, SUPERSEDED[strategy])
         return
-    if run.stop_requested not in SUPERSEDED:  # a rollback outranks an earlier interrupt
-        run.stop_requested = strategy
-    elif strategy == "rollback":
+    # A rollback outranks an earlier interrupt or cancel, an interrupt a cancel.
+    if strategy == "rollback" or run.stop_requested not in SUPERSEDED:
         run.stop_requested = strategy
     _announce_run(session, run)
     events.announce(session, events.run_cancel_requested(run.id, run.owner))
@@ -226,14 +225,14 @@ def try_queue_thread_run(
 
 
 def _start_next(session: Session, thread_id: int) -> Run | None:
-    """Hand the thread's next queued run to this process's pool, unless a run is running.
+    """Take the thread's next queued run into this process's pool, if it is waiting for one.
 
-    Called wherever a thread's run ends, holding the thread's lock. The run is
-    taken over by this process even if another queued it: a pool may hand the
-    same run to a worker twice, and :func:`begin_run` starts it once.
+    Called wherever a thread's run ends, holding the thread's lock. The next
+    run is left alone while a run is running, and when a pool has it already
+    (it has an owner: it started the thread's queue, or was taken before).
     """
     active = active_runs(session, thread_id)
-    if not active or active[0].status == "running":
+    if not active or active[0].status == "running" or active[0].owner is not None:
         return None
     runner = get_runner(app_of(session))
     run = active[0]
@@ -243,7 +242,11 @@ def _start_next(session: Session, thread_id: int) -> Run | None:
 
 
 def _lock_thread(session: Session, thread_id: int | None) -> bool:
-    """Take a run's thread's lock before its run ends; False if the thread is gone."""
+    """Take a run's thread's lock before its run starts or ends; False if the thread is gone.
+
+    Every change to the status of a thread's runs is made holding it, so that
+    whoever queues, begins, stops or ends one sees the others' changes.
+    """
     if thread_id is None:
         return False
     try:
@@ -291,6 +294,8 @@ def cancel_run(session: Session, run_id: int) -> tuple[Run, bool]:
         raise Conflict(f"Run {run_id} has already finished ({run.status}).")
     if run.status == "queued":
         _cancel_queued(session, run, "cancelled before it started")
+        if run.thread_id is not None:
+            _start_next(session, run.thread_id)
         return run, True
     run.stop_requested = run.stop_requested or "cancel"
     _announce_run(session, run)
@@ -299,11 +304,9 @@ def cancel_run(session: Session, run_id: int) -> tuple[Run, bool]:
 
 
 def _cancel_queued(session: Session, run: Run, reason: str) -> None:
-    """End a run that never started; the thread's next run may start in its place."""
+    """End a run that never started (the caller decides what starts in its place)."""
     run.status, run.finished_at, run.error = "cancelled", utcnow(), reason
     _announce_run(session, run)
-    if run.thread_id is not None:
-        _start_next(session, run.thread_id)
 
 
 def build_context(
@@ -330,16 +333,18 @@ def build_context(
 def begin_run(session: Session, run_id: int) -> Execution | None:
     """Mark a queued run and its agent running and gather what the model needs.
 
-    Returns None when there is nothing to execute: the run was cancelled or
-    deleted before a worker got to it, or no provider offers its agent's
-    model (the run then fails at once).
+    Returns None when there is nothing to execute: the run was cancelled,
+    superseded or deleted before a worker got to it, or no provider offers
+    its agent's model (the run then fails at once, and the thread's next run
+    may start).
     """
-    # Locked: the same run may reach two workers (see _start_next), and one begins it.
-    run = session.get(Run, run_id, with_for_update=True)
-    if run is None or run.status != "queued" or run.thread_id is None:
+    run = session.get(Run, run_id)
+    if run is None or run.status != "queued" or not _lock_thread(session, run.thread_id):
         return None
-    if active_runs(session, run.thread_id)[0].status == "running":
-        return None  # its turn comes when that run ends
+    # Read again under the thread's lock: a newer run may have superseded it.
+    session.refresh(run)
+    if run.status != "queued" or active_runs(session, run.thread_id)[0].status == "running":
+        return None  # cancelled, or its turn comes when the running run ends
     agent = session.get(Agent, run.agent_id)
     if agent is None:
         return None
@@ -349,7 +354,6 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
     run.started_at = now
     if provider is None:
         error = f"no configured provider offers model {agent.model!r}"
-        _lock_thread(session, run.thread_id)
         run.status, run.finished_at, run.error, run.duration_ms = "failed", now, error, 0
         agent.last_error = error
         _settle_agent(session, agent, "failed")

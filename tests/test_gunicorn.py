@@ -327,3 +327,59 @@ def test_a_run_is_cancelled_through_the_other_worker(
     wait_for(lambda: status() == "cancelled", "the run to end cancelled", timeout=30)
     reply = requests.get(f"{api}/threads/{thread['id']}/messages", timeout=5).json()[-1]
     assert reply["role"] == "assistant" and reply["partial"] is True
+
+
+@pytest.mark.parametrize("strategy", ["interrupt", "rollback"])
+def test_a_run_asked_for_on_the_other_worker_takes_the_running_one_s_place(
+    start_gunicorn: Callable[..., Gunicorn], make_app: AppFactory, strategy: str
+) -> None:
+    """The stop crosses processes; the worker that ends the old run starts the new one.
+
+    A watcher on the other worker sees the old run's stream end before the new
+    one's starts, through Redis.
+    """
+    server = start_gunicorn(OFFLINE_DELAY_SECONDS="0.2")
+    api = f"{server.url}/api"
+    owner = server.session_on()
+    instance = owner.get(f"{api}/health", timeout=5).json()["instance"]
+    agent = owner.post(f"{api}/agents", json={"name": "busy"}, timeout=10).json()
+    thread = owner.post(f"{api}/threads", json={"agent_id": agent["id"]}, timeout=10).json()
+    owner.post(f"{api}/threads/{thread['id']}/messages", json={"content": "one"}, timeout=10)
+    with clients_on_both_workers(server, [f"thread:{thread['id']}"]) as watchers:
+        [watcher] = [ws for name, ws in watchers.items() if name != instance]
+        watcher.recv_type("thread_history")
+        old = owner.post(f"{api}/threads/{thread['id']}/run", timeout=10).json()["id"]
+        owner.close()
+        watcher.recv_until(lambda frame: frame["type"] == "stream_chunk")
+        watcher.send(
+            {
+                "type": "send_message",
+                "thread_id": thread["id"],
+                "content": "two",
+                "multitask_strategy": strategy,
+            }
+        )
+        frames: list[dict[str, Any]] = []
+        while True:
+            frames.append(watcher.recv(timeout=30))
+            if frames[-1]["type"] == "stream_end" and frames[-1]["run_id"] != old:
+                break
+
+    sent = next(frame for frame in frames if frame["type"] == "message_sent")
+    new = sent["run_id"]
+    streams = [
+        (f["type"], f["run_id"]) for f in frames if f["type"] in ("stream_start", "stream_end")
+    ]
+    assert streams[-3:] == [("stream_end", old), ("stream_start", new), ("stream_end", new)]
+    ends = {f["run_id"]: f for f in frames if f["type"] == "stream_end"}
+    assert ends[old]["status"] == "cancelled"
+    assert ends[old]["discarded"] is (strategy == "rollback")
+    assert ends[new]["status"] == "success"
+    with db.session_scope(make_app()) as session:
+        assert session.get(Run, new).owner == instance
+        assert session.get(Run, old).stop_requested == strategy
+    stored = requests.get(f"{api}/threads/{thread['id']}/messages", timeout=5).json()
+    roles = [(m["role"], m["partial"]) for m in stored]
+    kept = [("assistant", True)] if strategy == "interrupt" else []
+    assert roles == [("user", False), ("user", False), *kept, ("assistant", False)]
+    assert "Traceback" not in server.log.read_text()

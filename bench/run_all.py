@@ -6,7 +6,9 @@ In order, each in its own process with a time limit, its output shown as it runs
    pinned gunicorn worker, against a reference Flask app, a bare WSGI app and raw sqlite3
    (targets: PASS/MISS);
 2. ``run_latency.py``: a run's POST -> first chunk / stream_end on the offline model,
-   against the offline provider streaming in-process;
+   against the offline provider streaming in-process, and how soon a run that
+   takes a busy thread's place (interrupt, rollback) streams, against an idle
+   thread's run;
 3. ``ws_fanout.py``: websocket fan-out to 1 (baseline), 50 and 200 clients at 10 events/s;
 4. ``load.py``: a mixed load with 50 websocket watchers, then checks for errors,
    lost messages and leaks (p50/p99 per operation).
@@ -148,6 +150,12 @@ def summary(combined: dict[str, Any]) -> list[str]:
             f" overhead {latency['overhead_ms']['stream_end']:.1f} ms"
             f" ({latency['ratio_stream_end_vs_direct']:.2f} x direct)"
         )
+        for strategy, figures in latency.get("takeover", {}).items():
+            lines.append(
+                f"run   {strategy}: new run's first chunk"
+                f" {figures['new_first_chunk_ms']['median']:.1f} ms"
+                f" ({figures['ratio_new_first_chunk_vs_idle']:.2f} x an idle thread's)"
+            )
     fanout = (runs.get("ws_fanout") or {}).get("results")
     if fanout:
         for row in fanout["results"]:

@@ -208,6 +208,7 @@ VALID_FRAMES: dict[str, dict[str, Any]] = {
         "thread_id": 1,
         "content": "hi",
         "metadata": {"k": "v"},
+        "multitask_strategy": "reject",
         "message_id": "m",
     },
 }

@@ -449,9 +449,9 @@ class RunOut(Response):
     thread_id: int | None
     trigger: str
     status: str
-    stop_requested: Literal["cancel", "interrupt", "rollback"] | None = Field(
-        description="Set once a running run is asked to stop, saying why: a cancel, or the "
-        "multitask strategy of a newer run taking its place."
+    stop_requested: str | None = Field(
+        description="Set once a running run is asked to stop, saying why: `cancel`, or "
+        "`interrupt` or `rollback`, the multitask strategy of a newer run taking its place."
     )
     scheduled_for: datetime | None
     started_at: datetime | None

@@ -9,11 +9,11 @@ start and end of a streamed reply, the agent's state) goes out after that
 commit, and a queued run reaches the worker pool only then too.
 
 A thread runs one run at a time. A run asked for while another is active is
-refused, queued behind it, or takes its place (its ``multitask_strategy``,
-:data:`zerg.schemas.MultitaskStrategy`). Runs
-waiting behind another have no owner: whichever process ends a thread's run
-hands the thread's oldest waiting run to its own pool (:func:`_start_next`).
-Everything that queues or ends a thread's run holds the thread's row lock, so
+refused, queued behind it, or takes its place, as its ``multitask_strategy``
+(:data:`zerg.schemas.MultitaskStrategy`) says. Runs waiting behind another
+have no owner: whichever process ends a thread's run hands the thread's
+oldest waiting run to its own pool (:func:`_start_next`). Everything that
+queues, begins, stops or ends a thread's run holds the thread's row lock, so
 a run never waits behind one that has already ended.
 """
 
@@ -166,12 +166,12 @@ def queue_thread_run(
     """Queue a run of the thread's agent on its unanswered messages.
 
     While the thread has an active run, ``strategy`` decides: ``reject``
-    raises Conflict; ``enqueue`` queues the
-    new run behind the active ones; ``interrupt`` and ``rollback`` stop them
-    (:func:`_supersede`) and queue the new run to start when the running one
-    has ended. Raises NotFound for no such thread, Conflict when there is
-    nothing to answer. The thread's lock settles racing callers; the
-    one-running-run index is the database's last word.
+    raises Conflict; ``enqueue`` queues the new run behind the active ones;
+    ``interrupt`` and ``rollback`` stop them (:func:`_supersede`) and queue
+    the new run to start when the running one has ended. Raises NotFound for
+    no such thread, Conflict when there is nothing to answer. The thread's
+    lock settles racing callers; the one-running-run index is the database's
+    last word.
     """
     thread = conversations.load_thread(session, thread_id, lock=True)
     active = active_runs(session, thread.id)
@@ -489,7 +489,8 @@ def fail_run(session: Session, run_id: int, error: str, thread_id: int | None = 
     had started; the end goes out even if the run itself is gone.
     """
     run = session.get(Run, run_id)
-    if run is not None and run.status in ACTIVE and _lock_thread(session, run.thread_id):
+    locked = run is not None and run.status in ACTIVE and _lock_thread(session, run.thread_id)
+    if run is not None and locked:
         session.refresh(run)
     if run is not None and run.status in ACTIVE:
         run.status, run.error, run.finished_at = "failed", error, utcnow()
@@ -502,7 +503,7 @@ def fail_run(session: Session, run_id: int, error: str, thread_id: int | None = 
             agents.announce_update(session, agent)
     if thread_id is not None:
         _announce_stream_end(session, thread_id, run_id, "failed", error)
-    if run is not None and run.thread_id is not None:
+    if run is not None and run.thread_id is not None and locked:
         _start_next(session, run.thread_id)
 
 

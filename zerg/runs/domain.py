@@ -120,11 +120,16 @@ def list_runs(
 
 
 def active_runs(session: Session, thread_id: int) -> list[Run]:
-    """Return the thread's running run, if any, then its queued ones in the order they start."""
+    """Return the thread's running run, if any, then its queued ones in the order they start.
+
+    Runs the session holds already are read again: callers ask under the
+    thread's lock, for what the other holders of the lock committed.
+    """
     statement = (
         select(Run)
         .where(Run.thread_id == thread_id, Run.status.in_(ACTIVE))
         .order_by(Run.status.desc(), Run.id)  # "running" sorts before "queued"
+        .execution_options(populate_existing=True)
     )
     return list(session.scalars(statement))
 
@@ -342,9 +347,8 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
     if run is None or run.status != "queued" or not _lock_thread(session, run.thread_id):
         return None
     # Read again under the thread's lock: a newer run may have superseded it.
-    session.refresh(run)
-    if run.status != "queued" or active_runs(session, run.thread_id)[0].status == "running":
-        return None  # cancelled, or its turn comes when the running run ends
+    if active_runs(session, run.thread_id)[:1] != [run]:
+        return None  # cancelled, or its turn comes when the runs ahead of it end
     agent = session.get(Agent, run.agent_id)
     if agent is None:
         return None

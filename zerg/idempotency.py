@@ -46,6 +46,7 @@ from sqlalchemy.orm import Session
 
 from zerg.db import app_of
 from zerg.errors import APIError
+from zerg.locks import lock_key
 from zerg.models import IdempotencyKey
 from zerg.models import utcnow
 
@@ -141,12 +142,6 @@ def fingerprint(value: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def lock_id(scope: str, key: str) -> int:
-    """The signed 64-bit number a PostgreSQL advisory lock on (scope, key) takes."""
-    digest = hashlib.sha256(f"{scope}\0{key}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
-
-
 def claim(session: Session, request: Claim, now: datetime | None = None) -> Stored | None:
     """Look the key up in the request's write transaction: its response, or None to run.
 
@@ -155,8 +150,8 @@ def claim(session: Session, request: Claim, now: datetime | None = None) -> Stor
     expired record is deleted here, in this transaction, as if it were gone.
     """
     if session.get_bind().dialect.name == "postgresql":
-        lock = select(func.pg_try_advisory_xact_lock(lock_id(request.scope, request.key)))
-        if not session.scalar(lock):
+        lock = lock_key(f"idempotency:{request.scope}:{request.key}")
+        if not session.scalar(select(func.pg_try_advisory_xact_lock(lock))):
             raise KeyInUse()
     row = session.scalar(
         select(IdempotencyKey).where(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Callable
 from typing import ParamSpec
 
@@ -27,25 +28,30 @@ HEADER = idempotency.HEADER
 REPLAYED_HEADER = "Idempotent-Replayed"
 # Where a view's claim waits, on flask.g, for the commit that keeps its response.
 KEEP = "idempotency_keep"
+# The attribute that marks a wrapped view, so that the OpenAPI document follows the code.
+MARK = "takes_idempotency_key"
+
+# Printable ASCII, no space at either end (HTTP would trim it away).
+KEY_PATTERN = re.compile(r"[!-~]([ -~]*[!-~])?")
 
 P = ParamSpec("P")
 
 
 def header_key() -> str | None:
-    """Return the request's key, None without one; 400 if it is empty or too long.
+    """Return the request's key, None without one; 400 if it is empty, too long or not ASCII.
 
-    The draft sends it as a Structured Field string (``"abc"``, quoted); a
-    bare value is taken as it is, as most clients send it.
+    The value is the key as sent: the draft's quoted form (``"abc"``) and a
+    bare one (``abc``, as most clients send it) are two keys, each of which
+    a client retrying sends again byte for byte.
     """
-    raw = request.headers.get(HEADER)
-    if raw is None:
+    key = request.headers.get(HEADER)
+    if key is None:
         return None
-    key = raw.strip()
-    if len(key) >= 2 and key[0] == key[-1] == '"':
-        key = key[1:-1].replace('\\"', '"').replace("\\\\", "\\")
-    if not 0 < len(key) <= idempotency.MAX_KEY_LENGTH:
+    if len(key) > idempotency.MAX_KEY_LENGTH or not KEY_PATTERN.fullmatch(key):
         raise APIError(
-            400, f"The {HEADER} header must be 1 to {idempotency.MAX_KEY_LENGTH} characters long."
+            400,
+            f"The {HEADER} header must be 1 to {idempotency.MAX_KEY_LENGTH} printable "
+            "ASCII characters, not starting or ending with a space.",
         )
     return key
 
@@ -88,7 +94,13 @@ def idempotent(view: Callable[P, Response]) -> Callable[P, Response]:
         except idempotency.Replayed as replayed:
             return replay(replayed.stored)
 
+    setattr(wrapper, MARK, True)
     return wrapper
+
+
+def takes_key(view: Callable[..., object] | None) -> bool:
+    """Tell whether a view honours the Idempotency-Key header."""
+    return bool(getattr(view, MARK, False))
 
 
 def keep_response(response: Response) -> None:

@@ -54,6 +54,7 @@ from zerg.schemas import AgentCreate
 
 FAST = {"OFFLINE_DELAY_SECONDS": 0.001, "STREAM_COALESCE_SECONDS": 0.001}
 REPLAYED = "Idempotent-Replayed"
+JSON = {"Content-Type": "application/json"}
 
 
 def key(value: str) -> dict[str, str]:
@@ -61,20 +62,16 @@ def key(value: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def fast_app(make_app: AppFactory) -> Flask:
+def app(make_app: AppFactory) -> Flask:
+    """The test app, with runs that finish at once (``client``, ``rows``, ... use it)."""
     return make_app(**FAST)
 
 
 @pytest.fixture
-def fast(fast_app: Flask) -> FlaskClient:
-    return fast_app.test_client()
-
-
-@pytest.fixture
-def published(fast_app: Flask) -> Iterator[list[Event]]:
+def published(app: Flask) -> Iterator[list[Event]]:
     """Every event the app publishes from now on."""
     seen: list[Event] = []
-    unsubscribe = events.get_bus(fast_app).subscribe(seen.append)
+    unsubscribe = events.get_bus(app).subscribe(seen.append)
     yield seen
     unsubscribe()
 
@@ -162,18 +159,18 @@ def wait_finished(client: FlaskClient, run_id: int) -> None:
 
 @pytest.mark.parametrize("operation", OPERATIONS)
 def test_a_retry_gets_the_first_response_and_changes_nothing(
-    operation: str, fast_app: Flask, fast: FlaskClient, rows: Rows, published: list[Event]
+    operation: str, app: Flask, client: FlaskClient, rows: Rows, published: list[Event]
 ) -> None:
     setup, model = OPERATIONS[operation]
-    path, body = setup(fast)
-    first = fast.post(path, json=body, headers=key("k-1"))
+    path, body = setup(client)
+    first = client.post(path, json=body, headers=key("k-1"))
     assert first.status_code in (201, 202), first.get_json()
     if model is Run:
         # Its events keep coming until it has finished.
-        wait_finished(fast, first.get_json()["id"])
+        wait_finished(client, first.get_json()["id"])
     count, announced = rows(model), len(published)
 
-    again = fast.post(path, json=body, headers=key("k-1"))
+    again = client.post(path, json=body, headers=key("k-1"))
 
     assert_same_answer(first, again)
     assert rows(model) == count
@@ -183,9 +180,9 @@ def test_a_retry_gets_the_first_response_and_changes_nothing(
     assert rows(Run) == (1 if model is Run else 0)
 
 
-def test_the_record_keeps_what_was_answered(fast_app: Flask, fast: FlaskClient) -> None:
-    first = fast.post("/api/agents", json={"name": "kept"}, headers=key("k-1"))
-    (record,) = records(fast_app)
+def test_the_record_keeps_what_was_answered(app: Flask, client: FlaskClient) -> None:
+    first = client.post("/api/agents", json={"name": "kept"}, headers=key("k-1"))
+    (record,) = records(app)
     assert (record.scope, record.key) == (idempotency.ANONYMOUS_SCOPE, "k-1")
     assert (record.method, record.path) == ("POST", "/api/agents")
     assert record.fingerprint == idempotency.fingerprint({"name": "kept"})
@@ -194,14 +191,14 @@ def test_the_record_keeps_what_was_answered(fast_app: Flask, fast: FlaskClient) 
     assert record.expires_at - record.created_at == timedelta(seconds=86400)
 
 
-def test_the_same_json_written_differently_is_the_same_request(fast: FlaskClient) -> None:
-    first = fast.post(
+def test_the_same_json_written_differently_is_the_same_request(client: FlaskClient) -> None:
+    first = client.post(
         "/api/agents",
         data='{"name": "a", "model": "offline"}',
         content_type="application/json",
         headers=key("k-1"),
     )
-    again = fast.post(
+    again = client.post(
         "/api/agents",
         data='{ "model":"offline",\n "name":"a" }',
         content_type="application/json",
@@ -210,15 +207,15 @@ def test_the_same_json_written_differently_is_the_same_request(fast: FlaskClient
     assert_same_answer(first, again)
 
 
-def test_without_a_key_nothing_is_kept(fast: FlaskClient, rows: Rows) -> None:
-    new_agent(fast)
-    new_agent(fast)
+def test_without_a_key_nothing_is_kept(client: FlaskClient, rows: Rows) -> None:
+    new_agent(client)
+    new_agent(client)
     assert (rows(Agent), rows(IdempotencyKey)) == (2, 0)
 
 
-def test_different_keys_are_different_requests(fast: FlaskClient, rows: Rows) -> None:
+def test_different_keys_are_different_requests(client: FlaskClient, rows: Rows) -> None:
     for name in ("k-1", "k-2"):
-        response = fast.post("/api/agents", json={"name": "a"}, headers=key(name))
+        response = client.post("/api/agents", json={"name": "a"}, headers=key(name))
         assert response.status_code == 201 and REPLAYED not in response.headers
     assert (rows(Agent), rows(IdempotencyKey)) == (2, 2)
 
@@ -226,17 +223,17 @@ def test_different_keys_are_different_requests(fast: FlaskClient, rows: Rows) ->
 # --- refusals ----------------------------------------------------------------------
 
 
-def test_the_same_key_with_another_body_is_refused(fast: FlaskClient, rows: Rows) -> None:
-    fast.post("/api/agents", json={"name": "a"}, headers=key("k-1"))
-    response = fast.post("/api/agents", json={"name": "b"}, headers=key("k-1"))
+def test_the_same_key_with_another_body_is_refused(client: FlaskClient, rows: Rows) -> None:
+    client.post("/api/agents", json={"name": "a"}, headers=key("k-1"))
+    response = client.post("/api/agents", json={"name": "b"}, headers=key("k-1"))
     body = assert_problem(response, 422, ["header", "Idempotency-Key"], "idempotency_key_reused")
     assert "different request" in body["detail"]
     assert rows(Agent) == 1
 
 
-def test_the_same_key_on_another_path_is_refused(fast: FlaskClient, rows: Rows) -> None:
-    agent = fast.post("/api/agents", json={"name": "a"}, headers=key("k-1")).get_json()
-    response = fast.post(
+def test_the_same_key_on_another_path_is_refused(client: FlaskClient, rows: Rows) -> None:
+    agent = client.post("/api/agents", json={"name": "a"}, headers=key("k-1")).get_json()
+    response = client.post(
         f"/api/agents/{agent['id']}/messages", json={"name": "a"}, headers=key("k-1")
     )
     assert_problem(response, 422, ["header", "Idempotency-Key"], "idempotency_key_reused")
@@ -249,9 +246,9 @@ def test_the_same_key_on_another_path_is_refused(fast: FlaskClient, rows: Rows) 
     ids=["empty", "256 characters", "leading space", "trailing space", "not ASCII", "tab"],
 )
 def test_a_bad_key_is_refused_before_anything_runs(
-    value: str, fast: FlaskClient, rows: Rows
+    value: str, client: FlaskClient, rows: Rows
 ) -> None:
-    response = fast.post(
+    response = client.post(
         "/api/agents",
         data=json.dumps({"name": "a"}).encode(),
         content_type="application/json",
@@ -261,54 +258,54 @@ def test_a_bad_key_is_refused_before_anything_runs(
     assert (rows(Agent), rows(IdempotencyKey)) == (0, 0)
 
 
-def test_a_key_of_255_characters_is_accepted(fast: FlaskClient) -> None:
-    first = fast.post("/api/agents", json={"name": "a"}, headers=key("k" * 255))
-    again = fast.post("/api/agents", json={"name": "a"}, headers=key("k" * 255))
+def test_a_key_of_255_characters_is_accepted(client: FlaskClient) -> None:
+    first = client.post("/api/agents", json={"name": "a"}, headers=key("k" * 255))
+    again = client.post("/api/agents", json={"name": "a"}, headers=key("k" * 255))
     assert_same_answer(first, again)
 
 
-def test_a_quoted_key_is_taken_as_sent(fast_app: Flask, fast: FlaskClient) -> None:
+def test_a_quoted_key_is_taken_as_sent(app: Flask, client: FlaskClient) -> None:
     """The draft's quoted form and the bare one are two keys, each replayed on its own."""
-    first = fast.post("/api/agents", json={"name": "a"}, headers=key('"k-1"'))
-    assert_same_answer(first, fast.post("/api/agents", json={"name": "a"}, headers=key('"k-1"')))
-    bare = fast.post("/api/agents", json={"name": "a"}, headers=key("k-1"))
+    first = client.post("/api/agents", json={"name": "a"}, headers=key('"k-1"'))
+    assert_same_answer(first, client.post("/api/agents", json={"name": "a"}, headers=key('"k-1"')))
+    bare = client.post("/api/agents", json={"name": "a"}, headers=key("k-1"))
     assert bare.status_code == 201 and REPLAYED not in bare.headers
-    assert sorted(record.key for record in records(fast_app)) == ['"k-1"', "k-1"]
+    assert sorted(record.key for record in records(app)) == ['"k-1"', "k-1"]
 
 
-def test_a_failed_request_keeps_nothing_so_its_retry_runs(fast: FlaskClient, rows: Rows) -> None:
+def test_a_failed_request_keeps_nothing_so_its_retry_runs(client: FlaskClient, rows: Rows) -> None:
     """An error rolls back the work and the record with it."""
-    thread = new_thread(fast)
+    thread = new_thread(client)
     path = f"/api/threads/{thread['id']}/run"
-    refused = fast.post(path, headers=key("run-1"))
+    refused = client.post(path, headers=key("run-1"))
     assert_problem(refused, 409)
     assert rows(IdempotencyKey) == 0
-    fast.post(f"/api/threads/{thread['id']}/messages", json={"content": "now answer"})
+    client.post(f"/api/threads/{thread['id']}/messages", json={"content": "now answer"})
 
-    retried = fast.post(path, headers=key("run-1"))
+    retried = client.post(path, headers=key("run-1"))
 
     assert retried.status_code == 202 and REPLAYED not in retried.headers
     assert (rows(Run), rows(IdempotencyKey)) == (1, 1)
 
 
-def test_an_invalid_body_keeps_nothing(fast: FlaskClient, rows: Rows) -> None:
-    refused = fast.post("/api/agents", json={"name": ""}, headers=key("k-1"))
+def test_an_invalid_body_keeps_nothing(client: FlaskClient, rows: Rows) -> None:
+    refused = client.post("/api/agents", json={"name": ""}, headers=key("k-1"))
     assert_problem(refused, 422, ["body", "name"], "string_too_short")
-    response = fast.post("/api/agents", json={"name": "fixed"}, headers=key("k-1"))
+    response = client.post("/api/agents", json={"name": "fixed"}, headers=key("k-1"))
     assert response.status_code == 201 and REPLAYED not in response.headers
     assert rows(Agent) == 1
 
 
 def test_a_repeat_while_the_first_is_in_flight_is_refused(
-    fast_app: Flask, fast: FlaskClient, rows: Rows
+    app: Flask, client: FlaskClient, rows: Rows
 ) -> None:
     """In one process, a key being handled is refused at once, on either database."""
-    with idempotency.in_flight(fast_app, idempotency.ANONYMOUS_SCOPE, "k-1"):
-        response = fast.post("/api/agents", json={"name": "a"}, headers=key("k-1"))
+    with idempotency.in_flight(app, idempotency.ANONYMOUS_SCOPE, "k-1"):
+        response = client.post("/api/agents", json={"name": "a"}, headers=key("k-1"))
     assert "still being processed" in assert_problem(response, 409)["detail"]
     assert rows(Agent) == 0
     # Once it is done, the key is free again.
-    assert fast.post("/api/agents", json={"name": "a"}, headers=key("k-1")).status_code == 201
+    assert client.post("/api/agents", json={"name": "a"}, headers=key("k-1")).status_code == 201
 
 
 def test_another_process_holding_the_key_decides_what_a_repeat_gets(
@@ -354,27 +351,21 @@ def test_another_process_holding_the_key_decides_what_a_repeat_gets(
     assert (rows(Agent), rows(IdempotencyKey)) == (1, 1)
 
 
-def test_the_unique_constraint_refuses_a_second_record_for_a_key(fast_app: Flask) -> None:
+def test_the_unique_constraint_refuses_a_second_record_for_a_key(app: Flask) -> None:
     """The last word when two first requests got past the locks: the later gets 409."""
     claim = idempotency.Claim(idempotency.ANONYMOUS_SCOPE, "k-1", "POST", "/api/agents", "f")
     stored = idempotency.Stored(201, "application/json", "{}")
-    with pytest.raises(idempotency.KeyInUse), db.session_scope(fast_app) as session:
+    with pytest.raises(idempotency.KeyInUse), db.session_scope(app) as session:
         idempotency.remember(session, claim, stored)
         idempotency.remember(session, claim, stored)
-    assert records(fast_app) == []
+    assert records(app) == []
 
 
 # --- over real HTTP ---------------------------------------------------------------
 
 
-@pytest.fixture
-def served(fast_app: Flask) -> Iterator[LiveServer]:
-    with serve(fast_app) as server:
-        yield server
-
-
 def test_a_retry_after_a_dropped_response_gets_the_first_answer(
-    served: LiveServer, rows: Rows
+    live_server: LiveServer, rows: Rows
 ) -> None:
     """The client hangs up before reading: the work was done, and the retry says what it was."""
     body = json.dumps({"name": "dropped"}).encode()
@@ -383,13 +374,14 @@ def test_a_retry_after_a_dropped_response_gets_the_first_answer(
         b"Content-Type: application/json\r\nIdempotency-Key: drop-1\r\n"
         b"Content-Length: " + str(len(body)).encode() + b"\r\nConnection: close\r\n\r\n" + body
     )
-    with socket.create_connection(("127.0.0.1", served.server.server_port), timeout=10) as sock:
+    address = ("127.0.0.1", live_server.server.server_port)
+    with socket.create_connection(address, timeout=10) as sock:
         sock.sendall(request)
     # The connection is gone before any answer was read; the server carried on.
     wait_for(lambda: rows(IdempotencyKey) == 1, "the first request to commit")
 
     retry = requests.post(
-        f"{served.url}/api/agents", data=body, headers={**key("drop-1"), **JSON}, timeout=10
+        f"{live_server.url}/api/agents", data=body, headers={**key("drop-1"), **JSON}, timeout=10
     )
 
     assert retry.status_code == 201
@@ -398,10 +390,7 @@ def test_a_retry_after_a_dropped_response_gets_the_first_answer(
     assert rows(Agent) == 1
 
 
-JSON = {"Content-Type": "application/json"}
-
-
-def test_concurrent_duplicates_create_exactly_one_row(served: LiveServer, rows: Rows) -> None:
+def test_concurrent_duplicates_create_exactly_one_row(live_server: LiveServer, rows: Rows) -> None:
     """Sixteen clients send one request at once: one runs, the rest get a replay or 409."""
     clients = 16
     start = threading.Barrier(clients)
@@ -412,7 +401,7 @@ def test_concurrent_duplicates_create_exactly_one_row(served: LiveServer, rows: 
         with requests.Session() as http:
             start.wait(timeout=30)
             response = http.post(
-                f"{served.url}/api/agents",
+                f"{live_server.url}/api/agents",
                 json={"name": "raced"},
                 headers=key("race-1"),
                 timeout=60,
@@ -454,32 +443,32 @@ def test_a_bad_ttl_stops_the_app(value: str, database_url: str) -> None:
 
 
 def test_an_expired_key_is_as_good_as_new(
-    fast_app: Flask, fast: FlaskClient, db_session: Session, rows: Rows
+    app: Flask, client: FlaskClient, db_session: Session, rows: Rows
 ) -> None:
-    first = fast.post("/api/agents", json={"name": "a"}, headers=key("k-1")).get_json()
+    first = client.post("/api/agents", json={"name": "a"}, headers=key("k-1")).get_json()
     set_expiry(db_session, datetime.now(UTC) - timedelta(seconds=1))
 
-    again = fast.post("/api/agents", json={"name": "b"}, headers=key("k-1"))
+    again = client.post("/api/agents", json={"name": "b"}, headers=key("k-1"))
 
     assert again.status_code == 201 and REPLAYED not in again.headers
     assert again.get_json()["id"] != first["id"]
     assert rows(Agent) == 2
-    (record,) = records(fast_app)
+    (record,) = records(app)
     assert record.fingerprint == idempotency.fingerprint({"name": "b"})
     assert record.expires_at > datetime.now(UTC)
 
 
 def test_the_purge_deletes_only_expired_keys(
-    fast_app: Flask, fast: FlaskClient, db_session: Session
+    app: Flask, client: FlaskClient, db_session: Session
 ) -> None:
-    fast.post("/api/agents", json={"name": "a"}, headers=key("old"))
+    client.post("/api/agents", json={"name": "a"}, headers=key("old"))
     set_expiry(db_session, datetime.now(UTC) - timedelta(seconds=1))
-    fast.post("/api/agents", json={"name": "b"}, headers=key("new"))
+    client.post("/api/agents", json={"name": "b"}, headers=key("new"))
 
-    assert purge_idempotency_keys(fast_app) == 1
+    assert purge_idempotency_keys(app) == 1
 
-    assert [record.key for record in records(fast_app)] == ["new"]
-    assert purge_idempotency_keys(fast_app) == 0
+    assert [record.key for record in records(app)] == ["new"]
+    assert purge_idempotency_keys(app) == 0
 
 
 def test_only_the_scheduler_lock_holder_runs_the_purge(make_app: AppFactory) -> None:
@@ -524,12 +513,12 @@ def send_message(ws: WSClient, message_id: str, **fields: Any) -> dict[str, Any]
 
 
 def test_a_resent_frame_gets_the_first_message_sent_and_stores_nothing(
-    served: LiveServer, fast_app: Flask, rows: Rows
+    live_server: LiveServer, app: Flask, rows: Rows
 ) -> None:
-    client = fast_app.test_client()
+    client = app.test_client()
     thread = new_thread(client)
     frame = {"thread_id": thread["id"], "content": "hello", "idempotency_key": "ws-1"}
-    with WSClient(f"{served.ws_url}/api/ws") as ws:
+    with WSClient(f"{live_server.ws_url}/api/ws") as ws:
         first = send_message(ws, "m-1", **frame)
         again = send_message(ws, "m-2", **frame)
     assert first["type"] == "message_sent" and "replayed" not in first
@@ -539,15 +528,15 @@ def test_a_resent_frame_gets_the_first_message_sent_and_stores_nothing(
     messages = client.get(f"/api/threads/{thread['id']}/messages").get_json()
     assert [m["role"] for m in messages] == ["user", "assistant"]
     assert rows(Run) == 1
-    (record,) = records(fast_app)
+    (record,) = records(app)
     assert (record.method, record.path) == ("WS", "ws:send_message")
 
 
 def test_a_frame_reusing_a_key_for_other_content_is_refused(
-    served: LiveServer, fast_app: Flask, rows: Rows
+    live_server: LiveServer, app: Flask, rows: Rows
 ) -> None:
-    thread = new_thread(fast_app.test_client())
-    with WSClient(f"{served.ws_url}/api/ws") as ws:
+    thread = new_thread(app.test_client())
+    with WSClient(f"{live_server.ws_url}/api/ws") as ws:
         send_message(ws, "m-1", thread_id=thread["id"], content="one", idempotency_key="ws-1")
         refused = send_message(
             ws, "m-2", thread_id=thread["id"], content="two", idempotency_key="ws-1"
@@ -559,12 +548,12 @@ def test_a_frame_reusing_a_key_for_other_content_is_refused(
 
 
 def test_a_frame_whose_key_is_in_flight_is_refused(
-    served: LiveServer, fast_app: Flask, rows: Rows
+    live_server: LiveServer, app: Flask, rows: Rows
 ) -> None:
-    thread = new_thread(fast_app.test_client())
+    thread = new_thread(app.test_client())
     with (
-        WSClient(f"{served.ws_url}/api/ws") as ws,
-        idempotency.in_flight(fast_app, idempotency.ANONYMOUS_SCOPE, "ws-1"),
+        WSClient(f"{live_server.ws_url}/api/ws") as ws,
+        idempotency.in_flight(app, idempotency.ANONYMOUS_SCOPE, "ws-1"),
     ):
         refused = send_message(
             ws, "m-1", thread_id=thread["id"], content="x", idempotency_key="ws-1"
@@ -576,10 +565,10 @@ def test_a_frame_whose_key_is_in_flight_is_refused(
 
 @pytest.mark.parametrize("value", ["", "x" * 256, 7])
 def test_a_frame_with_a_bad_key_is_refused(
-    value: Any, served: LiveServer, fast_app: Flask, rows: Rows
+    value: Any, live_server: LiveServer, app: Flask, rows: Rows
 ) -> None:
-    thread = new_thread(fast_app.test_client())
-    with WSClient(f"{served.ws_url}/api/ws") as ws:
+    thread = new_thread(app.test_client())
+    with WSClient(f"{live_server.ws_url}/api/ws") as ws:
         refused = send_message(
             ws, "m-1", thread_id=thread["id"], content="x", idempotency_key=value
         )

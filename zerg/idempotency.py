@@ -107,7 +107,7 @@ class Stored:
     body: str
 
 
-class Replayed(Exception):  # noqa: N818 - it is not an error: the work was done before
+class Replayed(Exception):
     """The key's work was done before; ``stored`` is what to answer again."""
 
     def __init__(self, stored: Stored) -> None:

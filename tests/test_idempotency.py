@@ -47,6 +47,7 @@ from zerg.models import Thread
 from zerg.models import ThreadMessage
 from zerg.realtime import events
 from zerg.realtime.events import Event
+from zerg.runs.scheduler import LOCK
 from zerg.runs.scheduler import PURGER
 from zerg.runs.scheduler import get_scheduler
 from zerg.runs.scheduler import purge_idempotency_keys
@@ -478,6 +479,21 @@ def test_only_the_scheduler_lock_holder_runs_the_purge(make_app: AppFactory) -> 
     serving.start(other)
     assert get_scheduler(holder).scheduler.get_job(PURGER) is not None
     assert get_scheduler(other).scheduler.get_job(PURGER) is None
+
+
+def test_a_purge_that_fires_after_the_lock_was_lost_deletes_nothing(
+    make_app: AppFactory, db_session: Session
+) -> None:
+    holder = make_app(**FAST, SCHEDULER_ENABLED=True)
+    holder.test_client().post("/api/agents", json={"name": "a"}, headers=key("old"))
+    set_expiry(db_session, datetime.now(UTC) - timedelta(seconds=1))
+    serving.start(holder)
+    locks = get_scheduler(holder).locks
+    assert locks is not None
+    locks.release(LOCK)
+
+    assert purge_idempotency_keys(holder) == 0
+    assert [record.key for record in records(holder)] == ["old"]
 
 
 # --- scopes ------------------------------------------------------------------------

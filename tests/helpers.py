@@ -85,7 +85,7 @@ def assert_problem(
         assert isinstance(errors, list) and errors
         for error in errors:
             assert set(error) == {"loc", "msg", "type"}
-            assert error["loc"][0] in ("body", "query")
+            assert error["loc"][0] in ("body", "query", "header")
             assert isinstance(error["msg"], str) and error["msg"]
         assert {"loc": loc, "type": error_type} in [
             {"loc": error["loc"], "type": error["type"]} for error in errors

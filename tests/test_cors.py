@@ -33,13 +33,23 @@ def test_preflight_is_answered_without_a_token(cors_app: Flask) -> None:
         headers={
             "Origin": ALLOWED,
             "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "Authorization, Content-Type",
+            "Access-Control-Request-Headers": "Authorization, Content-Type, Idempotency-Key",
         },
     )
     assert response.status_code == 200
     assert response.headers["Access-Control-Allow-Origin"] == ALLOWED
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
-    assert "Authorization" in response.headers["Access-Control-Allow-Headers"]
+    allowed = response.headers["Access-Control-Allow-Headers"]
+    assert {"Authorization", "Content-Type", "Idempotency-Key"} <= set(allowed.split(", "))
+
+
+def test_a_script_may_read_whether_a_response_was_replayed(make_app: AppFactory) -> None:
+    client = make_app(CORS_ORIGINS=ALLOWED).test_client()
+    headers = {"Origin": ALLOWED, "Idempotency-Key": "cors-1"}
+    client.post("/api/agents", json={"name": "a"}, headers=headers)
+    replayed = client.post("/api/agents", json={"name": "a"}, headers=headers)
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.headers["Access-Control-Expose-Headers"] == "Idempotent-Replayed"
 
 
 def test_errors_carry_cors_headers_too(cors_app: Flask) -> None:

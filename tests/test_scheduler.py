@@ -359,8 +359,10 @@ def test_start_loads_the_agents_already_in_the_database(make_app: AppFactory) ->
     serving.start(served)
     assert scheduler.running
     jobs = {identifier: next_run for identifier, _name, next_run in scheduler.jobs()}
-    # The process that holds the scheduler also reaps the runs of dead processes.
+    # The process that holds the scheduler also reaps the runs of dead processes,
+    # and purges the expired idempotency keys.
     assert jobs.pop("reap-interrupted-runs") is not None
+    assert jobs.pop("purge-idempotency-keys") is not None
     assert jobs == {
         job_id(weekly["id"]): parse_utc(weekly["next_run_at"]),
         job_id(daily["id"]): parse_utc(daily["next_run_at"]),

@@ -14,6 +14,7 @@ from zerg import config as settings
 from zerg import cors
 from zerg import db
 from zerg import errors
+from zerg import idempotency
 from zerg import web
 from zerg.realtime import events
 from zerg.realtime import hub
@@ -35,6 +36,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     cors.init_app(app)
     auth.init_app(app)
     db.init_app(app)
+    idempotency.init_app(app)
     events.init_app(app)
     hub.init_app(app)
     providers.init_app(app)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 
 from flask import Flask
+from flask import current_app
 from flask import request
 
 from zerg.errors import APIError
@@ -34,6 +35,13 @@ def _token_from_request() -> str:
         return token
     # Browsers cannot set headers on a websocket handshake.
     return request.args.get("token", "") if request.path == "/api/ws" else ""
+
+
+def request_token() -> str | None:
+    """Return the token this request was let in with (None when the app requires none)."""
+    if not current_app.config["API_TOKEN"]:
+        return None
+    return _token_from_request() or None
 
 
 def init_app(app: Flask) -> None:

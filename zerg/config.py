@@ -133,6 +133,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "WS_DROP_GRACE_SECONDS": _as_seconds,
     "LOG_LEVEL": _one_of(LOG_LEVELS),
     "LOG_FORMAT": _one_of(LOG_FORMATS),
+    "IDEMPOTENCY_TTL_SECONDS": _as_int,
 }
 
 DEFAULTS: dict[str, Any] = {
@@ -167,6 +168,8 @@ DEFAULTS: dict[str, Any] = {
     "WS_DROP_GRACE_SECONDS": 5,
     "LOG_LEVEL": "info",
     "LOG_FORMAT": "text",
+    # How long a response stays replayable for its Idempotency-Key (a day).
+    "IDEMPOTENCY_TTL_SECONDS": 86400,
 }
 
 

@@ -12,7 +12,9 @@ from flask import Flask
 from flask import Response
 from flask import request
 
-ALLOWED_HEADERS = "Authorization, Content-Type"
+ALLOWED_HEADERS = "Authorization, Content-Type, Idempotency-Key"
+# Response headers a script may read besides the CORS-safelisted ones.
+EXPOSED_HEADERS = "Idempotent-Replayed"
 ALLOWED_METHODS = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
 PREFLIGHT_MAX_AGE = "600"
 
@@ -32,6 +34,7 @@ def init_app(app: Flask) -> None:
         if "*" not in origins and origin not in origins:
             return response
         response.headers["Access-Control-Allow-Origin"] = "*" if "*" in origins else origin
+        response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
         if request.method == "OPTIONS":
             response.headers["Access-Control-Allow-Methods"] = ALLOWED_METHODS
             response.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS

@@ -1,4 +1,4 @@
-"""ORM models: agents, their messages, threads, thread messages and runs."""
+"""ORM models: agents, their messages, threads, thread messages, runs and idempotency keys."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Agent", "AgentMessage", "Base", "Run", "Thread", "ThreadMessage"]
+__all__ = ["Agent", "AgentMessage", "Base", "IdempotencyKey", "Run", "Thread", "ThreadMessage"]
 
 # Ids are 32-bit integer columns; larger numbers can name nothing and would
 # overflow PostgreSQL's integer type.
@@ -234,3 +234,31 @@ class Run(Base):
     completion_tokens: Mapped[int | None]
     total_tokens: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IdempotencyKey(Base):
+    """A request made with an ``Idempotency-Key``, and the response to replay for it.
+
+    Written in the transaction of the request's own work, so either both are
+    committed or neither. ``scope`` is the sha256 of the API token (never the
+    token) so that clients with different tokens cannot see each other's
+    responses; the unique constraint on (scope, key) decides a race between
+    two first requests. ``fingerprint`` is the sha256 of the request's body,
+    to tell a retry from a different request that reuses the key.
+    """
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("scope", "key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    method: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(String(255))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int] = mapped_column(Integer)
+    content_type: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The purge job deletes rows past it; a lookup treats them as absent already.
+    expires_at: Mapped[datetime] = mapped_column(index=True)

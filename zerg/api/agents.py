@@ -6,6 +6,8 @@ from flask import Blueprint
 from flask import Response
 
 from zerg import agents
+from zerg.api.idempotency import idempotent
+from zerg.api.io import commit
 from zerg.api.io import no_content
 from zerg.api.io import page_params
 from zerg.api.io import parse_body
@@ -34,13 +36,13 @@ def list_agents() -> Response:
 
 
 @bp.post("")
+@idempotent
 def create_agent() -> Response:
     """Create an agent."""
     body = parse_body(AgentCreate)
     session = get_db()
     agent = agents.create_agent(session, body)
-    session.commit()
-    return respond(AgentOut, agent, 201)
+    return commit(respond(AgentOut, agent, 201))
 
 
 @bp.get("/<int:agent_id>")
@@ -69,12 +71,12 @@ def delete_agent(agent_id: int) -> Response:
 
 
 @bp.post("/<int:agent_id>/run")
+@idempotent
 def run_agent(agent_id: int) -> Response:
     """Run the agent's task instructions in a new thread of its own (202)."""
     session = get_db()
     run = runs.queue_agent_run(session, agent_id, "manual")
-    session.commit()
-    return respond(RunOut, run, 202)
+    return commit(respond(RunOut, run, 202))
 
 
 @bp.get("/<int:agent_id>/messages")
@@ -86,10 +88,10 @@ def list_agent_messages(agent_id: int) -> Response:
 
 
 @bp.post("/<int:agent_id>/messages")
+@idempotent
 def create_agent_message(agent_id: int) -> Response:
     """Add a message to an agent."""
     body = parse_body(AgentMessageCreate)
     session = get_db()
     message = agents.add_agent_message(session, agent_id, body)
-    session.commit()
-    return respond(AgentMessageOut, message, 201)
+    return commit(respond(AgentMessageOut, message, 201))

@@ -12,6 +12,8 @@ from flask import request
 from pydantic import BaseModel
 from pydantic import ValidationError
 
+from zerg.api.idempotency import keep_response
+from zerg.db import get_db
 from zerg.errors import APIError
 from zerg.errors import unprocessable
 from zerg.errors import validation_errors
@@ -89,6 +91,18 @@ def respond_json(payload: dict[str, Any], status: int = 200) -> Response:
     """Send an already serialised payload (one that was also announced as an event)."""
     body = json.dumps(payload, separators=(",", ":")).encode()
     return Response(body, status=status, mimetype=JSON_MIMETYPE)
+
+
+def commit(response: Response) -> Response:
+    """Commit the request's work together with the response built from it, and return that.
+
+    Built before the commit (the work is flushed, so it reads the same), the
+    response can be kept with the request's Idempotency-Key in the work's own
+    transaction: a retry gets exactly this, and a crash loses both or neither.
+    """
+    keep_response(response)
+    get_db().commit()
+    return response
 
 
 def no_content() -> Response:

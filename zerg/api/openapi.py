@@ -24,6 +24,7 @@ secret, but one rule with one exception is easier to trust than a list.
 
 from __future__ import annotations
 
+import copy
 import html
 import inspect
 import json
@@ -44,7 +45,11 @@ from pydantic import TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 from pydantic.json_schema import models_json_schema
 
+from zerg import idempotency
 from zerg import schemas as s
+from zerg.api.idempotency import KEY_PATTERN
+from zerg.api.idempotency import REPLAYED_HEADER
+from zerg.api.idempotency import takes_key
 from zerg.auth import OPEN_PATHS
 from zerg.errors import PROBLEM_MIMETYPE
 from zerg.errors import unprocessable
@@ -502,6 +507,50 @@ def _problem_ref(status: int) -> dict[str, str]:
     return {"$ref": f"#/components/responses/{PROBLEMS[status][0]}"}
 
 
+KEY_PARAMETER: dict[str, Any] = {
+    "name": idempotency.HEADER,
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes a retry safe: the first request with a key runs and its response is "
+        "kept; a repeat with the same key, path and body gets that response again "
+        f"(`{REPLAYED_HEADER}: true`) and changes nothing. Keys are scoped to the token."
+    ),
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": idempotency.MAX_KEY_LENGTH,
+        "pattern": f"^{KEY_PATTERN.pattern}$",
+    },
+}
+KEY_ERRORS = {
+    400: "The Idempotency-Key header is empty, too long or not printable ASCII.",
+    409: "A request with this Idempotency-Key is still being processed.",
+    422: "This Idempotency-Key was first used with another path or body.",
+}
+
+
+def _with_key(responses: dict[str, Any], success: str) -> None:
+    """Document what the Idempotency-Key header adds to an operation's answers."""
+    responses[success]["headers"] = {
+        REPLAYED_HEADER: {
+            "description": "`true` when this is the stored response to an earlier request "
+            "with the same Idempotency-Key, sent again; absent otherwise.",
+            "schema": {"type": "string", "enum": ["true"]},
+        }
+    }
+    components = _problem_responses()
+    for status, text in KEY_ERRORS.items():
+        answer = responses.get(str(status))
+        if answer is None:
+            model = s.ValidationProblem if status == 422 else s.Problem
+            answer = _reply(Reply(status, "", model, problem=True))
+        elif "$ref" in answer:
+            answer = copy.deepcopy(components[PROBLEMS[status][0]])
+        answer["description"] = " ".join(filter(None, (answer["description"], text)))
+        responses[str(status)] = answer
+
+
 def _operation(app: Flask, op: Operation, secured: bool) -> dict[str, Any]:
     view = app.view_functions.get(op.endpoint)
     description = inspect.cleandoc(view.__doc__ or "") if view is not None else ""
@@ -524,6 +573,9 @@ def _operation(app: Flask, op: Operation, secured: bool) -> dict[str, Any]:
         errors |= {400, 413, 415}
     for status in sorted(errors):
         responses.setdefault(str(status), _problem_ref(status))
+    if takes_key(view):
+        parameters.append(KEY_PARAMETER)
+        _with_key(responses, str(op.reply.status))
     operation: dict[str, Any] = {
         "operationId": operation_id(op),
         "tags": [op.tag],
@@ -585,7 +637,9 @@ The server answers `pong`, `thread_history` (`thread_id`, the oldest {websocket.
 `messages`), `agent_state` (`data`: the agent), `subscribed`,
 `unsubscribe_success` and `message_sent` (`thread_id`, the stored `message` with
 its `metadata`, and `run_id`, null if a run of the thread was already active and
-`multitask_strategy` was `reject`), and then sends as things change:
+`multitask_strategy` was `reject`; a `send_message` repeated with the same
+`idempotency_key` stores nothing and gets the first `message_sent` again, with
+its own `message_id` and `"replayed": true`), and then sends as things change:
 `thread_message` (`thread_id`, `message`), `stream_start`, `stream_chunk`
 (`content`) and `stream_end` (with `thread_id`, `run_id`, `status`, `error`, and
 `discarded`, true when what was streamed was removed by a `rollback` rather than
@@ -599,7 +653,7 @@ too slow to read its queue is dropped.
 """
 
 
-def _description(secured: bool, page_cap: int) -> str:
+def _description(secured: bool, page_cap: int, ttl: int) -> str:
     token = (
         "This server requires it: every route but `/api/health` (this document and "
         "`/api/docs` included) needs `Authorization: Bearer <token>`."
@@ -628,6 +682,17 @@ with `errors`, a list of `{{loc, msg, type}}` (`ValidationProblem`). 500: an
 unexpected failure, with a `request_id` and nothing of its internals
 (`ServerProblem`). A refused request writes nothing.
 
+## Retrying safely
+
+The `POST`s that create something (an agent, a thread, a message, a run) take an
+`Idempotency-Key` header (1 to 255 printable ASCII characters; the IETF draft of that
+name). The first request with a key runs, and its response, if a success, is kept
+with the key for {ttl} seconds, in the same transaction as the work. A retry with the same key,
+path and body gets that response again with `{REPLAYED_HEADER}: true`, and changes
+nothing. The same key with another path or body: 422. A retry while the first is
+still being processed: 409 (retry later). An error response is not kept: the work
+rolled back, so a retry runs again. Keys are scoped to the bearer token.
+
 ## Authentication
 
 When `API_TOKEN` is set, requests need `Authorization: Bearer <token>`. {token}
@@ -649,7 +714,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
             "title": "zerg",
             "version": _version(),
             "summary": "Backend of an AI-agent platform: agents, threads, runs.",
-            "description": _description(secured, page_cap),
+            "description": _description(secured, page_cap, app.config["IDEMPOTENCY_TTL_SECONDS"]),
             "license": {"name": "MIT", "identifier": "MIT"},
         },
         "tags": [{"name": tag, "description": TAGS[tag]} for tag in used_tags],

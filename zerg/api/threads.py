@@ -6,6 +6,8 @@ from flask import Blueprint
 from flask import Response
 
 from zerg import conversations
+from zerg.api.idempotency import idempotent
+from zerg.api.io import commit
 from zerg.api.io import no_content
 from zerg.api.io import page_params
 from zerg.api.io import parse_body
@@ -40,14 +42,14 @@ def list_threads() -> Response:
 
 
 @bp.post("")
+@idempotent
 def create_thread() -> Response:
     """Start a thread with an agent."""
     body = parse_body(ThreadCreate)
     session = get_db()
     fields = body.model_dump()
     thread = conversations.create_thread(session, fields.pop("agent_id"), **fields)
-    session.commit()
-    return respond(ThreadOut, thread, 201)
+    return commit(respond(ThreadOut, thread, 201))
 
 
 @bp.get("/<int:thread_id>")
@@ -76,6 +78,7 @@ def delete_thread(thread_id: int) -> Response:
 
 
 @bp.post("/<int:thread_id>/run")
+@idempotent
 def run_thread(thread_id: int) -> Response:
     """Run the thread's agent on its unanswered messages (202).
 
@@ -87,8 +90,7 @@ def run_thread(thread_id: int) -> Response:
     body = parse_optional_body(ThreadRunCreate)
     session = get_db()
     run = runs.queue_thread_run(session, thread_id, "api", body.multitask_strategy)
-    session.commit()
-    return respond(RunOut, run, 202)
+    return commit(respond(RunOut, run, 202))
 
 
 @bp.get("/<int:thread_id>/messages")
@@ -100,10 +102,10 @@ def list_thread_messages(thread_id: int) -> Response:
 
 
 @bp.post("/<int:thread_id>/messages")
+@idempotent
 def create_thread_message(thread_id: int) -> Response:
     """Add a message to a thread."""
     body = parse_body(ThreadMessageCreate)
     session = get_db()
     message = conversations.add_message(session, thread_id, body)
-    session.commit()
-    return respond_json(message, 201)
+    return commit(respond_json(message, 201))

@@ -28,6 +28,8 @@ from pydantic import ValidationError
 
 from zerg import agents
 from zerg import conversations
+from zerg import idempotency
+from zerg.auth import request_token
 from zerg.db import session_scope
 from zerg.errors import NotFound
 from zerg.realtime import events
@@ -93,6 +95,10 @@ class SendMessageFrame(Frame):
     content: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
     metadata: dict[str, Any] | None = None
     multitask_strategy: MultitaskStrategy = MULTITASK_STRATEGY
+    # Like the HTTP Idempotency-Key: a resent frame gets the first message_sent again.
+    idempotency_key: (
+        Annotated[str, Field(min_length=1, max_length=idempotency.MAX_KEY_LENGTH)] | None
+    ) = None
 
 
 @dataclass
@@ -102,6 +108,8 @@ class Client:
     app: Flask
     hub: Hub
     connection: Connection
+    # The scope of this client's idempotency keys: its token's, as for HTTP.
+    scope: str = idempotency.ANONYMOUS_SCOPE
 
     def reply(self, frame: dict[str, Any]) -> None:
         self.connection.send(frame)
@@ -219,23 +227,46 @@ def on_send_message(client: Client, frame: SendMessageFrame, message_id: Any) ->
     and then the streamed reply.
     """
     message = ThreadMessageCreate(role="user", content=frame.content, metadata=frame.metadata)
+    claim = frame_claim(client, frame)
     try:
-        with session_scope(client.app) as session:
+        with session_scope(client.app) as session, idempotency.once(session, claim) as keep:
             stored = conversations.add_message(session, frame.thread_id, message)
             run = runs.try_queue_thread_run(
                 session, frame.thread_id, "websocket", frame.multitask_strategy
             )
             run_id = run.id if run is not None else None
+            reply = {
+                "type": "message_sent",
+                "thread_id": frame.thread_id,
+                "message": stored,
+                "run_id": run_id,
+            }
+            keep(idempotency.Stored(200, "application/json", json.dumps(reply)))
     except NotFound as exc:
         raise ProtocolError(exc.detail, {"thread_id": frame.thread_id}) from None
-    client.reply(
-        {
-            "type": "message_sent",
-            "message_id": message_id,
-            "thread_id": frame.thread_id,
-            "message": stored,
-            "run_id": run_id,
-        }
+    except idempotency.KeyRefused as exc:
+        details = {"idempotency_key": frame.idempotency_key, "status": exc.status}
+        raise ProtocolError(exc.detail, details) from None
+    except idempotency.Replayed as replayed:
+        reply = {**json.loads(replayed.stored.body), "replayed": True}
+    client.reply({**reply, "message_id": message_id})
+
+
+def frame_claim(client: Client, frame: SendMessageFrame) -> idempotency.Claim | None:
+    """Read a frame's ``idempotency_key`` as an HTTP request's header is read.
+
+    The fingerprint covers every field that shapes the work, whatever fields
+    the frame grows, but the key itself (``type`` and ``message_id`` are not
+    fields); ``ws:send_message`` stands in for the path.
+    """
+    if frame.idempotency_key is None:
+        return None
+    return idempotency.Claim(
+        scope=client.scope,
+        key=frame.idempotency_key,
+        method="WS",
+        path="ws:send_message",
+        fingerprint=idempotency.fingerprint(frame.model_dump(exclude={"idempotency_key"})),
     )
 
 
@@ -298,7 +329,7 @@ def websocket(ws: Any) -> None:
     """Serve one client until it disconnects or is dropped."""
     app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
     hub = get_hub(app)
-    client = Client(app, hub, hub.connect(ws))
+    client = Client(app, hub, hub.connect(ws), idempotency.scope_for(request_token()))
     try:
         initial = request.args.get("initial_topics", "")
         topics = [topic.strip() for topic in initial.split(",") if topic.strip()]

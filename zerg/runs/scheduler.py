@@ -30,6 +30,7 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from zerg import agents
+from zerg import idempotency
 from zerg.db import session_scope
 from zerg.locks import Locks
 from zerg.models import Agent
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 
 
 REAPER = "reap-interrupted-runs"
+PURGER = "purge-idempotency-keys"
+# Expired keys are ignored at once by lookups; deleting them can wait this long.
+PURGE_SECONDS = 3600
 
 
 def job_id(agent_id: int) -> str:
@@ -119,6 +123,22 @@ def reap_interrupted(app: Flask, dead: Locks) -> None:
         domain.mark_interrupted(session, dead=dead)
 
 
+def purge_idempotency_keys(app: Flask) -> int:
+    """The job: delete the expired idempotency keys; return how many went.
+
+    Only the scheduler lock's holder purges, so that processes sharing the
+    database do not all delete the same rows.
+    """
+    if not get_scheduler(app).holds_lock():
+        log.warning("the purge fired after this process lost the scheduler lock; skipping")
+        return 0
+    with session_scope(app) as session:
+        purged = idempotency.purge_expired(session)
+    if purged:
+        log.info("purged %d expired idempotency key(s)", purged)
+    return purged
+
+
 def missed_ticks(agent: Agent, now: datetime) -> list[datetime]:
     """Return the ticks the agent's schedule passed while no process was scheduling, newest first.
 
@@ -169,7 +189,8 @@ class Scheduler:
         scheduler ran are not run later. With ``locks`` (the process's, holding
         the scheduler lock), jobs check the lock before each run, and the
         scheduler interrupts, every REAP_SECONDS, the runs of processes that
-        died, so they do not wait for a restart.
+        died, so they do not wait for a restart, and deletes the expired
+        idempotency keys every PURGE_SECONDS.
         """
         if self.running:
             return
@@ -205,6 +226,14 @@ class Scheduler:
                     seconds=REAP_SECONDS,
                     args=[self.app, locks],
                     id=REAPER,
+                )
+            if locks is not None and self.scheduler.get_job(PURGER) is None:
+                self.scheduler.add_job(
+                    purge_idempotency_keys,
+                    "interval",
+                    seconds=PURGE_SECONDS,
+                    args=[self.app],
+                    id=PURGER,
                 )
             self._apply(wanted)
             if self.scheduler.state == STATE_PAUSED:

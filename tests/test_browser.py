@@ -199,6 +199,18 @@ def _send(browser: Browser, text: str) -> None:
     box.send_keys(Keys.ENTER)
 
 
+def _start_a_long_reply(browser: Browser, server: LiveServer) -> dict[str, Any]:
+    """Open a new thread's page, send a message, and wait for the reply's first pieces."""
+    browser.base = server.url
+    _, thread = _thread(server)
+    browser.open(f"/threads/{thread['id']}", "thread")
+    _send(browser, "Please write something long")
+    browser.wait_for(
+        lambda: browser.text("#messages li[data-streaming] .content"), "the first pieces"
+    )
+    return thread
+
+
 def _reply_pieces(browser: Browser) -> list[str]:
     """Watch the streamed reply until it is stored; return every text it showed."""
     seen: list[str] = []
@@ -251,16 +263,10 @@ def test_cancelling_a_run_keeps_the_reply_marked_partial(
     make_app: AppFactory, browser: Browser
 ) -> None:
     with serve(make_app(OFFLINE_DELAY_SECONDS=0.3)) as server:
-        browser.base = server.url
-        _, thread = _thread(server)
-        browser.open(f"/threads/{thread['id']}", "thread")
-        _send(browser, "Please write something long")
+        thread = _start_a_long_reply(browser, server)
         cancel = browser.wait_for(
             lambda: browser.css("#cancel-run").is_displayed() and browser.css("#cancel-run"),
             "the cancel button",
-        )
-        browser.wait_for(
-            lambda: browser.text("#messages li[data-streaming] .content"), "the first pieces"
         )
         browser.screenshot("thread-streaming")
         cancel.click()
@@ -288,13 +294,7 @@ def test_a_message_sent_with_rollback_replaces_the_reply_being_written(
     make_app: AppFactory, browser: Browser
 ) -> None:
     with serve(make_app(OFFLINE_DELAY_SECONDS=0.3)) as server:
-        browser.base = server.url
-        _, thread = _thread(server)
-        browser.open(f"/threads/{thread['id']}", "thread")
-        _send(browser, "Please write something long")
-        browser.wait_for(
-            lambda: browser.text("#messages li[data-streaming] .content"), "the first pieces"
-        )
+        thread = _start_a_long_reply(browser, server)
         Select(browser.css("#strategy")).select_by_value("rollback")
         _send(browser, "Actually, say this instead")
 

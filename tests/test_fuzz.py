@@ -58,6 +58,8 @@ FRAMES = int(os.environ.get("ZERG_FUZZ_FRAMES", "400"))
 SEED = int(os.environ.get("ZERG_FUZZ_SEED", "20240601"))
 # CI replays the same examples every run; a long run by hand explores new ones.
 DERANDOMIZE = os.environ.get("ZERG_FUZZ_RANDOM", "0") != "1"
+ROOT = Path(__file__).resolve().parents[1]
+HOOKS = "tests.schemathesis_hooks"
 
 
 def seed_database(app: Flask) -> None:
@@ -155,7 +157,8 @@ def test_stateful_sequences_chain_real_ids_through_the_links(
 
     As a user would: schemathesis's own command against the app over real HTTP.
     In-process, Hypothesis replays scenarios against a server whose state has
-    moved on and calls its own strategy flaky (it did, one run in two).
+    moved on and calls its own strategy flaky (it did, one run in two). Its
+    Idempotency-Key values are made unique per request (tests/schemathesis_hooks.py).
     """
     refusals = ", ".join(f'"{status}"' for status in REFUSALS)
     config = tmp_path / "schemathesis.toml"
@@ -174,6 +177,7 @@ def test_stateful_sequences_chain_real_ids_through_the_links(
                 "--no-color",
             ],
             cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "SCHEMATHESIS_HOOKS": HOOKS},
             capture_output=True,
             text=True,
             timeout=600,

@@ -298,17 +298,24 @@ def test_sigterm_tells_websocket_clients_to_reconnect(
     assert "Traceback" not in server.log.read_text()
 
 
-def test_a_run_is_cancelled_through_the_other_worker(
-    start_gunicorn: Callable[..., Gunicorn],
-) -> None:
-    """The run executes in the worker that queued it; the cancel reaches the other one."""
-    server = start_gunicorn(OFFLINE_DELAY_SECONDS="0.2")
+def thread_on_one_worker(server: Gunicorn) -> tuple[requests.Session, str, dict[str, Any]]:
+    """Make a thread with one message through a session held by one worker; name the worker."""
     api = f"{server.url}/api"
     owner = server.session_on()
     instance = owner.get(f"{api}/health", timeout=5).json()["instance"]
     agent = owner.post(f"{api}/agents", json={"name": "long-winded"}, timeout=10).json()
     thread = owner.post(f"{api}/threads", json={"agent_id": agent["id"]}, timeout=10).json()
     owner.post(f"{api}/threads/{thread['id']}/messages", json={"content": "go"}, timeout=10)
+    return owner, instance, thread
+
+
+def test_a_run_is_cancelled_through_the_other_worker(
+    start_gunicorn: Callable[..., Gunicorn],
+) -> None:
+    """The run executes in the worker that queued it; the cancel reaches the other one."""
+    server = start_gunicorn(OFFLINE_DELAY_SECONDS="0.2")
+    api = f"{server.url}/api"
+    owner, instance, thread = thread_on_one_worker(server)
     run = owner.post(f"{api}/threads/{thread['id']}/run", timeout=10).json()
     owner.close()
 
@@ -340,11 +347,7 @@ def test_a_run_asked_for_on_the_other_worker_takes_the_running_one_s_place(
     """
     server = start_gunicorn(OFFLINE_DELAY_SECONDS="0.2")
     api = f"{server.url}/api"
-    owner = server.session_on()
-    instance = owner.get(f"{api}/health", timeout=5).json()["instance"]
-    agent = owner.post(f"{api}/agents", json={"name": "busy"}, timeout=10).json()
-    thread = owner.post(f"{api}/threads", json={"agent_id": agent["id"]}, timeout=10).json()
-    owner.post(f"{api}/threads/{thread['id']}/messages", json={"content": "one"}, timeout=10)
+    owner, instance, thread = thread_on_one_worker(server)
     with clients_on_both_workers(server, [f"thread:{thread['id']}"]) as watchers:
         [watcher] = [ws for name, ws in watchers.items() if name != instance]
         watcher.recv_type("thread_history")

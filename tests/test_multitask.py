@@ -134,51 +134,38 @@ def test_enqueue_on_an_idle_thread_just_runs(make_app: AppFactory) -> None:
     assert wait_run(client, response.get_json()["id"])["status"] == "success"
 
 
-def test_interrupt_keeps_the_partial_reply_and_runs_the_new_one(slow: FlaskClient) -> None:
+@pytest.mark.parametrize(
+    ("strategy", "error", "kept"),
+    [
+        ("interrupt", "interrupted by a newer run", [("assistant", True)]),
+        ("rollback", "rolled back for a newer run", []),
+    ],
+)
+def test_a_run_takes_the_running_one_s_place(
+    slow: FlaskClient, strategy: str, error: str, kept: list[tuple[str, bool]]
+) -> None:
+    """interrupt keeps the stopped run's partial reply, rollback removes it; both answer all."""
     thread = new_thread(slow, "first question")
     old = streaming(slow, thread["id"])
     say(slow, thread["id"], "second question")
 
-    response = run(slow, thread["id"], "interrupt")
+    response = run(slow, thread["id"], strategy)
 
     assert response.status_code == 202
     new = wait_run(slow, response.get_json()["id"])
     stopped = slow.get(f"/api/runs/{old}").get_json()
-    assert stopped["status"] == "cancelled"
-    assert stopped["stop_requested"] == "interrupt"
-    assert "interrupt" in stopped["error"]
+    assert (stopped["status"], stopped["stop_requested"]) == ("cancelled", strategy)
+    assert error in stopped["error"]
     assert new["status"] == "success"
     assert new["started_at"] >= stopped["finished_at"]
     stored = messages(slow, thread["id"])
     assert [(m["role"], m["partial"]) for m in stored] == [
         ("user", False),
         ("user", False),
-        ("assistant", True),
+        *kept,
         ("assistant", False),
     ]
     assert "second question" in stored[-1]["content"]
-    assert all(m["processed"] for m in stored)
-
-
-def test_rollback_removes_the_partial_reply_and_answers_everything(slow: FlaskClient) -> None:
-    thread = new_thread(slow, "first question")
-    old = streaming(slow, thread["id"])
-    say(slow, thread["id"], "second question")
-
-    response = run(slow, thread["id"], "rollback")
-
-    assert response.status_code == 202
-    new = wait_run(slow, response.get_json()["id"])
-    stopped = slow.get(f"/api/runs/{old}").get_json()
-    assert (stopped["status"], stopped["stop_requested"]) == ("cancelled", "rollback")
-    assert "rolled back" in stopped["error"]
-    assert new["status"] == "success"
-    stored = messages(slow, thread["id"])
-    assert [(m["role"], m["partial"]) for m in stored] == [
-        ("user", False),
-        ("user", False),
-        ("assistant", False),
-    ]
     assert all(m["processed"] for m in stored)
     agent = slow.get(f"/api/agents/{thread['agent_id']}").get_json()
     assert (agent["status"], agent["last_run_status"]) == ("idle", "success")

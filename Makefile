@@ -5,6 +5,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
+# Test processes (pytest-xdist): the suite mostly waits on servers and
+# sockets, so more processes than cores pay off. PYTEST_ARGS adds options.
+PYTEST_WORKERS ?= 4
+PYTEST_ARGS ?=
 
 .PHONY: run serve test lint check clean
 
@@ -34,7 +38,7 @@ serve: $(VENV)/.installed-production
 	$(BIN)/gunicorn -c gunicorn.conf.py
 
 test: $(VENV)/.installed-test
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .

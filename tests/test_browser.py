@@ -34,6 +34,10 @@ from zerg.realtime.hub import get_hub
 
 TOKEN = "browser-test-token"
 
+# One Chromium for the whole module: under pytest-xdist (--dist loadgroup) all
+# of its tests go to one worker. `.ci/run` runs them on one database only.
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+
 
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[webdriver.Chrome]:

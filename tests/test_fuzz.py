@@ -53,6 +53,9 @@ from zerg.auth import OPEN_PATHS
 from zerg.realtime.hub import get_hub
 from zerg.realtime.websocket import HANDLERS
 
+# Slow by nature; `.ci/run` runs them on one database only.
+pytestmark = pytest.mark.fuzz
+
 EXAMPLES = int(os.environ.get("ZERG_FUZZ_EXAMPLES", "25"))
 FRAMES = int(os.environ.get("ZERG_FUZZ_FRAMES", "400"))
 SEED = int(os.environ.get("ZERG_FUZZ_SEED", "20240601"))

@@ -471,7 +471,11 @@ def test_the_runs_page_shows_statuses_live(make_app: AppFactory, browser: Browse
         api(server, "POST", f"/agents/{other['id']}/run")
         browser.wait_for(lambda: "Late" in browser.text("#runs"), "the new agent's run")
         browser.css("#filter-agent").send_keys("Echo")
-        browser.wait_for(lambda: "Late" not in browser.text("#runs"), "the agent filter")
+        # The list is emptied and refilled when a filter changes: "Late" is
+        # gone from the empty list before Echo's run is back, so wait for that.
+        browser.wait_for(
+            lambda: "Late" not in browser.text("#runs") and browser.all(row), "the agent filter"
+        )
         browser.screenshot("runs-filtered")
         assert len(browser.all("#runs tr")) == 1
         assert agent["id"] == run["agent_id"]

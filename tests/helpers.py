@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -93,6 +94,13 @@ def assert_problem(
     else:
         assert "errors" not in body
     return body
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on now, for a server to take."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def wait_for(

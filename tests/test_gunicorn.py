@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,18 +31,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from tests.conftest import AppFactory
+from tests.helpers import free_port
 from tests.helpers import wait_for
 from tests.wsclient import WSClient
 from zerg import db
 from zerg.models import Run
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

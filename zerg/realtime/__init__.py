@@ -1,0 +1,1 @@
+"""Events and the websocket: the app's event bus, its Redis backend, the hub and the endpoint."""

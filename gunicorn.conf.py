@@ -56,16 +56,27 @@ logger_class = Logger
 def refuse_to_start(workers: int) -> None:
     """Exit with one line, before any worker boots, if zerg could not serve as configured.
 
-    The workers would each fail the same way (a bad setting), or worse, start
-    and split events between them (the in-memory bus with several workers).
+    The workers would each fail the same way (a bad setting, a database that
+    cannot be reached or is not at head), or worse, start and split events
+    between them (the in-memory bus with several workers). Where the settings
+    let a server upgrade its database (development SQLite), the master does it
+    once, before the workers race to.
     """
     from zerg import create_app
+    from zerg import db
+    from zerg import migrate
     from zerg import serving
     from zerg.errors import StartupError
 
     load_dotenv()
     try:
-        serving.check_processes(create_app(), workers)
+        app = create_app()
+        serving.check_processes(app, workers)
+        try:
+            migrate.prepare(app)
+        finally:
+            # No connection of the master's may be inherited by the workers.
+            db.get_database(app).engine.dispose()
     except StartupError as exc:
         exc.show()
         raise SystemExit(1) from None

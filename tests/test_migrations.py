@@ -402,7 +402,7 @@ def test_a_server_behind_head_refuses_to_start(empty_app: Flask) -> None:
     # `serve` is a plain click command: the flask command pushes its app context.
     with empty_app.app_context():
         line = one_line_error(empty_app.test_cli_runner().invoke(args=["serve", "--port", "1"]))
-    assert "run `flask --app zerg db upgrade` first" in line
+    assert "run `.venv/bin/flask --app zerg db upgrade` first" in line
 
 
 def test_a_server_on_an_unversioned_release_database_refuses_to_start(

@@ -8,13 +8,22 @@ These run the real commands as subprocesses, as an operator would: the
 from __future__ import annotations
 
 import os
+import site
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import requests
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 
+from tests.conftest import TEST_DATABASE_URL
 from tests.conftest import AppFactory
+from tests.helpers import free_port
+from tests.helpers import wait_for
+from zerg import db
+from zerg import migrate
 from zerg import serving
 from zerg.errors import StartupError
 
@@ -109,3 +118,136 @@ def test_one_process_may_keep_events_in_memory(make_app: AppFactory) -> None:
     with pytest.raises(StartupError):
         serving.check_processes(app, 2)
     serving.check_processes(make_app(EVENT_BACKEND="redis"), 4)
+
+
+ENTRY_POINTS = [
+    pytest.param([*FLASK, "db", "upgrade"], id="db-upgrade"),
+    pytest.param([*FLASK, "db", "current"], id="db-current"),
+    pytest.param([*FLASK, "serve", "--port", "0"], id="serve"),
+    pytest.param([*FLASK, "run", "--port", "0"], id="flask-run"),
+    pytest.param(GUNICORN, id="gunicorn"),
+    pytest.param([sys.executable, "-c", "import wsgi; wsgi.app"], id="wsgi"),
+]
+
+
+def assert_one_line_starting(result: subprocess.CompletedProcess[str], start: str) -> str:
+    assert result.returncode != 0
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(start), result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ENTRY_POINTS)
+def test_a_database_server_that_does_not_answer_is_one_line_everywhere(
+    tmp_path: Path, command: list[str]
+) -> None:
+    url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/zerg"
+    result = run(command, tmp_path, DATABASE_URL=url, EVENT_BACKEND="redis")
+    line = assert_one_line_starting(result, f"zerg: cannot connect to {url} (DATABASE_URL): ")
+    assert "Connection refused; is the database server running, at that host and port?" in line
+
+
+@pytest.mark.parametrize("command", ENTRY_POINTS)
+def test_an_sqlite_file_in_a_missing_folder_is_one_line_everywhere(
+    tmp_path: Path, command: list[str]
+) -> None:
+    folder = tmp_path / "no" / "such" / "folder"
+    result = run(command, tmp_path, DATABASE_URL=f"sqlite:///{folder / 'zerg.sqlite'}")
+    assert_one_line(
+        result,
+        f"zerg: DATABASE_URL names an SQLite file in {folder}, a folder that does not exist: "
+        "create it, or name a file in an existing folder",
+    )
+
+
+def server_url(**parts: str) -> str:
+    """A URL on the PostgreSQL server the suite uses (or the machine's), skipping without one."""
+    base = make_url(TEST_DATABASE_URL or "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    engine = db.make_engine(base.render_as_string(hide_password=False))
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        pytest.skip(f"no PostgreSQL server answers at {base.host}:{base.port} ({exc.orig})")
+    finally:
+        engine.dispose()
+    return base.set(query={}, **parts).render_as_string(hide_password=False)
+
+
+def test_a_database_that_does_not_exist_says_how_to_create_it(tmp_path: Path) -> None:
+    url = server_url(database="zerg_no_such_database")
+    result = run([*FLASK, "db", "upgrade"], tmp_path, DATABASE_URL=url)
+    line = assert_one_line_starting(result, "zerg: cannot connect to ")
+    assert line.endswith("createdb -h 127.0.0.1 -U postgres -O postgres zerg_no_such_database")
+
+
+def test_a_role_that_does_not_exist_says_how_to_create_it(tmp_path: Path) -> None:
+    url = server_url(username="zerg_no_such_role", password="secret")
+    result = run([*FLASK, "db", "upgrade"], tmp_path, DATABASE_URL=url)
+    line = assert_one_line_starting(result, "zerg: cannot connect to ")
+    assert "secret" not in line
+    assert line.endswith("createuser -h 127.0.0.1 -U postgres --pwprompt zerg_no_such_role")
+
+
+def test_a_missing_driver_names_the_extra_to_install(tmp_path: Path) -> None:
+    """A Python without psycopg: this environment's packages, minus psycopg's, and no site hooks."""
+    packages = tmp_path / "site-packages"
+    packages.mkdir()
+    for entry in Path(site.getsitepackages()[0]).iterdir():
+        if not entry.name.startswith(("psycopg", "__editable__", "zerg")):
+            (packages / entry.name).symlink_to(entry)
+    result = run(
+        [sys.executable, "-S", "-m", "flask", "--app", "zerg", "db", "upgrade"],
+        tmp_path,
+        DATABASE_URL="postgresql+psycopg://postgres@127.0.0.1/zerg",
+        PYTHONPATH=f"{packages}{os.pathsep}{ROOT}",
+    )
+    assert_one_line(
+        result,
+        "zerg: DATABASE_URL needs the driver 'psycopg', which is not installed: "
+        "pip install -e '.[postgres]' (or the production extra)",
+    )
+
+
+def test_flask_run_upgrades_a_new_development_database_before_serving(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'run.sqlite'}"}
+    env.pop("ENVIRONMENT", None)
+    server = subprocess.Popen(
+        [*FLASK, "run", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/api/agents"
+
+        def answered() -> bool:
+            assert server.poll() is None, "flask run exited"
+            try:
+                return requests.get(url, timeout=1).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_for(answered, "flask run to serve the agents", timeout=30)
+        assert requests.get(url, timeout=5).json() == []
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+
+
+def test_flask_run_refuses_a_database_it_may_not_upgrade(tmp_path: Path) -> None:
+    database = tmp_path / "behind.sqlite"
+    result = run(
+        [*FLASK, "run", "--port", "0"],
+        tmp_path,
+        DATABASE_URL=f"sqlite:///{database}",
+        AUTO_CREATE_TABLES="false",
+    )
+    assert_one_line(
+        result,
+        f"zerg: sqlite:///{database} is empty, not at head {migrate.head()}: "
+        "run `.venv/bin/flask --app zerg db upgrade` first",
+    )

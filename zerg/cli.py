@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
+import flask.cli
 from alembic.util import CommandError
 from flask import Flask
 from flask import current_app
@@ -43,20 +44,8 @@ def one_line_errors() -> Iterator[None]:
 
 
 def describe(step: migrate.Step) -> str:
-    """Say what an upgrade or downgrade did, and where."""
-    after = step.after or "base (no tables)"
-    if step.after is not None and step.after == migrate.head():
-        after += " (head)"
-    if step.adopted:
-        return (
-            f"Recognised zerg 0.1.0's tables in {shown_url()}, stamped them "
-            f"{migrate.BASELINE} and upgraded them to {after}"
-        )
-    if not step.changed:
-        return f"{shown_url()} is already up to date at {after}"
-    if step.before is None:
-        return f"Created {step.created} tables in {shown_url()} at {after}"
-    return f"Migrated {shown_url()} from {step.before} to {after}"
+    """Say what an upgrade or downgrade did to the current app's database."""
+    return migrate.describe(current_app, step)
 
 
 @db_cli.command("init")
@@ -115,7 +104,7 @@ def current_command() -> None:
         click.echo(f"{state.current} (head)")
     elif state.current is None and state.has_tables:
         click.echo(
-            "none: tables without a schema version; `flask --app zerg db upgrade` "
+            f"none: tables without a schema version; `{migrate.UPGRADE_HINT}` "
             f"adopts zerg 0.1.0's (head is {state.head})"
         )
     elif state.current is None:
@@ -136,7 +125,7 @@ def history_command(verbose: bool) -> None:
 def revision_command(message: str) -> None:
     """Write a new revision from the difference between the models and the database.
 
-    For contributors: the database must be at head (`flask db upgrade`).
+    For contributors: the database must be at head (`flask --app zerg db upgrade`).
     Read the script it writes and fix what autogenerate cannot see (renames,
     data, server defaults) before committing it.
     """
@@ -185,8 +174,24 @@ def serve_command(host: str, port: int, reload: bool) -> None:
     run_simple(host, port, app, threaded=True, use_reloader=reload)
 
 
+def prepare_for_flask_run(app: Flask) -> None:
+    """Under Flask's own ``flask run``, bring the database to head first, as ``serve`` does.
+
+    ``flask run`` builds the app and serves it with no hook of ours in
+    between, so this runs while the app is built: a database that is behind
+    is upgraded where ``serve`` would upgrade it (SQLite in development), or
+    the command stops with one line naming the upgrade, instead of serving
+    "no such table" as 500s. Unlike ``serve``, it starts no background work.
+    """
+    context = click.get_current_context(silent=True)
+    if context is not None and context.command is flask.cli.run_command:
+        with one_line_errors():
+            migrate.prepare(app)
+
+
 def init_app(app: Flask) -> None:
     """Add the ``db`` and ``scheduler`` groups and ``serve``; fill ``flask shell``."""
+    prepare_for_flask_run(app)
     app.cli.add_command(db_cli)
     app.cli.add_command(scheduler_cli)
     app.cli.add_command(serve_command)

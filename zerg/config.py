@@ -26,6 +26,8 @@ EVENT_BACKENDS = ("memory", "redis")
 SCHEDULE_CATCH_UP = ("none", "latest")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
+# How messages name zerg's command: as the README runs it, from the checkout's venv.
+COMMAND = ".venv/bin/flask --app zerg"
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -226,6 +228,12 @@ def database_url(app: Flask) -> str:
         if not path.is_absolute():
             Path(app.instance_path).mkdir(parents=True, exist_ok=True)
             url = url.set(database=str(Path(app.instance_path) / path))
+        elif not path.parent.is_dir():
+            # SQLite would only say "unable to open database file", at first use.
+            raise ConfigError(
+                f"DATABASE_URL names an SQLite file in {path.parent}, a folder that does not "
+                "exist: create it, or name a file in an existing folder"
+            )
     return url.render_as_string(hide_password=False)
 
 
@@ -236,7 +244,7 @@ def check_safety(config: Mapping[str, Any]) -> None:
     if config["ENVIRONMENT"] == "production" and config["AUTO_CREATE_TABLES"]:
         raise ConfigError(
             "AUTO_CREATE_TABLES=true is refused in production, which never migrates at "
-            "start-up: run `flask --app zerg db upgrade` before starting the server"
+            f"start-up: run `{COMMAND} db upgrade` before starting the server"
         )
     if "openai" in config["LLM_PROVIDER"]:
         if not (config["OPENAI_API_KEY"] or config["OPENAI_BASE_URL"]):

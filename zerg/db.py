@@ -40,12 +40,14 @@ from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import NoSuchModuleError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import SessionTransaction
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import QueuePool
 
 from zerg.errors import NotFound
+from zerg.errors import StartupError
 from zerg.models import ID_MAX
 from zerg.models import Base
 
@@ -59,6 +61,9 @@ WRITE_LOCK_OPTION = "zerg_write_lock"
 # Session.info keys: the app a session belongs to, and what waits for its commit.
 APP_KEY = "zerg.app"
 AFTER_COMMIT_KEY = "zerg.after_commit"
+
+# What to install for a database driver that is missing: the package's extra.
+DRIVER_HINTS = {"psycopg": "pip install -e '.[postgres]' (or the production extra)"}
 
 log = logging.getLogger(__name__)
 
@@ -105,12 +110,26 @@ def make_engine(url: str, **options: Any) -> Engine:
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         options.setdefault("connect_args", {}).setdefault("check_same_thread", False)
-        engine = create_engine(url, **options)
+        engine = _create_engine(url, options)
         _configure_sqlite(engine)
         return engine
     if backend == "postgresql":
         options.setdefault("pool_pre_ping", True)
-    return create_engine(url, **options)
+    return _create_engine(url, options)
+
+
+def _create_engine(url: str, options: dict[str, Any]) -> Engine:
+    """Create the engine, or say in one line which driver to install for ``url``."""
+    try:
+        return create_engine(url, **options)
+    except NoSuchModuleError:
+        name = make_url(url).drivername
+        raise StartupError(f"DATABASE_URL names {name!r}, which zerg does not know") from None
+    except ModuleNotFoundError as exc:
+        hint = DRIVER_HINTS.get(str(exc.name), f"install {exc.name}")
+        raise StartupError(
+            f"DATABASE_URL needs the driver {exc.name!r}, which is not installed: {hint}"
+        ) from None
 
 
 def _use_wal(cursor: sqlite3.Cursor) -> None:

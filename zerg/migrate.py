@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import io
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -46,8 +47,10 @@ from sqlalchemy import Table
 from sqlalchemy import inspect
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 
 from zerg import db
+from zerg.config import COMMAND
 from zerg.errors import StartupError
 from zerg.locks import lock_key
 from zerg.models import Base
@@ -56,7 +59,9 @@ SCRIPT_LOCATION = "zerg:migrations"
 # The revision that equals zerg 0.1.0's tables, the last made by create_all.
 BASELINE = "0001"
 VERSION_TABLE = "alembic_version"
-UPGRADE_HINT = "flask --app zerg db upgrade"
+UPGRADE_HINT = f"{COMMAND} db upgrade"
+
+log = logging.getLogger(__name__)
 
 
 class SchemaError(StartupError):
@@ -121,6 +126,61 @@ def shown_url(app: Flask) -> str:
     return make_url(app.config["DATABASE_URL"]).render_as_string(hide_password=True)
 
 
+class UnreachableError(StartupError):
+    """The database cannot be reached at all; one line says where and what to do."""
+
+
+@contextmanager
+def connect(app: Flask, *, write: bool = False) -> Iterator[Connection]:
+    """Lend a connection to the app's database, or say in one line why there is none.
+
+    Every command and start-up path that needs the database comes through
+    here first, so a server that is down, a database or role that does not
+    exist, or a wrong password is one line naming ``DATABASE_URL``, not a
+    driver's traceback. ``write`` connections take SQLite's write turn.
+    """
+    database = db.get_database(app)
+    try:
+        connection = (database.writer if write else database.engine).connect()
+    except DBAPIError as exc:
+        raise UnreachableError(_unreachable(app, exc)) from None
+    with connection:
+        yield connection
+
+
+def _unreachable(app: Flask, exc: DBAPIError) -> str:
+    """Say why the database could not be reached, with the fix for the usual reasons."""
+    url = make_url(app.config["DATABASE_URL"])
+    reason = str(exc.orig).strip().splitlines()[0].removeprefix("connection failed: ")
+    hint = ""
+    if "does not exist" in reason and "role" in reason:
+        hint = f"; create it: createuser -h {url.host} -U postgres --pwprompt {url.username}"
+    elif "does not exist" in reason:
+        hint = f"; create it: createdb -h {url.host} -U postgres -O {url.username} {url.database}"
+    elif "refused" in reason or "timeout" in reason:
+        hint = "; is the database server running, at that host and port?"
+    elif "password" in reason:
+        hint = "; check the user and password in DATABASE_URL"
+    return f"cannot connect to {shown_url(app)} (DATABASE_URL): {reason}{hint}"
+
+
+def describe(app: Flask, step: Step) -> str:
+    """Say what an upgrade or downgrade did, and where."""
+    after = step.after or "base (no tables)"
+    if step.after is not None and step.after == head():
+        after += " (head)"
+    if step.adopted:
+        return (
+            f"Recognised zerg 0.1.0's tables in {shown_url(app)}, stamped them "
+            f"{BASELINE} and upgraded them to {after}"
+        )
+    if not step.changed:
+        return f"{shown_url(app)} is already up to date at {after}"
+    if step.before is None:
+        return f"Created {step.created} tables in {shown_url(app)} at {after}"
+    return f"Migrated {shown_url(app)} from {step.before} to {after}"
+
+
 def _current(connection: Connection) -> str | None:
     return MigrationContext.configure(connection).get_current_revision()
 
@@ -133,7 +193,7 @@ def _zerg_tables(connection: Connection) -> set[str]:
 
 def status(app: Flask) -> Status:
     """Tell where the app's database stands, changing nothing."""
-    with db.get_database(app).engine.connect() as connection:
+    with connect(app) as connection:
         current = _current(connection)
         has_tables = bool(_zerg_tables(connection))
     return Status(current=current, head=head(), has_tables=has_tables)
@@ -146,16 +206,15 @@ def migrating(app: Flask) -> Iterator[Connection]:
     Whoever holds it is the only one changing the schema; the next one waits
     and then sees what the first committed.
     """
-    database = db.get_database(app)
-    if database.engine.dialect.name != "sqlite":
-        with database.engine.connect() as connection, connection.begin():
+    if db.get_database(app).engine.dialect.name != "sqlite":
+        with connect(app) as connection, connection.begin():
             if connection.dialect.name == "postgresql":
                 where = connection.execute(text("SELECT current_database(), current_schema()"))
                 key = lock_key("zerg-migrations|{}|{}".format(*where.one()))
                 connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
             yield connection
         return
-    with database.writer.connect() as connection:
+    with connect(app, write=True) as connection:
         # PRAGMA foreign_keys does nothing inside a transaction: set it first.
         driver = connection.connection.driver_connection
         assert driver is not None
@@ -232,7 +291,7 @@ def _adopt(app: Flask, connection: Connection) -> bool:
         raise SchemaError(
             f"{shown_url(app)} has zerg tables but no schema version, and they are not "
             f"zerg 0.1.0's ({_difference(found, indexes)}); nothing was changed: back up "
-            "its data, then run `flask --app zerg db reset` (development) or make the "
+            f"its data, then run `{COMMAND} db reset` (development) or make the "
             f"tables match 0.1.0 and run `{UPGRADE_HINT}` again"
         )
     command.stamp(alembic_config(connection), BASELINE)
@@ -289,7 +348,7 @@ def revision(app: Flask, message: str, folder: Path | None = None) -> str:
     stays as committed while other test runs read it). Returns its path.
     """
     number = f"{sum(1 for _ in scripts().walk_revisions()) + 1:04d}"
-    with db.get_database(app).engine.connect() as connection:
+    with connect(app) as connection:
         config = alembic_config(connection)
         if importlib.util.find_spec("ruff") is not None:
             # Autogenerate's output is not what `make lint` accepts; contributors
@@ -323,13 +382,13 @@ def check(app: Flask) -> None:
     The comparison is between the models and the database, which must be at
     head: so it is between the models and what the migrations make.
     """
-    with db.get_database(app).engine.connect() as connection:
+    with connect(app) as connection:
         try:
             command.check(alembic_config(connection, stdout=io.StringIO()))
         except AutogenerateDiffsDetected as exc:
             raise SchemaError(
                 f"the models differ from the migrations ({'; '.join(map(str, exc.diffs))}): "
-                "write a revision with `flask --app zerg db revision -m MESSAGE`"
+                f"write a revision with `{COMMAND} db revision -m MESSAGE`"
             ) from None
         except CommandError as exc:
             raise SchemaError(
@@ -364,5 +423,7 @@ def prepare(app: Flask) -> None:
     its workers start (``make serve``), and they only check.
     """
     if app.config["AUTO_CREATE_TABLES"]:
-        upgrade(app)
+        step = upgrade(app)
+        if step.changed:
+            log.info("%s", describe(app, step))
     require_head(app)

@@ -26,6 +26,7 @@ from zerg import db
 from zerg import migrate
 from zerg import serving
 from zerg.errors import StartupError
+from zerg.models import Base
 
 ROOT = Path(__file__).resolve().parents[1]
 FLASK = [sys.executable, "-m", "flask", "--app", "zerg"]
@@ -251,3 +252,17 @@ def test_flask_run_refuses_a_database_it_may_not_upgrade(tmp_path: Path) -> None
         f"zerg: sqlite:///{database} is empty, not at head {migrate.head()}: "
         "run `.venv/bin/flask --app zerg db upgrade` first",
     )
+
+
+def test_a_start_up_that_creates_or_upgrades_the_database_says_so(
+    make_bare_app: AppFactory, empty_database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = make_bare_app(empty_database_url, AUTO_CREATE_TABLES=True)
+    with caplog.at_level("INFO", logger="zerg.migrate"):
+        migrate.prepare(app)
+        migrate.prepare(app)
+    said = [record.getMessage() for record in caplog.records if record.name == "zerg.migrate"]
+    tables = len(Base.metadata.tables)
+    assert said == [
+        f"Created {tables} tables in {migrate.shown_url(app)} at {migrate.head()} (head)"
+    ]

@@ -115,3 +115,26 @@ def test_only_a_development_sqlite_upgrades_at_start_up_by_default(
     """create_app connects to nothing, so these need no database."""
     app = create_app({"ENVIRONMENT": environment, "API_TOKEN": "t", "DATABASE_URL": url})
     assert app.config["AUTO_CREATE_TABLES"] is upgrades
+
+
+def test_each_database_gets_an_event_stream_of_its_own(tmp_path: Path) -> None:
+    """Two deployments on one Redis must not hear each other; one deployment's processes agree."""
+
+    def stream(**config: str) -> str:
+        app = create_app({"ENVIRONMENT": "testing", **config})
+        name: str = app.config["EVENT_STREAM"]
+        return name
+
+    first = stream(DATABASE_URL=f"sqlite:///{tmp_path / 'one.sqlite'}")
+    second = stream(DATABASE_URL=f"sqlite:///{tmp_path / 'two.sqlite'}")
+    assert first.startswith("zerg:events:") and second.startswith("zerg:events:")
+    assert first != second
+    assert first == stream(DATABASE_URL=f"sqlite:///{tmp_path / 'one.sqlite'}")
+    with_password = "postgresql+psycopg://zerg:{}@db.example/zerg"
+    assert stream(DATABASE_URL=with_password.format("old")) == stream(
+        DATABASE_URL=with_password.format("new")
+    )
+    assert "old" not in stream(DATABASE_URL=with_password.format("old"))
+    assert stream(DATABASE_URL=f"sqlite:///{tmp_path / 'one.sqlite'}", EVENT_STREAM="mine") == (
+        "mine"
+    )

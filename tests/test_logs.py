@@ -20,8 +20,9 @@ import pytest
 import requests
 
 from tests.conftest import AppFactory
+from tests.helpers import free_port
 from tests.helpers import wait_for
-from tests.test_gunicorn import free_port
+from zerg import logs
 from zerg import serving
 from zerg.runs.pool import get_runner
 from zerg.runs.scheduler import run_scheduled_agent
@@ -132,3 +133,23 @@ def test_gunicorn_logs_access_by_default_and_json_on_request(
         assert any(entry["logger"].startswith("zerg") for entry in entries)
     else:
         assert any(" INFO zerg." in line for line in lines), lines
+
+
+@pytest.mark.parametrize(("level", "scheduler_level"), [("info", "WARNING"), ("debug", "DEBUG")])
+def test_the_schedulers_routine_lines_are_quiet_unless_debugging(
+    make_app: AppFactory, level: str, scheduler_level: str
+) -> None:
+    """APScheduler logs every job it runs twice at INFO; zerg logs what the jobs did."""
+    root = logging.getLogger()
+    kept = (root.level, list(root.handlers))
+    chatty = [logging.getLogger(name) for name in ("apscheduler.executors", "alembic")]
+    levels = [logger.level for logger in chatty]
+    try:
+        logs.configure(make_app(LOG_LEVEL=level))
+        for logger in chatty:
+            assert logging.getLevelName(logger.getEffectiveLevel()) == scheduler_level
+    finally:
+        root.setLevel(kept[0])
+        root.handlers[:] = kept[1]
+        for logger, previous in zip(chatty, levels, strict=True):
+            logger.setLevel(previous)

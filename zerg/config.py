@@ -7,6 +7,7 @@ the middle of a request.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from collections.abc import Mapping
@@ -161,7 +162,8 @@ DEFAULTS: dict[str, Any] = {
     "MAX_PAGE_SIZE": 500,
     "EVENT_BACKEND": "memory",
     "EVENT_REPLAY_WINDOW": 10_000,
-    "EVENT_STREAM": "zerg:events",
+    # None: a name of the database's own (see event_stream).
+    "EVENT_STREAM": None,
     "REDIS_URL": "redis://127.0.0.1:6379/0",
     "CORS_ORIGINS": "",
     "WS_PING_INTERVAL": 25,
@@ -192,6 +194,8 @@ def load(app: Flask, overrides: Mapping[str, Any] | None = None) -> None:
     if "SCHEDULER_ENABLED" not in app.config:
         app.config["SCHEDULER_ENABLED"] = app.config["ENVIRONMENT"] != "testing"
     app.config["DATABASE_URL"] = database_url(app)
+    if app.config["EVENT_STREAM"] is None:
+        app.config["EVENT_STREAM"] = event_stream(app.config["DATABASE_URL"])
     # The embedded SQLite of a development checkout upgrades itself when the
     # server starts; anything else is upgraded by `flask db upgrade` first.
     if "AUTO_CREATE_TABLES" not in app.config:
@@ -235,6 +239,18 @@ def database_url(app: Flask) -> str:
                 "exist: create it, or name a file in an existing folder"
             )
     return url.render_as_string(hide_password=False)
+
+
+def event_stream(url: str) -> str:
+    """Name the Redis stream of the deployment on the database at ``url``.
+
+    Two deployments sharing one Redis would otherwise share one stream and
+    hear each other's events; processes of one deployment share its database,
+    so they agree on the name. The password is left out: it is the same
+    database whatever the password, and the name is no place for a secret.
+    """
+    place = make_url(url).render_as_string(hide_password=True)
+    return f"zerg:events:{hashlib.sha256(place.encode()).hexdigest()[:16]}"
 
 
 def check_safety(config: Mapping[str, Any]) -> None:

@@ -54,6 +54,8 @@ def configure(app: Flask) -> None:
     handler.setFormatter(formatter(app.config["LOG_FORMAT"]))
     root.addHandler(handler)
     root.setLevel(app.config["LOG_LEVEL"].upper())
-    # Alembic narrates every check of the schema at INFO; zerg says what it did.
+    # Alembic narrates every check of the schema at INFO, and APScheduler every
+    # job it runs, twice; zerg says what it did (a fire, a purge) itself.
     if app.config["LOG_LEVEL"] != "debug":
-        logging.getLogger("alembic").setLevel(logging.WARNING)
+        for chatty in ("alembic", "apscheduler.executors", "apscheduler.scheduler"):
+            logging.getLogger(chatty).setLevel(logging.WARNING)

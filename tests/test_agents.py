@@ -943,3 +943,20 @@ def test_a_schedule_that_can_never_fire_is_refused_saying_why(
     assert agent["next_run_at"] is not None
     response = client.patch(f"/api/agents/{agent['id']}", json={"schedule": schedule})
     assert_problem(response, 422, ["body", "schedule"], "value_error")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("schedule", "61 * * * *", "invalid cron expression: the minute field '61' is not valid"),
+        ("timezone", "Mars/Olympus", "unknown time zone 'Mars/Olympus'"),
+    ],
+)
+def test_a_validators_message_is_given_as_written(
+    client: FlaskClient, rows: Rows, field: str, value: str, message: str
+) -> None:
+    """pydantic prefixes a validator's ValueError with "Value error, "; clients get the message."""
+    response = client.post("/api/agents", json={"name": "a", field: value})
+    body = assert_problem(response, 422, ["body", field], "value_error")
+    assert body["errors"][0]["msg"].startswith(message)
+    assert rows(Agent) == 0

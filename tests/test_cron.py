@@ -137,6 +137,24 @@ def test_a_schedule_that_never_fires_is_refused(expression: str, says: str) -> N
     cron.parse("0 0 29 2 *")  # leap days come round
 
 
+@pytest.mark.parametrize(
+    ("expression", "says"),
+    [
+        ("61 * * * *", "the minute field '61' is not valid: it takes 0-59"),
+        ("0 24 * * *", "the hour field '24' is not valid: it takes 0-23"),
+        ("0 0 0 * *", "the day-of-month field '0' is not valid: it takes 1-31"),
+        ("0 0 * 13 *", "the month field '13' is not valid: it takes 1-12 or JAN-DEC"),
+        ("0 0 * * 8", "the day-of-week field '8' is not valid: it takes 0-7 (0 and 7 are Sunday)"),
+        ("*/0 * * * *", "the minute field '*/0' is not valid"),
+    ],
+)
+def test_a_bad_field_is_named_with_what_it_takes(expression: str, says: str) -> None:
+    with pytest.raises(cron.CronError) as refused:
+        cron.parse(expression)
+    assert str(refused.value).startswith(says)
+    assert str(refused.value).endswith("a range (1-5), a step (*/10) or *")
+
+
 def test_unknown_time_zones_are_refused() -> None:
     for name in ("Mars/Olympus_Mons", "", "../etc/passwd", "utc+2"):
         with pytest.raises(cron.CronError, match="unknown time zone"):

@@ -86,11 +86,20 @@ def problem(
     return response
 
 
-def validation_errors(exc: ValidationError, prefix: str) -> list[dict[str, Any]]:
-    """Turn pydantic's errors into ``{loc, msg, type}`` items rooted at body/query."""
+def validation_errors(exc: ValidationError, prefix: str | None = None) -> list[dict[str, Any]]:
+    """Turn pydantic's errors into ``{loc, msg, type}`` items, rooted at ``prefix`` (body, query).
+
+    A validator's own ValueError is the message as the validator wrote it:
+    pydantic would put "Value error, " in front of it.
+    """
+    root = [prefix] if prefix is not None else []
     return [
-        {"loc": [prefix, *error["loc"]], "msg": error["msg"], "type": error["type"]}
-        for error in exc.errors(include_url=False, include_input=False, include_context=False)
+        {
+            "loc": [*root, *error["loc"]],
+            "msg": str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"],
+            "type": error["type"],
+        }
+        for error in exc.errors(include_url=False, include_input=False)
     ]
 
 

@@ -32,6 +32,7 @@ from zerg import idempotency
 from zerg.auth import request_token
 from zerg.db import session_scope
 from zerg.errors import NotFound
+from zerg.errors import validation_errors
 from zerg.realtime import events
 from zerg.realtime.hub import Connection
 from zerg.realtime.hub import Hub
@@ -311,11 +312,7 @@ def handle_text(client: Client, text: str) -> None:
     try:
         handler(client, schema.model_validate(frame), message_id)
     except ValidationError as exc:
-        errors = [
-            {"loc": list(error["loc"]), "msg": error["msg"], "type": error["type"]}
-            for error in exc.errors(include_url=False, include_input=False, include_context=False)
-        ]
-        client.error(message_id, f"invalid {kind} message", {"errors": errors})
+        client.error(message_id, f"invalid {kind} message", {"errors": validation_errors(exc)})
     except ProtocolError as exc:
         client.error(message_id, exc.error, exc.details)
     except Exception:

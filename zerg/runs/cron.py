@@ -89,14 +89,31 @@ class CronTrigger(BaseTrigger):  # type: ignore[misc]
         return f"<CronTrigger ({self.expression!r}, timezone={self.timezone!r})>"
 
 
+# Each field as cronsim names it in its errors ("Bad minute"): its place, and what it takes.
+FIELDS = {
+    "minute": (0, "0-59"),
+    "hour": (1, "0-23"),
+    "day-of-month": (2, "1-31"),
+    "month": (3, "1-12 or JAN-DEC"),
+    "day-of-week": (4, "0-7 (0 and 7 are Sunday) or SUN-SAT"),
+}
+FORMS = "a number, a list (1,15), a range (1-5), a step (*/10) or *"
+
+
 def _explain(fields: list[str], error: CronSimError) -> str:
-    """Tell a malformed field from a day that no month in the expression has."""
-    minute, hour, day, _month, day_of_week = fields
-    try:
-        CronSim(" ".join([minute, hour, day, "*", day_of_week]), datetime.now(UTC))
-    except CronSimError:
-        return str(error)
-    return f"the schedule never fires: no month in {fields[3]!r} has day {day!r}"
+    """Name the field at fault and what it takes, or say that no month has the day asked for.
+
+    Each field is tried alone (the others ``*``): one that fails so is at
+    fault; if each is fine alone, the day and the months never meet.
+    """
+    for name, (place, values) in FIELDS.items():
+        alone = ["*"] * 5
+        alone[place] = fields[place]
+        try:
+            CronSim(" ".join(alone), datetime.now(UTC))
+        except CronSimError:
+            return f"the {name} field {fields[place]!r} is not valid: it takes {values}, as {FORMS}"
+    return f"the schedule never fires: no month in {fields[3]!r} has day {fields[2]!r}"
 
 
 def parse(expression: str, timezone: str = DEFAULT_ZONE) -> CronTrigger:

@@ -347,13 +347,12 @@ def test_next_run_at_follows_schedule_and_run_on_schedule(client: FlaskClient) -
         body: dict[str, Any] = response.get_json()
         return body
 
-    # Adding a schedule later does not switch run_on_schedule on by itself.
+    # Adding a schedule later switches run_on_schedule on, as creating with one does.
     added = patch(schedule="0 12 * * *")
-    assert (added["schedule"], added["run_on_schedule"], added["next_run_at"]) == (
-        "0 12 * * *",
-        False,
-        None,
-    )
+    assert (added["schedule"], added["run_on_schedule"]) == ("0 12 * * *", True)
+    assert parse_utc(added["next_run_at"]).hour == 12
+    paused = patch(run_on_schedule=False)
+    assert paused["next_run_at"] is None
     switched_on = patch(run_on_schedule=True)
     assert parse_utc(switched_on["next_run_at"]).hour == 12
     rescheduled = patch(schedule="0 18 * * *")
@@ -960,3 +959,23 @@ def test_a_validators_message_is_given_as_written(
     body = assert_problem(response, 422, ["body", field], "value_error")
     assert body["errors"][0]["msg"].startswith(message)
     assert rows(Agent) == 0
+
+
+def test_a_schedule_given_later_turns_the_schedule_on_unless_told_otherwise(
+    client: FlaskClient,
+) -> None:
+    """As at creation: an agent given a schedule runs on it; one paused stays paused."""
+    agent = create_agent(client)
+    assert agent["run_on_schedule"] is False and agent["next_run_at"] is None
+    scheduled = client.patch(f"/api/agents/{agent['id']}", json={"schedule": "0 8 * * *"})
+    assert scheduled.get_json()["run_on_schedule"] is True
+    assert scheduled.get_json()["next_run_at"] is not None
+
+    quiet = create_agent(client, name="quiet")
+    body = {"schedule": "0 8 * * *", "run_on_schedule": False}
+    kept_off = client.patch(f"/api/agents/{quiet['id']}", json=body).get_json()
+    assert kept_off["run_on_schedule"] is False and kept_off["next_run_at"] is None
+
+    # An agent whose schedule was switched off keeps it off when the schedule changes.
+    changed = client.patch(f"/api/agents/{quiet['id']}", json={"schedule": "0 9 * * *"})
+    assert changed.get_json()["run_on_schedule"] is False

@@ -146,10 +146,14 @@ def update_agent(session: Session, agent_id: int, changes: AgentUpdate) -> Agent
     """Change the fields sent and leave the others as they are.
 
     A client may set the status to ``idle`` or ``error``, but not while one of
-    the agent's runs executes: its runs decide it then.
+    the agent's runs executes: its runs decide it then. Giving a schedule to
+    an agent that had none turns ``run_on_schedule`` on, as creating an agent
+    with a schedule does, unless the request says otherwise.
     """
     agent = load_agent(session, agent_id)
     sent = changes.changes()
+    if sent.get("schedule") and not agent.schedule:
+        sent.setdefault("run_on_schedule", True)
     if "status" in sent and is_running(session, agent.id):
         raise Conflict(f"Agent {agent.id} is running; its runs set its status until they end.")
     if "model" in sent:

@@ -122,6 +122,7 @@ def missing(description: str) -> Reply:
 
 
 DELETED = Reply(204, "Deleted; no body.")
+AGENT_RUNNING = conflict("A status was sent while one of the agent's runs executes.")
 
 # One row per method and path; tests/test_openapi.py matches it against app.url_map.
 # fmt: off
@@ -134,9 +135,11 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/agents/{agent_id}", "api.agents.get_agent", "agents", "Get an agent",
               ok(s.AgentOut)),
     Operation("PUT", "/api/agents/{agent_id}", "api.agents.update_agent", "agents",
-              "Update an agent (the fields sent)", ok(s.AgentOut), body=s.AgentUpdate),
+              "Update an agent (the fields sent)", ok(s.AgentOut), body=s.AgentUpdate,
+              also=(AGENT_RUNNING,)),
     Operation("PATCH", "/api/agents/{agent_id}", "api.agents.update_agent", "agents",
-              "Update an agent (the fields sent)", ok(s.AgentOut), body=s.AgentUpdate),
+              "Update an agent (the fields sent)", ok(s.AgentOut), body=s.AgentUpdate,
+              also=(AGENT_RUNNING,)),
     Operation("DELETE", "/api/agents/{agent_id}", "api.agents.delete_agent", "agents",
               "Delete an agent", DELETED),
     Operation("POST", "/api/agents/{agent_id}/run", "api.agents.run_agent", "agents",

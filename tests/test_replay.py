@@ -119,6 +119,22 @@ def test_a_reconnect_past_the_window_is_told_to_reload(make_app: AppFactory) -> 
             assert ws.recv_type("thread_message")["message"]["content"] == "m6"
 
 
+@pytest.mark.parametrize("last_seen", ["abc", "12-x", "1-2-3", "-1"])
+def test_a_malformed_last_event_id_is_named_as_such(make_app: AppFactory, last_seen: str) -> None:
+    with serve(make_app()) as server:
+        _, thread = http_agent_and_thread(server.url)
+        topic = f"thread:{thread['id']}"
+        query = f"?initial_topics={topic}&last_event_id={last_seen}"
+        with WSClient(f"{server.ws_url}/api/ws{query}") as ws:
+            ws.recv_type("thread_history")
+            error = ws.recv_type("error")
+            assert error["error"].startswith("last_event_id is not an event_id this server sent")
+            assert error["error"].endswith("reload the state")
+            assert error["details"] == {"last_event_id": last_seen}
+            post_messages(server.url, thread["id"], 1)
+            assert ws.recv_type("thread_message")["message"]["content"] == "m0"
+
+
 def test_two_workers_share_events_through_redis(make_app: AppFactory, redis_stream: str) -> None:
     config = {
         "EVENT_BACKEND": "redis",

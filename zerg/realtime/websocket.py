@@ -177,9 +177,18 @@ def replay_missed(client: Client, last_event_id: str) -> None:
     If the bus no longer holds everything since ``last_event_id``, the client
     is told to reload its state instead of being handed a history with a gap.
     """
+    if not events.valid_id(last_event_id):
+        client.connection.resume([], "0")
+        client.error(
+            None,
+            "last_event_id is not an event_id this server sent (they look like "
+            "1733130000000-42); reload the state",
+            {"last_event_id": last_event_id},
+        )
+        return
     missed = events.get_bus(client.app).since(last_event_id)
     if missed is None:
-        client.connection.resume([], last_event_id if events.valid_id(last_event_id) else "0")
+        client.connection.resume([], last_event_id)
         client.error(
             None,
             "the events since last_event_id are no longer available; reload the state",

@@ -152,9 +152,10 @@ def test_thread_topic_sends_history_then_messages_and_updates(
     ws.expect_silence()
 
 
-def test_thread_history_is_the_oldest_hundred(
+def test_thread_history_is_the_newest_hundred_oldest_first(
     app: Flask, api: API, connect: Callable[..., WSClient]
 ) -> None:
+    """A watcher opening a long thread sees where it is now (older pages come from REST)."""
     thread = api.thread(api.agent()["id"])
     with db.session_scope(app) as session:
         session.add_all(
@@ -162,7 +163,7 @@ def test_thread_history_is_the_oldest_hundred(
         )
     ws = connect(f"?initial_topics=thread:{thread['id']}")
     messages = ws.recv_type("thread_history")["messages"]
-    assert [m["content"] for m in messages] == [f"m{i}" for i in range(100)]
+    assert [m["content"] for m in messages] == [f"m{i}" for i in range(5, 105)]
 
 
 def test_agents_topic_sees_creations_and_deletions_only(

@@ -50,6 +50,12 @@ THREAD_MESSAGES_PAGE = (
     .offset(bindparam("skip"))
     .limit(bindparam("limit"))
 )
+NEWEST_THREAD_MESSAGES = (
+    select(_messages)
+    .where(_messages.c.thread_id == bindparam("thread_id"))
+    .order_by(_messages.c.timestamp.desc(), _messages.c.id.desc())
+    .limit(bindparam("limit"))
+)
 # Finds the thread and takes its row lock (on SQLite, a write session already
 # holds the database's write lock from its first statement).
 LOCK_THREAD = select(_threads.c.id).where(_threads.c.id == bindparam("thread_id")).with_for_update()
@@ -182,6 +188,18 @@ def list_messages(session: Session, thread_id: int, skip: int, limit: int) -> li
         raise NotFound("Thread", thread_id)
     params = {"thread_id": thread_id, "skip": skip, "limit": limit}
     return fetch_rows(session, THREAD_MESSAGES_PAGE, params)
+
+
+def newest_messages(session: Session, thread_id: int, limit: int) -> list[dict[str, Any]]:
+    """Read a thread's newest ``limit`` messages, oldest first, or raise NotFound.
+
+    What a watcher opening a long thread wants to see first is where it is now.
+    """
+    if thread_id > ID_MAX or not session.execute(THREAD_EXISTS, {"id": thread_id}).scalar():
+        raise NotFound("Thread", thread_id)
+    rows = fetch_rows(session, NEWEST_THREAD_MESSAGES, {"thread_id": thread_id, "limit": limit})
+    rows.reverse()
+    return rows
 
 
 def context_messages(session: Session, thread_id: int, limit: int) -> list[tuple[str, str]]:

@@ -149,7 +149,7 @@ def subscribe_topic(client: Client, topic: str, message_id: Any) -> None:
                 agent = dump_row(AgentOut, agents.get_agent(session, ident))
                 reply = {"type": "agent_state", "message_id": message_id, "data": agent}
             else:
-                history = conversations.list_messages(session, ident, 0, HISTORY_LIMIT)
+                history = conversations.newest_messages(session, ident, HISTORY_LIMIT)
                 reply = {
                     "type": "thread_history",
                     "thread_id": ident,

@@ -27,6 +27,7 @@ from pydantic import StringConstraints
 from pydantic import TypeAdapter
 from pydantic import ValidationInfo
 from pydantic import field_validator
+from pydantic.json_schema import JsonDict
 from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
@@ -270,7 +271,7 @@ class ThreadUpdate(Partial):
 
 
 # JSON Schema for what ``ThreadMessageCreate._content_or_tool_calls`` checks.
-_CONTENT_OR_TOOL_CALLS = {
+_CONTENT_OR_TOOL_CALLS: JsonDict = {
     "if": {
         "properties": {
             "role": {"const": "assistant"},
@@ -350,7 +351,8 @@ def row_adapter(schema: type[BaseModel]) -> TypeAdapter[dict[str, Any]]:
 @cache
 def rows_adapter(schema: type[BaseModel]) -> TypeAdapter[list[dict[str, Any]]]:
     """Serialise a list of database rows as ``schema`` describes them."""
-    return TypeAdapter(list[_row_type(schema)])  # type: ignore[misc]
+    row: Any = _row_type(schema)
+    return TypeAdapter(list[row])  # type: ignore[valid-type]
 
 
 def dump_row(schema: type[BaseModel], row: dict[str, Any]) -> dict[str, Any]:
@@ -419,21 +421,24 @@ RunStatus = Literal["queued", "running", "success", "failed", "cancelled", "inte
 RunTrigger = Literal["manual", "schedule", "api", "websocket"]
 # What a run asked for while its thread has an active run does (see zerg.runs.domain).
 MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]
-MULTITASK_STRATEGY = Field(
-    default="reject",
-    description=(
-        "If the thread already has an active run: `reject` it (409), `enqueue` this run "
-        "to start when the runs before it have ended (FIFO), or stop the active run and "
-        "start this one instead, keeping its partial reply (`interrupt`) or removing it "
-        "(`rollback`)."
+# The field as requests take it, described once for REST and the websocket.
+StrategyField = Annotated[
+    MultitaskStrategy,
+    Field(
+        description=(
+            "If the thread already has an active run: `reject` it (409), `enqueue` this run "
+            "to start when the runs before it have ended (FIFO), or stop the active run and "
+            "start this one instead, keeping its partial reply (`interrupt`) or removing it "
+            "(`rollback`)."
+        ),
     ),
-)
+]
 
 
 class ThreadRunCreate(Request):
     """The optional body of a thread run: what to do if the thread is busy."""
 
-    multitask_strategy: MultitaskStrategy = MULTITASK_STRATEGY
+    multitask_strategy: StrategyField = "reject"
 
 
 class RunQuery(Page):

@@ -8,6 +8,7 @@ builds an engine or reads a URL. Offline (``--sql``) mode is not offered.
 from __future__ import annotations
 
 from typing import Any
+from typing import Literal
 
 from alembic import context
 from alembic.autogenerate.api import AutogenContext
@@ -17,7 +18,7 @@ from sqlalchemy.types import TypeDecorator
 from zerg.models import Base
 
 
-def render_item(kind: str, item: Any, autogen_context: AutogenContext) -> str | bool:
+def render_item(kind: str, item: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Write the models' own column types as the plain types they store.
 
     A migration must not import ``zerg.models``: the models move on, the

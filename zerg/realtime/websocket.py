@@ -40,11 +40,10 @@ from zerg.realtime.hub import get_hub
 from zerg.runs import domain as runs
 from zerg.runs.pool import get_runner
 from zerg.schemas import MAX_TEXT
-from zerg.schemas import MULTITASK_STRATEGY
 from zerg.schemas import AgentOut
 from zerg.schemas import Id
-from zerg.schemas import MultitaskStrategy
 from zerg.schemas import Storable
+from zerg.schemas import StrategyField
 from zerg.schemas import ThreadMessageCreate
 from zerg.schemas import ThreadMessageOut
 from zerg.schemas import dump_row
@@ -95,7 +94,7 @@ class SendMessageFrame(Frame):
     thread_id: Id
     content: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
     metadata: dict[str, Any] | None = None
-    multitask_strategy: MultitaskStrategy = MULTITASK_STRATEGY
+    multitask_strategy: StrategyField = "reject"
     # Like the HTTP Idempotency-Key: a resent frame gets the first message_sent again.
     idempotency_key: (
         Annotated[str, Field(min_length=1, max_length=idempotency.MAX_KEY_LENGTH)] | None
@@ -140,7 +139,7 @@ def subscribe_topic(client: Client, topic: str, message_id: Any) -> None:
     """
     kind, ident = parse_topic(topic)
     client.hub.subscribe(client.connection, topic)
-    if kind == "agents":
+    if ident is None:  # "agents", the one topic without an id
         client.reply({"type": "subscribed", "topics": [topic], "message_id": message_id})
         return
     try:

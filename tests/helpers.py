@@ -103,6 +103,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+class Clock:
+    """A clock that stands still until the test moves it: an app's ``SCHEDULER_CLOCK``."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
+
+
 def wait_for(
     condition: Callable[[], bool], what: str = "the condition", timeout: float = 10
 ) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from datetime import UTC
 from datetime import datetime
 
@@ -61,8 +60,10 @@ def test_exactly_one_process_runs_the_scheduler_and_it_passes_on(make_app: AppFa
     first, second = make_app(**config), make_app(**config)
     serving.start(first)
     serving.start(second)
-    time.sleep(0.5)
     assert get_scheduler(first).running
+    assert not get_scheduler(second).running
+    # What the second's keeper tries at every poll, and fails while the first lives.
+    assert not second.extensions[serving.EXTENSION_KEY].locks.try_acquire(scheduler.LOCK)
     assert not get_scheduler(second).running
 
     serving.stop(first)

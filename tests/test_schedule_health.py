@@ -14,16 +14,17 @@ from flask import Flask
 
 from tests.conftest import STANDIN_MODEL
 from tests.conftest import AppFactory
+from tests.helpers import Clock
 from tests.helpers import create_agent
 from tests.helpers import get_agent
 from tests.helpers import wait_for
 from tests.openai_standin import OpenAIStandIn
 from tests.openai_standin import Reply
 from zerg import db
+from zerg import serving
 from zerg.models import Agent
 from zerg.realtime import events
 from zerg.realtime.events import EventType
-from zerg.runs import cron
 from zerg.runs.scheduler import get_scheduler
 from zerg.runs.scheduler import job_id
 from zerg.runs.scheduler import run_scheduled_agent
@@ -31,6 +32,9 @@ from zerg.runs.scheduler import run_scheduled_agent
 MODEL = STANDIN_MODEL
 EVERY_FIVE = "*/5 * * * *"
 FIRST_TICK = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)
+# A tick long after any day this suite runs on: APScheduler, which reads the
+# real clock, never reaches the ticks of the tests whose clock is set near it.
+LATER_TICK = datetime(2099, 6, 1, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -116,18 +120,15 @@ def test_a_bad_failure_limit_is_refused(make_app: AppFactory) -> None:
             make_app(SCHEDULE_MAX_FAILURES=value)
 
 
-def stopped_across_ticks(app: Flask, minutes: int) -> dict[str, Any]:
-    """An agent on a five-minute schedule whose last scheduler stopped ``minutes`` ago."""
+def left_waiting_for(app: Flask, tick: datetime) -> dict[str, Any]:
+    """An agent on a five-minute schedule whose last scheduler was waiting for ``tick``."""
     agent = create_agent(
         app.test_client(), schedule=EVERY_FIVE, task_instructions="Report.", name="sleeper"
     )
     with db.session_scope(app) as session:
         row = session.get(Agent, agent["id"])
         assert row is not None
-        # The tick the stopped scheduler was waiting for, long gone by now.
-        row.next_run_at = cron.next_fire_time(
-            EVERY_FIVE, datetime.now(UTC) - timedelta(minutes=minutes)
-        )
+        row.next_run_at = tick
     return agent
 
 
@@ -138,45 +139,104 @@ def scheduled_runs(app: Flask, agent_id: int) -> list[dict[str, Any]]:
     return runs
 
 
-def test_ticks_missed_while_stopped_are_logged_and_skipped_by_default(
-    make_app: AppFactory, caplog: pytest.LogCaptureFixture
-) -> None:
-    app = make_app()
-    agent = stopped_across_ticks(app, minutes=17)
-    with caplog.at_level(logging.WARNING, logger="zerg.runs.scheduler"):
-        get_scheduler(app).start()
-    missed = [r.getMessage() for r in caplog.records if "missed its tick" in r.getMessage()]
-    assert len(missed) in (3, 4)  # 17 minutes span three or four five-minute ticks
-    assert all(f"agent {agent['id']} " in line for line in missed)
-    assert scheduled_runs(app, agent["id"]) == []
-    assert datetime.fromisoformat(get_agent(app.test_client(), agent["id"])["next_run_at"]) > (
-        datetime.now(UTC)
-    )
+def next_run_at(app: Flask, agent_id: int) -> datetime:
+    return datetime.fromisoformat(get_agent(app.test_client(), agent_id)["next_run_at"])
 
 
-def test_catch_up_latest_runs_the_latest_missed_tick_once_across_processes(
-    make_app: AppFactory,
-) -> None:
-    first = make_app(SCHEDULE_CATCH_UP="latest", OFFLINE_DELAY_SECONDS=0.001)
-    second = make_app(SCHEDULE_CATCH_UP="latest", OFFLINE_DELAY_SECONDS=0.001)
-    agent = stopped_across_ticks(first, minutes=17)
-    expected = missed_ticks_now()
+def missed_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if "missed its tick" in r.getMessage()]
 
-    starting = [threading.Thread(target=get_scheduler(app).start) for app in (first, second)]
+
+def start_together(*apps: Flask) -> None:
+    """Start the apps' schedulers at once, as processes coming up together would."""
+    starting = [threading.Thread(target=get_scheduler(app).start) for app in apps]
     for thread in starting:
         thread.start()
     for thread in starting:
         thread.join()
 
-    runs = scheduled_runs(first, agent["id"])
-    assert len(runs) == 1, [(r["scheduled_for"], r["created_at"]) for r in runs]
-    assert datetime.fromisoformat(runs[0]["scheduled_for"]) == expected
-    wait_for(
-        lambda: scheduled_runs(first, agent["id"])[0]["status"] == "success",
-        "the catch-up run to finish",
+
+def test_ticks_missed_beyond_the_grace_are_logged_and_skipped_by_default(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock(LATER_TICK + timedelta(minutes=17))
+    app = make_app(SCHEDULER_CLOCK=clock)
+    agent = left_waiting_for(app, LATER_TICK)
+    with caplog.at_level(logging.WARNING, logger="zerg.runs.scheduler"):
+        get_scheduler(app).start()
+    # 08:00, 08:05, 08:10 and 08:15 went by; at 08:17 the latest is 2 minutes late.
+    assert missed_lines(caplog) == [
+        f"agent {agent['id']} missed its tick at {LATER_TICK + timedelta(minutes=m)}: "
+        "no scheduler ran"
+        for m in (15, 10, 5, 0)
+    ]
+    assert scheduled_runs(app, agent["id"]) == []
+    assert next_run_at(app, agent["id"]) == LATER_TICK + timedelta(minutes=20)
+
+
+@pytest.mark.parametrize(
+    ("catch_up", "late", "runs"),
+    [
+        pytest.param("none", timedelta(seconds=3), 1, id="within-the-grace"),
+        pytest.param("none", timedelta(seconds=30), 1, id="at-the-grace"),
+        pytest.param("none", timedelta(seconds=31), 0, id="beyond-the-grace"),
+        pytest.param("latest", timedelta(minutes=2), 1, id="latest-whatever-its-age"),
+    ],
+)
+def test_a_starting_scheduler_runs_the_latest_missed_tick_once_across_processes(
+    make_app: AppFactory,
+    caplog: pytest.LogCaptureFixture,
+    catch_up: str,
+    late: timedelta,
+    runs: int,
+) -> None:
+    """Two schedulers start together ``late`` after a tick nobody ran; the one before it is old."""
+    clock = Clock(LATER_TICK + late)
+    config = {"SCHEDULE_CATCH_UP": catch_up, "OFFLINE_DELAY_SECONDS": 0.001}
+    first = make_app(**config, SCHEDULER_CLOCK=clock)
+    second = make_app(**config, SCHEDULER_CLOCK=clock)
+    agent = left_waiting_for(first, LATER_TICK - timedelta(minutes=5))
+
+    with caplog.at_level(logging.INFO, logger="zerg.runs.scheduler"):
+        start_together(first, second)
+
+    ran = scheduled_runs(first, agent["id"])
+    assert [datetime.fromisoformat(run["scheduled_for"]) for run in ran] == [LATER_TICK] * runs
+    assert next_run_at(first, agent["id"]) == LATER_TICK + timedelta(minutes=5)
+    skipped = LATER_TICK - timedelta(minutes=5)
+    assert f"agent {agent['id']} missed its tick at {skipped}: no scheduler ran" in (
+        missed_lines(caplog)
     )
+    if runs:
+        wait_for(
+            lambda: scheduled_runs(first, agent["id"])[0]["status"] == "success",
+            "the late tick's run to finish",
+        )
 
 
-def missed_ticks_now() -> datetime:
-    """The latest five-minute tick before now: what catching up must run."""
-    return next(cron.parse(EVERY_FIVE).fire_times_before(datetime.now(UTC))).astimezone(UTC)
+def test_a_failover_within_the_grace_runs_the_tick_the_old_holder_missed(
+    make_app: AppFactory,
+) -> None:
+    """The holder stops just before a tick; the worker taking over 3 s later runs it, once."""
+    clock = Clock(LATER_TICK - timedelta(seconds=10))
+    config = {
+        "SCHEDULER_ENABLED": True,
+        "SCHEDULER_LOCK_POLL_SECONDS": 0.05,
+        "SCHEDULER_CLOCK": clock,
+        "OFFLINE_DELAY_SECONDS": 0.001,
+    }
+    holder, successor = make_app(**config), make_app(**config)
+    agent = left_waiting_for(holder, LATER_TICK - timedelta(minutes=5))
+    serving.start(holder)
+    serving.start(successor)
+    assert get_scheduler(holder).running and not get_scheduler(successor).running
+    assert next_run_at(holder, agent["id"]) == LATER_TICK
+
+    clock.advance(seconds=13)
+    serving.stop(holder)
+
+    wait_for(lambda: scheduled_runs(successor, agent["id"]) != [], "the successor to run the tick")
+    assert get_scheduler(successor).running
+    [run] = scheduled_runs(successor, agent["id"])
+    assert datetime.fromisoformat(run["scheduled_for"]) == LATER_TICK
+    assert next_run_at(successor, agent["id"]) == LATER_TICK + timedelta(minutes=5)

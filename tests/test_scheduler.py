@@ -22,11 +22,13 @@ from flask.testing import FlaskCliRunner
 from sqlalchemy import select
 
 from tests.conftest import AppFactory
+from tests.helpers import Clock
 from tests.helpers import create_agent
 from tests.helpers import get_agent
 from tests.helpers import parse_utc
 from tests.helpers import wait_for
 from zerg import serving
+from zerg.config import ConfigError
 from zerg.db import session_scope
 from zerg.models import Agent
 from zerg.models import Base
@@ -37,8 +39,8 @@ from zerg.runs import cron
 from zerg.runs.scheduler import Scheduler
 from zerg.runs.scheduler import get_scheduler
 from zerg.runs.scheduler import job_id
-from zerg.runs.scheduler import last_fire_time
 from zerg.runs.scheduler import run_scheduled_agent
+from zerg.runs.ticks import SCHEDULED_TIME
 
 Rows = Callable[[type[Base]], int]
 
@@ -388,6 +390,29 @@ def test_building_an_app_starts_no_scheduler_thread(make_app: AppFactory) -> Non
     assert new_scheduler_threads(before) == []
 
 
+def test_a_clock_that_is_not_a_function_is_refused(make_app: AppFactory) -> None:
+    with pytest.raises(ConfigError, match="SCHEDULER_CLOCK must be a function"):
+        make_app(SCHEDULER_CLOCK="2099-06-01T08:00:00Z")
+
+
+def test_the_scheduler_reads_the_clock_it_is_given(make_app: AppFactory) -> None:
+    """Jobs wait for the first tick after the clock's now, not the wall clock's."""
+    clock = Clock(datetime(2099, 6, 1, 6, 29, 59, tzinfo=UTC))
+    app = make_app(OFFLINE_DELAY_SECONDS=0.001, SCHEDULER_CLOCK=clock)
+    client = app.test_client()
+    before = create_agent(client, name="before", schedule=DAILY, task_instructions=TASK)
+    scheduler = scheduler_of(app, running=True)
+    clock.advance(days=1)
+    after = create_agent(client, name="after", schedule=DAILY, task_instructions=TASK)
+
+    assert job_for(app, before["id"]).next_run_time == datetime(2099, 6, 1, 6, 30, tzinfo=UTC)
+    assert parse_utc(get_agent(client, before["id"])["next_run_at"]) == datetime(
+        2099, 6, 1, 6, 30, tzinfo=UTC
+    )
+    assert job_for(app, after["id"]).next_run_time == datetime(2099, 6, 2, 6, 30, tzinfo=UTC)
+    assert scheduler.running
+
+
 def test_starting_twice_is_harmless(app: Flask, client: FlaskClient) -> None:
     agent = create_agent(client, schedule=WEEKLY, task_instructions=TASK)
     before = set(threading.enumerate())
@@ -480,26 +505,6 @@ def test_racing_calls_for_one_tick_start_one_run(app: Flask, client: FlaskClient
     assert {run.status for run in runs} == {"success"}
 
 
-def test_without_a_time_the_job_takes_the_latest_tick(app: Flask, client: FlaskClient) -> None:
-    agent = create_agent(client, schedule=EVERY_MINUTE, task_instructions=TASK)
-    before = datetime.now(UTC)
-    assert run_scheduled_agent(app, agent["id"]) is True
-    after = datetime.now(UTC)
-    [run] = finished_runs(app, agent["id"], 1)
-    assert run.scheduled_for in {minute_floor(before), minute_floor(after)}
-    assert run.status == "success"
-
-
-def test_without_a_time_a_tick_long_past_starts_nothing(
-    app: Flask, client: FlaskClient, rows: Rows
-) -> None:
-    # Fires once an hour, half an hour from now: its last tick is beyond the lookback.
-    minute = (datetime.now(UTC).minute + 30) % 60
-    agent = create_agent(client, schedule=f"{minute} * * * *", task_instructions=TASK)
-    assert run_scheduled_agent(app, agent["id"]) is False
-    assert (rows(Run), rows(Thread)) == (0, 0)
-
-
 @pytest.mark.parametrize(
     "change",
     [
@@ -537,6 +542,87 @@ def test_a_job_for_an_agent_without_task_instructions_skips_the_tick(
     next_run = parse_utc(get_agent(client, agent["id"])["next_run_at"])
     assert next_run == tick + timedelta(minutes=1)
     assert any("no task instructions" in r.getMessage() for r in caplog.records)
+
+
+# --- the tick a job is handed ---------------------------------------------------------
+
+
+def test_a_job_that_runs_late_records_its_own_tick_not_the_latest(make_app: AppFactory) -> None:
+    """With a grace of several intervals, a job an interval late still names its tick.
+
+    APScheduler hands the job the time its trigger fired for (here a date
+    trigger due two ticks ago); a job that read the clock instead would record
+    the latest tick, and the latest tick's own run would then be dropped as
+    a duplicate.
+    """
+    app = make_app(OFFLINE_DELAY_SECONDS=0.001, SCHEDULER_MISFIRE_GRACE_SECONDS=600)
+    client = app.test_client()
+    agent = create_agent(client, schedule=EVERY_MINUTE, task_instructions=TASK)
+    late = minute_floor(datetime.now(UTC)) - timedelta(minutes=2)
+    scheduler = scheduler_of(app, running=True)
+
+    scheduler.scheduler.add_job(
+        run_scheduled_agent,
+        "date",
+        run_date=late,
+        args=[app, agent["id"]],
+        kwargs={"scheduled_for": SCHEDULED_TIME},
+    )
+
+    [run] = finished_runs(app, agent["id"], 1)
+    assert (run.scheduled_for, run.status) == (late, "success")
+    # The latest tick is still free to run.
+    assert run_scheduled_agent(app, agent["id"], scheduled_for=late + timedelta(minutes=2))
+
+
+def test_an_agent_s_job_is_handed_the_tick_its_trigger_fired_for(
+    make_app: AppFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The agent's own job, left due at its latest tick, runs for exactly that tick."""
+    caplog.set_level(logging.INFO, logger="zerg.runs.scheduler")
+    app = make_app(OFFLINE_DELAY_SECONDS=0.001)
+    client = app.test_client()
+    agent = create_agent(client, schedule=EVERY_MINUTE, task_instructions=TASK)
+    scheduler = scheduler_of(app, running=True)
+    job = job_for(app, agent["id"])
+    assert job.kwargs == {"scheduled_for": SCHEDULED_TIME}
+    tick = minute_floor(datetime.now(UTC))
+
+    job.modify(next_run_time=tick)
+
+    [run] = finished_runs(app, agent["id"], 1)
+    assert run.scheduled_for in (tick, tick + timedelta(minutes=1))
+    fired = [r.getMessage() for r in caplog.records if r.getMessage().startswith("schedule fired")]
+    assert fired == [
+        f"schedule fired: agent {agent['id']}, scheduled for {run.scheduled_for.isoformat()}, "
+        f"run {run.id}"
+    ]
+    assert scheduler.running
+
+
+def test_a_job_later_than_the_grace_is_logged_as_missed_and_starts_nothing(
+    app: Flask, client: FlaskClient, rows: Rows, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="zerg.runs.scheduler")
+    agent = create_agent(client, schedule=EVERY_MINUTE, task_instructions=TASK)
+    scheduler = scheduler_of(app, running=True)
+    too_late = minute_floor(datetime.now(UTC)) - timedelta(minutes=5)
+
+    scheduler.scheduler.add_job(
+        run_scheduled_agent,
+        "date",
+        run_date=too_late,
+        args=[app, agent["id"]],
+        kwargs={"scheduled_for": SCHEDULED_TIME},
+        id="too-late",
+    )
+
+    wait_for(
+        lambda: any("too-late missed its time" in r.getMessage() for r in caplog.records),
+        "the miss to be logged",
+    )
+    assert rows(Run) == 0
+    assert scheduler.running
 
 
 # --- failures do not stop the scheduler --------------------------------------------
@@ -588,48 +674,6 @@ def test_a_scheduled_agent_without_task_instructions_does_not_stop_the_scheduler
     assert runs_of(app, empty["id"]) == []
     assert scheduler.running
     assert not failures_logged(caplog)
-
-
-# --- last_fire_time -------------------------------------------------------------------
-
-# A Wednesday.
-NOON = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
-
-
-@pytest.mark.parametrize(
-    ("expression", "now", "lookback", "expected"),
-    [
-        pytest.param(
-            EVERY_MINUTE, NOON + timedelta(seconds=30), timedelta(seconds=90), NOON, id="mid-minute"
-        ),
-        pytest.param(EVERY_MINUTE, NOON, timedelta(seconds=90), NOON, id="on-the-tick"),
-        pytest.param(
-            EVERY_MINUTE,
-            NOON + timedelta(seconds=59, microseconds=999_999),
-            timedelta(seconds=90),
-            NOON,
-            id="just-before-the-next",
-        ),
-        pytest.param(
-            EVERY_MINUTE,
-            NOON + timedelta(seconds=30),
-            timedelta(seconds=20),
-            None,
-            id="tick-beyond-lookback",
-        ),
-        pytest.param("0 9 * * *", NOON, timedelta(seconds=90), None, id="daily-long-ago"),
-        pytest.param(
-            "0 9 * * *", NOON, timedelta(hours=4), NOON.replace(hour=9), id="daily-in-lookback"
-        ),
-        pytest.param(
-            "0 9 * * 1", NOON, timedelta(days=7), datetime(2026, 11, 23, 9, tzinfo=UTC), id="monday"
-        ),
-    ],
-)
-def test_last_fire_time(
-    expression: str, now: datetime, lookback: timedelta, expected: datetime | None
-) -> None:
-    assert last_fire_time(cron.parse(expression), now, lookback) == expected
 
 
 # --- flask scheduler list ---------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
 from datetime import UTC
@@ -31,18 +32,24 @@ from sqlalchemy.exc import IntegrityError
 
 from zerg import agents
 from zerg import idempotency
+from zerg.config import ConfigError
 from zerg.db import session_scope
 from zerg.locks import Locks
 from zerg.models import Agent
+from zerg.models import utcnow
 from zerg.realtime import events
 from zerg.realtime.events import Event
 from zerg.realtime.events import EventType
 from zerg.runs import cron
 from zerg.runs import domain
+from zerg.runs.ticks import SCHEDULED_TIME
+from zerg.runs.ticks import TickExecutor
 
 EXTENSION_KEY = "zerg.scheduler"
 # A job's schedule: the cron expression and the zone it is read in.
 Schedule = tuple[str, str]
+# What the scheduler reads the time from: an aware datetime, UTC by default.
+Clock = Callable[[], datetime]
 # The lock whose holder, alone of all processes on the database, schedules.
 LOCK = "scheduler"
 REAP_SECONDS = 30
@@ -64,40 +71,25 @@ def job_id(agent_id: int) -> str:
     return f"agent-{agent_id}"
 
 
-def last_fire_time(
-    trigger: cron.CronTrigger, now: datetime, lookback: timedelta
-) -> datetime | None:
-    """Return the latest time the trigger fired at or before ``now``, within ``lookback``."""
-    latest: datetime = next(trigger.fire_times_before(now + TICK))
-    return latest.astimezone(UTC) if latest >= now - lookback else None
-
-
-def run_scheduled_agent(app: Flask, agent_id: int, scheduled_for: datetime | None = None) -> bool:
-    """The job: start one scheduled run of the agent; False if it was not started.
+def run_scheduled_agent(app: Flask, agent_id: int, scheduled_for: datetime) -> bool:
+    """The job: start the agent's run for the tick ``scheduled_for``; False if it was not started.
 
     It is handed the real app (never ``current_app``, which does not cross
-    into APScheduler's threads). The run is keyed by (agent, scheduled
-    time), so a trigger that fires twice, here or in another process, starts
-    one run.
+    into APScheduler's threads) and the tick by its trigger (see
+    :mod:`zerg.runs.ticks`), never one read from the clock. The run is keyed
+    by (agent, scheduled time), so a tick fired twice, here or in another
+    process, starts one run.
     """
-    grace = app.config["SCHEDULER_MISFIRE_GRACE_SECONDS"]
     if not get_scheduler(app).holds_lock():
         # Between losing the lock and noticing it, the scheduler still fires.
         log.warning("agent %s fired after this process lost the scheduler lock; skipping", agent_id)
         return False
+    scheduled_for = scheduled_for.astimezone(UTC)
     try:
         with session_scope(app) as session:
             agent = session.get(Agent, agent_id)
             if agent is None or not (agent.run_on_schedule and agent.schedule):
                 log.info("agent %s is no longer scheduled; skipping", agent_id)
-                return False
-            trigger = cron.parse(agent.schedule, agent.timezone)
-            now = datetime.now(UTC)
-            scheduled_for = scheduled_for or last_fire_time(
-                trigger, now, timedelta(seconds=grace + 60)
-            )
-            if scheduled_for is None:
-                log.warning("agent %s fired with no matching schedule time; skipping", agent_id)
                 return False
             agents.advance_schedule(session, agent, scheduled_for + timedelta(seconds=1))
             if not agent.task_instructions.strip():
@@ -171,6 +163,8 @@ class Scheduler:
     # The process's locks once it holds the scheduler lock: jobs check it
     # before they start a run.
     locks: Locks | None = None
+    # Where "now" comes from for the ticks: which were missed, which come next.
+    clock: Clock = utcnow
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
@@ -185,33 +179,40 @@ class Scheduler:
     def start(self, locks: Locks | None = None) -> None:
         """Schedule every scheduled agent, then start (or resume) the job thread.
 
-        ``next_run_at`` is refreshed on the way, since ticks missed while no
-        scheduler ran are not run later. With ``locks`` (the process's, holding
-        the scheduler lock), jobs check the lock before each run, and the
-        scheduler interrupts, every REAP_SECONDS, the runs of processes that
-        died, so they do not wait for a restart, and deletes the expired
-        idempotency keys every PURGE_SECONDS.
+        Of the ticks an agent's schedule passed while no process scheduled it
+        (the last holder died, lost its lock or was stopped), the latest runs
+        now if it is still within SCHEDULER_MISFIRE_GRACE_SECONDS, as it would
+        have run late on a busy holder, so a failover or a restart that
+        straddles a tick does not lose it; with SCHEDULE_CATCH_UP=latest it
+        runs whatever its age. The others are logged and skipped, and
+        ``next_run_at`` moves on to the next tick. With ``locks`` (the
+        process's, holding the scheduler lock), jobs check the lock before
+        each run, and the scheduler interrupts, every REAP_SECONDS, the runs of
+        processes that died, so they do not wait for a restart, and deletes
+        the expired idempotency keys every PURGE_SECONDS.
         """
         if self.running:
             return
         # Not under the lock: the commit publishes agent events, and on the
         # in-memory bus their delivery (on_event) takes the lock while the
         # bus holds its own, so holding ours here could deadlock.
-        now = datetime.now(UTC)
-        latest_only = self.app.config["SCHEDULE_CATCH_UP"] == "latest"
+        now = self.clock()
+        oldest_kept = now - timedelta(seconds=self.app.config["SCHEDULER_MISFIRE_GRACE_SECONDS"])
+        any_age = self.app.config["SCHEDULE_CATCH_UP"] == "latest"
         catch_up: list[tuple[int, datetime]] = []
         with session_scope(self.app) as session:
             scheduled = agents.scheduled_agents(session)
             for agent in scheduled:
                 missed = missed_ticks(agent, now)
-                if missed and latest_only:
+                if missed and (any_age or missed[0] >= oldest_kept):
                     catch_up.append((agent.id, missed.pop(0)))
                 for fire in missed[:MISSED_LOGGED]:
                     log.warning("agent %s missed its tick at %s: no scheduler ran", agent.id, fire)
                 if len(missed) > MISSED_LOGGED:
                     more = len(missed) - MISSED_LOGGED
                     log.warning("agent %s missed %d earlier ticks too", agent.id, more)
-                agents.advance_schedule(session, agent)
+                # The first tick at or after now: the job's first, below.
+                agents.advance_schedule(session, agent, now - TICK)
             wanted = {
                 agent.id: (agent.schedule, agent.timezone) for agent in scheduled if agent.schedule
             }
@@ -235,14 +236,18 @@ class Scheduler:
                     args=[self.app],
                     id=PURGER,
                 )
-            self._apply(wanted)
+            # Jobs made before a pause wait for ticks that the holder since
+            # may have run; each job now waits for the first tick from now on,
+            # the ticks before it having been dealt with above.
+            self._apply({})
+            self._apply(wanted, now)
             if self.scheduler.state == STATE_PAUSED:
                 self.scheduler.resume()
             else:
                 self.scheduler.start()
-        for agent_id, tick in catch_up:
-            log.info("agent %s: catching up on its latest missed tick, %s", agent_id, tick)
-            run_scheduled_agent(self.app, agent_id, tick)
+        for late in catch_up:
+            log.info("agent %s: running its tick of %s, missed while no scheduler ran", *late)
+            run_scheduled_agent(self.app, *late)
         log.info("scheduler started with %d job(s)", len(self.scheduler.get_jobs()))
 
     def pause(self) -> None:
@@ -271,12 +276,12 @@ class Scheduler:
             }
         self._apply(wanted)
 
-    def _apply(self, wanted: dict[int, Schedule]) -> None:
+    def _apply(self, wanted: dict[int, Schedule], now: datetime | None = None) -> None:
         with self._lock:
             for agent_id in set(self.applied) - set(wanted):
                 self.sync(agent_id, None, False)
             for agent_id, (schedule, timezone) in wanted.items():
-                self.sync(agent_id, schedule, True, timezone)
+                self.sync(agent_id, schedule, True, timezone, now=now)
 
     def sync(
         self,
@@ -284,8 +289,15 @@ class Scheduler:
         schedule: str | None,
         run_on_schedule: bool,
         timezone: str = cron.DEFAULT_ZONE,
+        *,
+        now: datetime | None = None,
     ) -> None:
-        """Add, replace or remove the agent's job to match its settings."""
+        """Add, replace or remove the agent's job to match its settings.
+
+        A new job waits for its first tick at or after ``now`` (by default the
+        clock's, once the scheduler runs; a job added to a stopped scheduler
+        gets its time when :meth:`start` adds it again).
+        """
         wanted = (schedule, timezone) if schedule and run_on_schedule else None
         with self._lock:
             if self.applied.get(agent_id) == wanted:
@@ -299,12 +311,19 @@ class Scheduler:
                 self.applied.pop(agent_id, None)
                 return
             self.applied[agent_id] = wanted
+            trigger = cron.parse(*wanted)
+            if now is None and self.running:
+                now = self.clock()
+            # APScheduler reads its own clock for a job given no first time.
+            first = {} if now is None else {"next_run_time": trigger.get_next_fire_time(None, now)}
             self.scheduler.add_job(
                 run_scheduled_agent,
-                trigger=cron.parse(*wanted),
+                trigger=trigger,
                 args=[self.app, agent_id],
+                kwargs={"scheduled_for": SCHEDULED_TIME},
                 id=job_id(agent_id),
                 name=f"agent {agent_id}: {wanted[0]} ({wanted[1]})",
+                **first,
             )
 
     def on_event(self, event: Event) -> None:
@@ -343,8 +362,12 @@ def init_app(app: Flask) -> None:
     """Build the app's scheduler, stopped; ``zerg.serving.start`` starts it."""
     if EXTENSION_KEY in app.extensions:
         raise RuntimeError("zerg.scheduler is already registered on this app")
+    clock = app.config.get("SCHEDULER_CLOCK", utcnow)
+    if not callable(clock):
+        raise ConfigError(f"SCHEDULER_CLOCK must be a function returning the time, not {clock!r}")
     background = BackgroundScheduler(
         timezone=UTC,
+        executors={"default": TickExecutor()},
         job_defaults={
             "coalesce": True,
             "max_instances": 1,
@@ -352,6 +375,6 @@ def init_app(app: Flask) -> None:
         },
     )
     background.add_listener(_log_job_problem, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
-    scheduler = Scheduler(app=app, scheduler=background)
+    scheduler = Scheduler(app=app, scheduler=background, clock=clock)
     app.extensions[EXTENSION_KEY] = scheduler
     events.get_bus(app).subscribe(scheduler.on_event)

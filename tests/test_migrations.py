@@ -35,6 +35,8 @@ from zerg.models import Run
 from zerg.models import Thread
 from zerg.models import ThreadMessage
 
+# The revision that makes SQLite's ids AUTOINCREMENT, and the one before it.
+AUTOINCREMENT, BEFORE_AUTOINCREMENT = "0006", "0005"
 RELEASE_DUMP = Path(__file__).parent / "data" / "release-0.1.sql"
 RELEASE_ROWS = {
     "agents": 2,
@@ -206,6 +208,51 @@ def test_the_release_database_upgrades_with_its_data_intact(
     # And the API serves it.
     messages = app.test_client().get("/api/threads/1/messages").get_json()
     assert [m["content"] for m in messages][-1] == "Still there?"
+
+
+def every_row(app: Flask) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every zerg table, by id, as the database holds it."""
+    tables = MetaData()
+    with db.get_database(app).engine.connect() as connection:
+        tables.reflect(connection, only=list(RELEASE_ROWS))
+        return {
+            name: [tuple(row) for row in connection.execute(table.select().order_by(table.c.id))]
+            for name, table in tables.tables.items()
+        }
+
+
+def test_the_autoincrement_revision_keeps_every_row_and_id(
+    make_bare_app: AppFactory, empty_database_url: str, tmp_path: Path
+) -> None:
+    """The revision rebuilds SQLite's tables with AUTOINCREMENT, rows and ids kept, both ways."""
+    app = release_database(make_bare_app, empty_database_url, tmp_path)
+    migrate.upgrade(app, BEFORE_AUTOINCREMENT)
+    before = every_row(app)
+    assert {name: len(rows) for name, rows in before.items()} == RELEASE_ROWS
+
+    migrate.upgrade(app, AUTOINCREMENT)
+
+    assert every_row(app) == before
+    assert flask_db(app, "check").exit_code == 0
+    engine = db.get_database(app).engine
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as connection:
+            made = dict(connection.execute(text("SELECT name, sql FROM sqlite_master")).all())
+            # New ids start above the highest one kept.
+            sequence = dict(connection.execute(text("SELECT name, seq FROM sqlite_sequence")).all())
+        assert all("AUTOINCREMENT" in made[name] for name in (*RELEASE_ROWS, "idempotency_keys"))
+        for name, rows in before.items():
+            assert sequence[name] == max(row[0] for row in rows), name
+        assert "WHERE status = 'running'" in made["uq_runs_running_thread"]
+    assert_release_rows_intact(app)
+
+    migrate.downgrade(app, BEFORE_AUTOINCREMENT)
+
+    assert every_row(app) == before
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as connection:
+            made = dict(connection.execute(text("SELECT name, sql FROM sqlite_master")).all())
+        assert not any("AUTOINCREMENT" in (made[name] or "") for name in RELEASE_ROWS)
 
 
 def test_unversioned_tables_that_are_not_the_release_are_refused(

@@ -32,6 +32,11 @@ __all__ = ["Agent", "AgentMessage", "Base", "IdempotencyKey", "Run", "Thread", "
 # overflow PostgreSQL's integer type.
 ID_MAX = 2**31 - 1
 
+# Ids are never reused, so a stored id, a bookmark or a subscription never
+# comes to name another row: without AUTOINCREMENT, SQLite gives a new row the
+# id of the newest one deleted. (PostgreSQL's sequences never go back.)
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -101,6 +106,7 @@ class Base(DeclarativeBase):
 
 class Agent(Base):
     __tablename__ = "agents"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(255))
@@ -132,6 +138,7 @@ class Agent(Base):
 
 class AgentMessage(Base):
     __tablename__ = "agent_messages"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
@@ -144,6 +151,7 @@ class AgentMessage(Base):
 
 class Thread(Base):
     __tablename__ = "agent_threads"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
@@ -165,6 +173,7 @@ class Thread(Base):
 
 class ThreadMessage(Base):
     __tablename__ = "thread_messages"
+    __table_args__ = NEVER_REUSE_IDS
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     thread_id: Mapped[int] = mapped_column(
@@ -208,6 +217,7 @@ class Run(Base):
             sqlite_where=text("status = 'running'"),
             postgresql_where=text("status = 'running'"),
         ),
+        NEVER_REUSE_IDS,
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -248,7 +258,7 @@ class IdempotencyKey(Base):
     """
 
     __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("scope", "key"),)
+    __table_args__ = (UniqueConstraint("scope", "key"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     scope: Mapped[str] = mapped_column(String(64))

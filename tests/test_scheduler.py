@@ -547,18 +547,23 @@ def test_a_job_for_an_agent_without_task_instructions_skips_the_tick(
 # --- the tick a job is handed ---------------------------------------------------------
 
 
+def latest_daily_tick() -> datetime:
+    """The latest 06:30 UTC gone by: the agents below have no other tick within a day."""
+    return next(cron.parse(DAILY).fire_times_before(datetime.now(UTC))).astimezone(UTC)
+
+
 def test_a_job_that_runs_late_records_its_own_tick_not_the_latest(make_app: AppFactory) -> None:
     """With a grace of several intervals, a job an interval late still names its tick.
 
     APScheduler hands the job the time its trigger fired for (here a date
-    trigger due two ticks ago); a job that read the clock instead would record
-    the latest tick, and the latest tick's own run would then be dropped as
-    a duplicate.
+    trigger due the day before the latest tick); a job that read the clock
+    instead would record the latest tick, and the latest tick's own run would
+    then be dropped as a duplicate.
     """
-    app = make_app(OFFLINE_DELAY_SECONDS=0.001, SCHEDULER_MISFIRE_GRACE_SECONDS=600)
+    app = make_app(OFFLINE_DELAY_SECONDS=0.001, SCHEDULER_MISFIRE_GRACE_SECONDS=3 * 86400)
     client = app.test_client()
-    agent = create_agent(client, schedule=EVERY_MINUTE, task_instructions=TASK)
-    late = minute_floor(datetime.now(UTC)) - timedelta(minutes=2)
+    agent = create_agent(client, schedule=DAILY, task_instructions=TASK)
+    late = latest_daily_tick() - timedelta(days=1)
     scheduler = scheduler_of(app, running=True)
 
     scheduler.scheduler.add_job(
@@ -572,7 +577,7 @@ def test_a_job_that_runs_late_records_its_own_tick_not_the_latest(make_app: AppF
     [run] = finished_runs(app, agent["id"], 1)
     assert (run.scheduled_for, run.status) == (late, "success")
     # The latest tick is still free to run.
-    assert run_scheduled_agent(app, agent["id"], scheduled_for=late + timedelta(minutes=2))
+    assert run_scheduled_agent(app, agent["id"], scheduled_for=late + timedelta(days=1))
 
 
 def test_an_agent_s_job_is_handed_the_tick_its_trigger_fired_for(
@@ -580,23 +585,23 @@ def test_an_agent_s_job_is_handed_the_tick_its_trigger_fired_for(
 ) -> None:
     """The agent's own job, left due at its latest tick, runs for exactly that tick."""
     caplog.set_level(logging.INFO, logger="zerg.runs.scheduler")
-    app = make_app(OFFLINE_DELAY_SECONDS=0.001)
+    app = make_app(OFFLINE_DELAY_SECONDS=0.001, SCHEDULER_MISFIRE_GRACE_SECONDS=2 * 86400)
     client = app.test_client()
-    agent = create_agent(client, schedule=EVERY_MINUTE, task_instructions=TASK)
+    agent = create_agent(client, schedule=DAILY, task_instructions=TASK)
     scheduler = scheduler_of(app, running=True)
     job = job_for(app, agent["id"])
     assert job.kwargs == {"scheduled_for": SCHEDULED_TIME}
-    tick = minute_floor(datetime.now(UTC))
+    tick = latest_daily_tick()
 
     job.modify(next_run_time=tick)
 
     [run] = finished_runs(app, agent["id"], 1)
-    assert run.scheduled_for in (tick, tick + timedelta(minutes=1))
+    assert (run.scheduled_for, run.status) == (tick, "success")
     fired = [r.getMessage() for r in caplog.records if r.getMessage().startswith("schedule fired")]
     assert fired == [
-        f"schedule fired: agent {agent['id']}, scheduled for {run.scheduled_for.isoformat()}, "
-        f"run {run.id}"
+        f"schedule fired: agent {agent['id']}, scheduled for {tick.isoformat()}, run {run.id}"
     ]
+    assert upcoming(job_for(app, agent["id"])) == tick + timedelta(days=1)
     assert scheduler.running
 
 
@@ -604,14 +609,13 @@ def test_a_job_later_than_the_grace_is_logged_as_missed_and_starts_nothing(
     app: Flask, client: FlaskClient, rows: Rows, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.WARNING, logger="zerg.runs.scheduler")
-    agent = create_agent(client, schedule=EVERY_MINUTE, task_instructions=TASK)
+    agent = create_agent(client, schedule=DAILY, task_instructions=TASK)
     scheduler = scheduler_of(app, running=True)
-    too_late = minute_floor(datetime.now(UTC)) - timedelta(minutes=5)
 
     scheduler.scheduler.add_job(
         run_scheduled_agent,
         "date",
-        run_date=too_late,
+        run_date=latest_daily_tick(),
         args=[app, agent["id"]],
         kwargs={"scheduled_for": SCHEDULED_TIME},
         id="too-late",

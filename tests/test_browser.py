@@ -85,7 +85,8 @@ def test_create_an_agent_through_the_form(live_server: LiveServer, browser: Brow
     browser.type_into("#field-name", "Morning digest")
     browser.type_into("#field-task_instructions", "Summarise the news.")
     browser.type_into("#field-schedule", "0 8 * * 1-5")
-    assert browser.text("#schedule-words") == "At 08:00 UTC on weekdays (Monday to Friday)"
+    words = "At 08:00, Monday through Friday (UTC)"
+    browser.wait_for(lambda: browser.text("#schedule-words") == words, "the server's words")
     browser.css("#form-submit").click()
 
     browser.wait_for(lambda: "Morning digest" in browser.text("#agents"), "the new agent's row")
@@ -94,7 +95,7 @@ def test_create_an_agent_through_the_form(live_server: LiveServer, browser: Brow
     assert agent["name"] == "Morning digest"
     assert agent["schedule"] == "0 8 * * 1-5" and agent["run_on_schedule"] is True
     row = browser.text(f"#agents tr[data-agent-id='{agent['id']}']")
-    assert "At 08:00 UTC on weekdays" in row
+    assert "At 08:00, Monday through Friday (UTC)" in row
     assert "Next run:" in row
     assert browser.css("#field-name").get_attribute("value") == ""
 
@@ -130,9 +131,8 @@ def test_a_schedule_shows_its_zone_words_and_next_runs(
     browser.type_into("#field-schedule", "0 9 * * 1-5")
     browser.css("#field-timezone").clear()
     browser.type_into("#field-timezone", "America/New_York")
-    assert browser.text("#schedule-words") == (
-        "At 09:00 America/New_York on weekdays (Monday to Friday)"
-    )
+    words = "At 09:00, Monday through Friday (America/New_York)"
+    browser.wait_for(lambda: browser.text("#schedule-words") == words, "the server's words")
     browser.wait_for(lambda: browser.all("#schedule-next time"), "the server's next runs")
     shown = [t.get_attribute("datetime") for t in browser.all("#schedule-next time")]
     preview = requests.get(
@@ -148,7 +148,7 @@ def test_a_schedule_shows_its_zone_words_and_next_runs(
     [agent] = api(live_server, "GET", "/agents")
     assert agent["timezone"] == "America/New_York"
     row = browser.text(f"#agents tr[data-agent-id='{agent['id']}']")
-    assert "At 09:00 America/New_York on weekdays" in row
+    assert words in row
 
 
 def test_an_unknown_zone_shows_the_servers_message_at_its_field(
@@ -618,32 +618,44 @@ def test_a_second_browser_tab_watches_the_same_chat_live(
             browser.driver.switch_to.window(first)
 
 
-CRON_IN_WORDS = {
-    "* * * * *": "Every minute",
-    "*/5 * * * *": "Every 5 minutes",
-    "0 * * * *": "Every hour, on the hour",
-    "5,35 * * * *": "Every hour at minute 5 and 35",
-    "0 */2 * * *": "Every 2 hours, on the hour (UTC)",
-    "0 8 * * 1-5": "At 08:00 UTC on weekdays (Monday to Friday)",
-    "0 8 * * 0,6": "At 08:00 UTC on Sunday and Saturday",
-    "0 12 * * 7": "At 12:00 UTC on Sunday",
-    "0 8 * * mon-fri": "At 08:00 UTC on Monday to Friday",
-    "0 0 1 1 *": "At 00:00 UTC on day 1 of the month in January",
-    "0 8 1 * 1": "At 08:00 UTC on day 1 of the month or Monday",
-    "*/15 9-17 * * 1-5": "Every 15 minutes during hour 9 to 17 UTC on weekdays (Monday to Friday)",
-    "not a cron": "",
-    "0 8 * * 1-5 extra": "",
-}
-
-
-def test_schedules_are_described_in_words(live_server: LiveServer, browser: Browser) -> None:
-    """The page's own cron describer, run in the browser on the shapes people write."""
+def test_the_schedule_preview_shows_the_servers_error_or_words_never_both(
+    live_server: LiveServer, browser: Browser
+) -> None:
     browser.base = live_server.url
     browser.open("/", "agents")
-    described = browser.driver.execute_async_script(
-        "const [expressions, done] = arguments;"
-        "import('/assets/js/cron.js').then(({ describeCron }) =>"
-        "  done(Object.fromEntries(expressions.map((e) => [e, describeCron(e)]))));",
-        list(CRON_IN_WORDS),
-    )
-    assert described == CRON_IN_WORDS
+    browser.type_into("#field-schedule", "0 9 * * *")
+    browser.wait_for(lambda: browser.text("#schedule-words"), "the words of a good schedule")
+
+    # An out-of-range minute: the server's message at the field, as it is typed.
+    schedule = browser.css("#field-schedule")
+    schedule.clear()
+    browser.type_into("#field-schedule", "61 * * * *")
+    message = browser.wait_for(lambda: browser.text("#error-schedule"), "the schedule's error")
+    browser.screenshot("preview-bad-minute")
+    assert "minute field '61' is not valid: it takes 0-59" in message
+    assert schedule.get_attribute("aria-invalid") == "true"
+    assert browser.text("#schedule-words") == ""
+    assert browser.text("#schedule-next") == ""
+
+    # A schedule that is valid field by field but never fires.
+    schedule.clear()
+    browser.type_into("#field-schedule", "0 0 31 2 *")
+    browser.wait_for(lambda: "never fires" in browser.text("#error-schedule"), "never fires")
+    assert browser.text("#schedule-words") == ""
+
+    # Fixed: the error goes, the words and next runs come.
+    schedule.clear()
+    browser.type_into("#field-schedule", "0 0 28 2 *")
+    browser.wait_for(lambda: browser.all("#schedule-next time"), "the next runs")
+    assert browser.text("#schedule-words") == "At 00:00, on day 28 of the month, only in February (UTC)"
+    assert browser.text("#error-schedule") == ""
+    assert schedule.get_attribute("aria-invalid") is None
+
+    # A bad zone is named at its own field, and the words go.
+    browser.css("#field-timezone").clear()
+    browser.type_into("#field-timezone", "Mars/Olympus_Mons")
+    browser.wait_for(lambda: browser.text("#error-timezone"), "the zone's error")
+    assert browser.text("#schedule-words") == ""
+    assert browser.text("#error-schedule") == ""
+    browser.screenshot("preview-bad-zone")
+    assert api(live_server, "GET", "/agents") == []

@@ -1,9 +1,9 @@
 // The agents dashboard: a live table, and a form to create and edit agents.
 
 import { ApiError, api } from "./api.js";
-import { describeCron } from "./cron.js";
 import { $, badge, cell, clearFieldErrors, cronCode, el, report, showFieldErrors, showNotice, when } from "./dom.js";
 import { all, livePage, replaceKeepingFocus } from "./page.js";
+import { preview, scheduleWords } from "./schedule.js";
 
 const agents = new Map();
 const rows = new Map();
@@ -14,6 +14,7 @@ const localZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
 const browserZone = ["Etc/UTC", "Etc/GMT", "GMT", "Etc/Universal"].includes(localZone) ? "UTC" : localZone;
 let editing = null;
 let previewTimer = null;
+let previewAsked = 0;
 
 const { live, start } = livePage({ topics: ["agents"], load, onEvent });
 
@@ -84,10 +85,9 @@ function scheduleCell(agent) {
     const failed = `${agent.consecutive_failures} failed run${agent.consecutive_failures === 1 ? "" : "s"}`;
     next = el("span", { class: "next error-text", text: `Paused after ${failed} in a row` });
   }
-  const words = describeCron(agent.schedule, agent.timezone);
   return cell(
     "Schedule",
-    words ? el("span", { text: `${words} ` }) : null,
+    scheduleWords(agent.schedule, agent.timezone),
     cronCode(agent.schedule),
     el("br"),
     next,
@@ -237,31 +237,52 @@ async function submit(event) {
   }
 }
 
-// Words at once, from the page; when it next fires, from the server, which
-// alone knows the time zone rules (a moment after typing stops).
+// What the schedule means and when it fires, from the server, a moment after
+// typing stops. Until it answers nothing is shown: words beside an error, or
+// for a text that has since changed, would mislead.
 function describeSchedule() {
-  const value = form.elements.schedule.value.trim();
-  const zone = form.elements.timezone.value.trim() || "UTC";
-  $("schedule-words").textContent = value ? describeCron(value, zone) : "";
-  $("schedule-next").textContent = "";
+  const cron = form.elements.schedule.value.trim();
+  const timezone = form.elements.timezone.value.trim() || "UTC";
+  showPreview(null, {});
   clearTimeout(previewTimer);
-  if (value) previewTimer = setTimeout(() => previewSchedule(value, zone), 300);
+  previewAsked += 1;
+  if (cron) previewTimer = setTimeout(() => previewSchedule(cron, timezone, previewAsked), 300);
 }
 
-async function previewSchedule(cron, timezone) {
-  let preview;
+async function previewSchedule(cron, timezone, asked) {
+  let answer = null;
+  const errors = {};
   try {
-    preview = await api.get("/api/schedules/preview", { cron, timezone, count: 3 });
+    answer = await preview(cron, timezone, 3);
   } catch (error) {
-    // A schedule or zone the server refuses: saving says why, at its field.
-    if (!(error instanceof ApiError && error.status === 422)) report(error);
-    return;
+    if (!(error instanceof ApiError && error.status === 422)) {
+      report(error);
+      return;
+    }
+    for (const { loc, msg } of error.problem.errors || []) {
+      const field = loc?.[1] === "cron" ? "schedule" : loc?.[1];
+      (errors[field] ||= []).push(msg);
+    }
   }
-  const fields = form.elements;
-  if (fields.schedule.value.trim() !== cron || (fields.timezone.value.trim() || "UTC") !== timezone) return;
+  // Only the answer to the latest text counts.
+  if (asked === previewAsked) showPreview(answer, errors);
+}
+
+// Show the server's answer: its words and next runs, or its errors at their fields.
+function showPreview(answer, errors) {
+  $("schedule-words").textContent = answer ? `${answer.description} (${answer.timezone})` : "";
   const next = $("schedule-next");
-  next.replaceChildren("Next runs: ");
-  preview.next_runs.forEach((iso, index) => next.append(index ? "; " : "", when(iso)));
+  next.replaceChildren();
+  if (answer) {
+    next.append("Next runs: ");
+    answer.next_runs.forEach((iso, index) => next.append(index ? "; " : "", when(iso)));
+  }
+  for (const field of ["schedule", "timezone"]) {
+    const input = form.elements[field];
+    $(`error-${field}`).textContent = (errors[field] || []).join(" ");
+    if (errors[field]) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  }
 }
 
 function fillZones() {

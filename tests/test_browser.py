@@ -647,7 +647,8 @@ def test_the_schedule_preview_shows_the_servers_error_or_words_never_both(
     schedule.clear()
     browser.type_into("#field-schedule", "0 0 28 2 *")
     browser.wait_for(lambda: browser.all("#schedule-next time"), "the next runs")
-    assert browser.text("#schedule-words") == "At 00:00, on day 28 of the month, only in February (UTC)"
+    words = "At 00:00, on day 28 of the month, only in February (UTC)"
+    assert browser.text("#schedule-words") == words
     assert browser.text("#error-schedule") == ""
     assert schedule.get_attribute("aria-invalid") is None
 

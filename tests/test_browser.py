@@ -562,7 +562,9 @@ def test_an_agent_can_be_made_and_run_with_the_keyboard_alone(
     tab_to("field-schedule")
     keys("15 14 1 * *" + Keys.ENTER)
     browser.wait_for(lambda: "Typist" in browser.text("#agents"), "the new row")
-    assert "At 14:15 UTC on day 1 of the month" in browser.text("#agents tr")
+    browser.wait_for(
+        lambda: "At 14:15, on day 1 of the month (UTC)" in browser.text("#agents tr"), "words"
+    )
 
     tab_to("Run now")
     keys(Keys.ENTER)
@@ -660,3 +662,48 @@ def test_the_schedule_preview_shows_the_servers_error_or_words_never_both(
     assert browser.text("#error-schedule") == ""
     browser.screenshot("preview-bad-zone")
     assert api(live_server, "GET", "/agents") == []
+
+
+def test_the_dashboard_labels_zones_blanks_models_and_shows_a_new_row(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    browser.base = live_server.url
+    for number in range(12):
+        api(live_server, "POST", "/agents", {"name": f"Filler {number}", "schedule": "0 8 * * *"})
+    bare = api(live_server, "POST", "/agents", {"name": "Unscheduled"})
+    browser.open("/", "agents-many")
+    row = f"#agents tr[data-agent-id='{bare['id']}']"
+    browser.wait_for(lambda: browser.all(row), "the unscheduled agent's row")
+    # No schedule: a blank like the other blank cells, and no switch for it.
+    assert browser.text(f"{row} td[data-label='Schedule']") == "—"
+    assert browser.all(f"#toggle-{bare['id']}") == []
+    # Times name their zone (the browser's: UTC here).
+    next_run = browser.text("#agents td[data-label='Schedule'] time")
+    assert re.search(r"\b(UTC|GMT)\b", next_run), next_run
+    # The model is named once, as GET /api/models names it.
+    labels = [option.text for option in Select(browser.css("#field-model")).options]
+    assert "Offline model (no network)" in labels
+    assert not [label for label in labels if "(offline)" in label], labels
+
+    # The focus ring is not the colour that marks a field in error.
+    browser.css("#field-name").click()
+    focus = browser.js("return getComputedStyle(document.activeElement).outlineColor")
+    browser.js("document.getElementById('field-name').setAttribute('aria-invalid', 'true')")
+    error = browser.js("return getComputedStyle(document.activeElement).borderTopColor")
+    browser.js("document.getElementById('field-name').removeAttribute('aria-invalid')")
+    assert focus != error, focus
+
+    browser.type_into("#field-name", "Newest")
+    browser.css("#form-submit").click()
+    created = browser.wait_for(
+        lambda: [a for a in api(live_server, "GET", "/agents") if a["name"] == "Newest"], "it"
+    )[0]
+    new_row = f"#agents tr[data-agent-id='{created['id']}']"
+    browser.wait_for(lambda: browser.all(new_row), "the new row")
+    # The form sits below the table: the new row was brought into view.
+    in_view = (
+        "const box = document.querySelector(arguments[0]).getBoundingClientRect();"
+        "return box.top >= 0 && box.bottom <= window.innerHeight;"
+    )
+    assert browser.js(in_view, new_row)
+    browser.screenshot("agents-new-row-in-view")

@@ -76,7 +76,7 @@ function showEmpty() {
 }
 
 function scheduleCell(agent) {
-  if (!agent.schedule) return cell("Schedule", el("span", { class: "muted", text: "None" }));
+  if (!agent.schedule) return cell("Schedule", "—");
   let next = el("span", { class: "next muted", text: "Schedule off" });
   if (agent.run_on_schedule) {
     next = el("span", { class: "next" }, "Next run: ", when(agent.next_run_at));
@@ -94,16 +94,26 @@ function scheduleCell(agent) {
   );
 }
 
-function agentRow(agent) {
+// The switch for running on the schedule; none without a schedule to run on.
+function scheduleSwitch(agent) {
+  if (!agent.schedule) return null;
   const toggleId = `toggle-${agent.id}`;
   const toggle = el("input", {
     id: toggleId,
     type: "checkbox",
     checked: agent.run_on_schedule,
-    disabled: !agent.schedule,
     dataset: { focus: "toggle" },
     onchange: (event) => setSchedule(agent, event.target),
   });
+  return el(
+    "span",
+    { class: "switch" },
+    toggle,
+    el("label", { for: toggleId }, "On schedule", el("span", { class: "visually-hidden", text: `: ${agent.name}` })),
+  );
+}
+
+function agentRow(agent) {
   return el(
     "tr",
     { dataset: { agentId: agent.id } },
@@ -119,12 +129,7 @@ function agentRow(agent) {
         "div",
         { class: "row-actions" },
         el("button", { type: "button", "aria-label": `Run now: ${agent.name}`, dataset: { focus: "run" }, onclick: () => runNow(agent) }, "Run now"),
-        el(
-          "span",
-          { class: "switch" },
-          toggle,
-          el("label", { for: toggleId }, "On schedule", el("span", { class: "visually-hidden", text: `: ${agent.name}` })),
-        ),
+        scheduleSwitch(agent),
         el("button", { type: "button", class: "secondary", "aria-label": `Edit: ${agent.name}`, dataset: { focus: "edit" }, onclick: () => startEditing(agent) }, "Edit"),
         el("button", { type: "button", class: "danger", "aria-label": `Delete: ${agent.name}`, dataset: { focus: "delete" }, onclick: () => remove(agent) }, "Delete"),
       ),
@@ -167,9 +172,14 @@ function fillModels(models) {
   const chosen = select.value;
   for (const option of [...select.options].slice(1)) option.remove();
   for (const model of models) {
-    select.append(el("option", { value: model.id, text: `${model.display_name} (${model.provider})` }));
+    select.append(el("option", { value: model.id, text: modelLabel(model) }));
   }
   select.value = chosen;
+}
+
+// A model's name as GET /api/models gives it; a bare id also names its provider.
+function modelLabel(model) {
+  return model.display_name === model.id ? `${model.id} (${model.provider})` : model.display_name;
 }
 
 function startEditing(agent) {
@@ -232,6 +242,12 @@ async function submit(event) {
     render(agent.id);
     stopEditing();
     showNotice(`${id === null ? "Created" : "Saved"} ${agent.name}.`, "ok");
+    // The form is below the table: show the row it made or changed, and
+    // carry the keyboard's focus there too.
+    const row = rows.get(agent.id);
+    row.classList.add("fresh");
+    row.scrollIntoView({ block: "center" });
+    row.querySelector("a").focus({ preventScroll: true });
   } catch (error) {
     showFieldErrors(form, error);
   }

@@ -30,6 +30,7 @@ from tests.conftest import LiveServer
 from tests.conftest import serve
 from zerg import db
 from zerg.models import Agent
+from zerg.models import Run
 from zerg.realtime.hub import get_hub
 
 TOKEN = "browser-test-token"
@@ -366,7 +367,7 @@ def test_the_dashboard_follows_changes_made_through_the_api(
     api(live_server, "PATCH", f"/agents/{first['id']}", changes)
     row = f"#agents tr[data-agent-id='{first['id']}']"
     browser.wait_for(lambda: "Ranger" in browser.text(row), "the new name")
-    assert "At 06:30 UTC" in browser.text(row)
+    browser.wait_for(lambda: "At 06:30 (UTC)" in browser.text(row), "the schedule's words")
 
     second = api(live_server, "POST", "/agents", {"name": "Newcomer"})
     browser.wait_for(lambda: "Newcomer" in browser.text("#agents"), "the new agent")
@@ -707,3 +708,72 @@ def test_the_dashboard_labels_zones_blanks_models_and_shows_a_new_row(
     )
     assert browser.js(in_view, new_row)
     browser.screenshot("agents-new-row-in-view")
+
+
+def test_the_agents_list_is_searched_and_paged_by_the_server(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    browser.base = live_server.url
+    for number in range(26):
+        api(live_server, "POST", "/agents", {"name": f"Worker {number:02d}"})
+    api(live_server, "POST", "/agents", {"name": "Morning DIGEST"})
+    browser.open("/", "agents-paged")
+    names = "return [...document.querySelectorAll('#agents th a')].map((a) => a.textContent)"
+    browser.wait_for(lambda: len(browser.js(names)) == 25, "a page of 25 agents")
+    assert browser.js(names)[0] == "Worker 00"
+    assert browser.text("#agents-pages [data-page=label]") == "Page 1"
+    assert not browser.css("#agents-pages [data-page=previous]").is_enabled()
+
+    browser.css("#agents-pages [data-page=next]").click()
+    browser.wait_for(lambda: browser.js(names) == ["Worker 25", "Morning DIGEST"], "page 2")
+    assert not browser.css("#agents-pages [data-page=next]").is_enabled()
+    browser.screenshot("agents-page-2")
+
+    browser.type_into("#search-q", "digest")
+    browser.wait_for(lambda: browser.js(names) == ["Morning DIGEST"], "the search's match")
+    assert not browser.css("#agents-pages").is_displayed()
+    browser.screenshot("agents-search")
+    browser.type_into("#search-q", "nobody")
+    browser.wait_for(lambda: browser.css("#agents-none-match").is_displayed(), "no match")
+    assert not browser.css("#agents-empty").is_displayed()
+
+
+def test_the_runs_list_is_searched_and_paged_by_the_server(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    browser.base = live_server.url
+    quiet, thread = _thread(live_server)
+    loud = api(live_server, "POST", "/agents", {"name": "Loud"})
+    with db.session_scope(live_server.app) as session:
+        for _ in range(52):
+            session.add(
+                Run(agent_id=quiet["id"], thread_id=thread["id"], trigger="api", status="success")
+            )
+        session.add(
+            Run(
+                agent_id=quiet["id"],
+                thread_id=thread["id"],
+                trigger="api",
+                status="failed",
+                error="Upstream TIMEOUT",
+            )
+        )
+    loud_thread = api(live_server, "POST", "/threads", {"agent_id": loud["id"]})
+    with db.session_scope(live_server.app) as session:
+        session.add(
+            Run(agent_id=loud["id"], thread_id=loud_thread["id"], trigger="api", status="success")
+        )
+    browser.open("/runs", "runs-paged")
+    ids = "return [...document.querySelectorAll('#runs tr')].map((tr) => Number(tr.dataset.runId))"
+    browser.wait_for(lambda: len(browser.js(ids)) == 50, "a page of 50 runs")
+    assert browser.js(ids) == list(range(54, 4, -1))
+    browser.css("#runs-pages [data-page=next]").click()
+    browser.wait_for(lambda: browser.js(ids) == [4, 3, 2, 1], "the older runs")
+
+    # The agent's name or the run's error, ignoring case; back on the first page.
+    browser.type_into("#filter-q", "timeout")
+    browser.wait_for(lambda: browser.js(ids) == [53], "the run whose error matches")
+    assert not browser.css("#runs-pages").is_displayed()
+    browser.type_into("#filter-q", "LOUD")
+    browser.wait_for(lambda: browser.js(ids) == [54], "the run whose agent matches")
+    browser.screenshot("runs-search")

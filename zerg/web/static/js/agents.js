@@ -2,7 +2,7 @@
 
 import { ApiError, api } from "./api.js";
 import { $, badge, cell, clearFieldErrors, cronCode, el, report, showFieldErrors, showNotice, when } from "./dom.js";
-import { all, livePage, replaceKeepingFocus } from "./page.js";
+import { Pager, debounced, livePage, replaceKeepingFocus } from "./page.js";
 import { preview, scheduleWords } from "./schedule.js";
 
 const agents = new Map();
@@ -17,25 +17,54 @@ let previewTimer = null;
 let previewAsked = 0;
 
 const { live, start } = livePage({ topics: ["agents"], load, onEvent });
+const PAGE = 25;
+const pager = new Pager("agents", PAGE, loadAgents);
+const search = $("search-q");
+let listed = 0;
 
 async function load() {
-  const [list, models] = await Promise.all([all(api, "/api/agents"), api.get("/api/models")]);
+  const [models] = await Promise.all([api.get("/api/models"), loadAgents()]);
   fillModels(models);
+  const wanted = Number(new URLSearchParams(location.search).get("edit"));
+  if (wanted && editing === null) {
+    // The agent to edit may be on another page of the list.
+    const agent = agents.get(wanted) || (await api.get(`/api/agents/${wanted}`).catch(report));
+    if (agent) startEditing(agent);
+  }
+}
+
+// The page of agents the search and the pager point at.
+async function loadAgents() {
+  const asked = ++listed;
+  const q = search.value.trim();
+  const list = await pager.fetch(api, "/api/agents", { q });
+  // A later search or page has been asked for: its answer is the one to show.
+  if (asked !== listed) return;
   agents.clear();
   for (const agent of list) agents.set(agent.id, agent);
   live.subscribe(list.map((agent) => `agent:${agent.id}`));
   renderAll();
-  const wanted = Number(new URLSearchParams(location.search).get("edit"));
-  if (wanted && agents.has(wanted) && editing === null) startEditing(agents.get(wanted));
+}
+
+// Whether a new agent belongs on the page shown: it matches the search, and
+// the page is the last (agents are listed oldest first).
+function belongsHere(agent) {
+  const q = search.value.trim().toLowerCase();
+  return !pager.more && (!q || agent.name.toLowerCase().includes(q));
 }
 
 function onEvent(frame) {
   const data = frame.data;
   switch (frame.type) {
     case "agent_created":
-    case "agent_updated":
+      if (!agents.has(data.id) && !belongsHere(data)) break;
       agents.set(data.id, data);
       live.subscribe([`agent:${data.id}`]);
+      render(data.id);
+      break;
+    case "agent_updated":
+      if (!agents.has(data.id)) break;
+      agents.set(data.id, data);
       render(data.id);
       break;
     case "agent_deleted":
@@ -71,7 +100,9 @@ function render(id) {
 }
 
 function showEmpty() {
-  $("agents-empty").hidden = agents.size > 0;
+  const searching = search.value.trim() !== "";
+  $("agents-empty").hidden = agents.size > 0 || searching;
+  $("agents-none-match").hidden = agents.size > 0 || !searching;
   $("agents-table").hidden = agents.size === 0;
 }
 
@@ -307,6 +338,12 @@ function fillZones() {
   form.elements.timezone.value = browserZone;
 }
 
+const searchSoon = debounced(() => {
+  pager.reset();
+  return loadAgents();
+});
+search.addEventListener("input", searchSoon);
+$("agent-search").addEventListener("submit", (event) => event.preventDefault());
 form.addEventListener("submit", submit);
 $("form-cancel").addEventListener("click", stopEditing);
 form.elements.schedule.addEventListener("input", describeSchedule);

@@ -40,6 +40,60 @@ export async function all(api, path, query = {}) {
   }
 }
 
+// A list shown a page at a time: asks for one item more than a page, to know
+// whether a next page exists (the API's lists have no total), and drives the
+// Previous/Next buttons in <nav id="{name}-pages">.
+export class Pager {
+  constructor(name, size, reload) {
+    this.size = size;
+    this.skip = 0;
+    this.more = false;
+    this.nav = document.getElementById(`${name}-pages`);
+    this.previous = this.nav.querySelector("[data-page=previous]");
+    this.next = this.nav.querySelector("[data-page=next]");
+    this.label = this.nav.querySelector("[data-page=label]");
+    this.previous.addEventListener("click", () => this.move(-1, reload));
+    this.next.addEventListener("click", () => this.move(1, reload));
+  }
+
+  async fetch(api, path, query) {
+    const items = await api.get(path, { ...query, skip: this.skip, limit: this.size + 1 });
+    this.more = items.length > this.size;
+    this.show();
+    return items.slice(0, this.size);
+  }
+
+  // Back to the first page, as after a new search.
+  reset() {
+    this.skip = 0;
+  }
+
+  // Show the next or previous page from its top (a short last page would
+  // otherwise leave the view below the list).
+  move(by, reload) {
+    this.skip = Math.max(0, this.skip + by * this.size);
+    reload()
+      .then(() => this.nav.parentElement.scrollIntoView({ block: "start" }))
+      .catch(report);
+  }
+
+  show() {
+    this.nav.hidden = this.skip === 0 && !this.more;
+    this.previous.disabled = this.skip === 0;
+    this.next.disabled = !this.more;
+    this.label.textContent = `Page ${this.skip / this.size + 1}`;
+  }
+}
+
+// Call `action` (async) once typing has paused.
+export function debounced(action, wait = 300) {
+  let timer = null;
+  return () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => action().catch(report), wait);
+  };
+}
+
 // Keep focus where it was when a row is rebuilt (keyboard users lose their place otherwise).
 export function replaceKeepingFocus(old, fresh) {
   const focused = old?.contains(document.activeElement) ? document.activeElement.dataset.focus : null;

@@ -777,3 +777,38 @@ def test_the_runs_list_is_searched_and_paged_by_the_server(
     browser.type_into("#filter-q", "LOUD")
     browser.wait_for(lambda: browser.js(ids) == [54], "the run whose agent matches")
     browser.screenshot("runs-search")
+
+
+@pytest.mark.parametrize(
+    ("path", "detail"),
+    [("/agents/9999", "Agent 9999 not found"), ("/threads/9999", "Thread 9999 not found")],
+)
+def test_a_missing_agent_or_thread_says_so_with_a_way_back(
+    live_server: LiveServer, browser: Browser, path: str, detail: str
+) -> None:
+    browser.base = live_server.url
+    browser.driver.get(live_server.url + path)
+    browser.wait_for(lambda: browser.text("h1") == "Not found", "the not-found page")
+    browser.screenshot("not-found")
+    assert detail in browser.text("main")
+    assert browser.css("main a").get_attribute("pathname") == "/"
+    # Nothing that would act on what is not there.
+    assert browser.all("main form, main button") == []
+    assert not browser.css("#live-status").is_displayed()
+    browser.css("main a").click()
+    browser.wait_live()
+
+
+def test_an_unknown_page_shows_an_html_404_in_the_browser(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    browser.base = live_server.url
+    browser.driver.get(live_server.url + "/nope")
+    assert browser.text("h1") == "Not found"
+    assert "There is no page at /nope" in browser.text("main")
+    browser.screenshot("unknown-page")
+    # The one error Chromium logs is the page's own 404.
+    [error] = browser.console_errors()
+    assert "/nope - Failed to load resource" in error and "404" in error
+    browser.css("main a").click()
+    browser.wait_live()

@@ -3,7 +3,7 @@
 
 import { AuthRequired } from "./api.js";
 import { Live } from "./live.js";
-import { report } from "./dom.js";
+import { el, report } from "./dom.js";
 
 export function livePage({ topics, load, onEvent }) {
   const live = new Live({
@@ -21,12 +21,30 @@ export function livePage({ topics, load, onEvent }) {
     try {
       await load();
     } catch (error) {
+      if (error.status === 404) {
+        showNotFound(error);
+        return;
+      }
       report(error);
-      if (error instanceof AuthRequired || error.status === 404) return;
+      if (error instanceof AuthRequired) return;
     }
     live.start();
   };
   return { live, start };
+}
+
+// The page's subject does not exist (a wrong link, or deleted): say so and
+// offer the way back, in place of the controls that would act on it.
+function showNotFound(error) {
+  console.warn(error);
+  const detail = error.message.charAt(0).toUpperCase() + error.message.slice(1);
+  document.title = "Not found · zerg";
+  document.getElementById("live-status").hidden = true;
+  document.getElementById("main").replaceChildren(
+    el("h1", { text: "Not found" }),
+    el("p", { text: `${detail}: it may have been deleted.` }),
+    el("p", {}, el("a", { href: "/", text: "Back to the agents" })),
+  );
 }
 
 // Fetch every page of a list (the API caps a page at 500 items).

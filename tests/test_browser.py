@@ -812,3 +812,34 @@ def test_an_unknown_page_shows_an_html_404_in_the_browser(
     assert "/nope - Failed to load resource" in error and "404" in error
     browser.css("main a").click()
     browser.wait_live()
+
+
+def test_a_thread_is_renamed_and_deleted_from_its_page(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    browser.base = live_server.url
+    agent, thread = _thread(live_server)
+    browser.open(f"/threads/{thread['id']}", "thread")
+    browser.css("#rename-thread").click()
+    assert browser.css("#field-title").get_attribute("value") == "First chat"
+
+    # A blank title is refused by the server, at the field, and nothing changes.
+    browser.type_into("#field-title", "   ")
+    browser.css("#rename-form button[type=submit]").click()
+    browser.wait_for(lambda: browser.text("#error-title"), "the title's error")
+    assert browser.css("#field-title").get_attribute("aria-invalid") == "true"
+    assert api(live_server, "GET", f"/threads/{thread['id']}")["title"] == "First chat"
+
+    browser.type_into("#field-title", "Renamed chat" + Keys.ENTER)
+    browser.wait_for(lambda: browser.text("#thread-title") == "Renamed chat", "the new title")
+    assert not browser.css("#rename-form").is_displayed()
+    assert api(live_server, "GET", f"/threads/{thread['id']}")["title"] == "Renamed chat"
+    browser.screenshot("thread-renamed")
+
+    browser.css("#delete-thread").click()
+    browser.driver.switch_to.alert.accept()
+    browser.wait_for(lambda: browser.driver.current_url.endswith(f"/agents/{agent['id']}"), "back")
+    browser.wait_live()
+    browser.wait_for(lambda: browser.css("#threads-empty").is_displayed(), "no threads left")
+    gone = requests.get(f"{live_server.url}/api/threads/{thread['id']}", timeout=10)
+    assert gone.status_code == 404

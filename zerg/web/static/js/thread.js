@@ -2,7 +2,7 @@
 // websocket, and a cancel button while a run is active.
 
 import { ApiError, api } from "./api.js";
-import { $, clearFieldErrors, el, report, showNotice, when } from "./dom.js";
+import { $, clearFieldErrors, el, report, showFieldErrors, showNotice, when } from "./dom.js";
 import { all, livePage } from "./page.js";
 
 const threadId = Number(document.body.dataset.id);
@@ -14,11 +14,12 @@ const messages = new Map();
 // false when the page joined mid-stream and so missed the first pieces.
 const streams = new Map();
 let activeRun = null;
+let thread = null;
 
 const { live, start } = livePage({ topics: [`thread:${threadId}`], load, onEvent });
 
 async function load() {
-  const thread = await api.get(`/api/threads/${threadId}`);
+  thread = await api.get(`/api/threads/${threadId}`);
   const [agent, history, recent] = await Promise.all([
     api.get(`/api/agents/${thread.agent_id}`),
     all(api, `/api/threads/${threadId}/messages`),
@@ -56,11 +57,14 @@ function onEvent(frame) {
       else if (activeRun?.id === frame.data.id) setActiveRun(null, frame.data);
       break;
     case "thread_updated":
-      showThread(frame.data);
+      thread = frame.data;
+      showThread(thread);
       break;
     case "thread_deleted":
       showNotice("This thread was deleted.");
-      $("send").disabled = true;
+      for (const control of document.querySelectorAll("main button, main input, main textarea, main select")) {
+        control.disabled = true;
+      }
       break;
   }
 }
@@ -217,6 +221,47 @@ async function cancel() {
   }
 }
 
+function toggleRename(open) {
+  const form = $("rename-form");
+  form.hidden = !open;
+  $("rename-thread").setAttribute("aria-expanded", String(open));
+  clearFieldErrors(form);
+  if (open) {
+    form.elements.title.value = thread?.title || "";
+    form.elements.title.select();
+  } else {
+    $("rename-thread").focus();
+  }
+}
+
+async function rename(event) {
+  event.preventDefault();
+  const form = $("rename-form");
+  clearFieldErrors(form);
+  try {
+    thread = await api.patch(`/api/threads/${threadId}`, { title: form.elements.title.value });
+    showThread(thread);
+    toggleRename(false);
+    showNotice(`Renamed to ${thread.title}.`, "ok");
+  } catch (error) {
+    showFieldErrors(form, error);
+  }
+}
+
+async function remove() {
+  if (!confirm(`Delete ${thread?.title || "this thread"}, with its messages and runs?`)) return;
+  try {
+    await api.delete(`/api/threads/${threadId}`);
+    location.href = thread ? `/agents/${thread.agent_id}` : "/";
+  } catch (error) {
+    report(error);
+  }
+}
+
+$("rename-thread").addEventListener("click", () => toggleRename($("rename-form").hidden));
+$("rename-cancel").addEventListener("click", () => toggleRename(false));
+$("rename-form").addEventListener("submit", rename);
+$("delete-thread").addEventListener("click", remove);
 $("composer").addEventListener("submit", send);
 $("compose").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {

@@ -843,3 +843,83 @@ def test_a_thread_is_renamed_and_deleted_from_its_page(
     browser.wait_for(lambda: browser.css("#threads-empty").is_displayed(), "no threads left")
     gone = requests.get(f"{live_server.url}/api/threads/{thread['id']}", timeout=10)
     assert gone.status_code == 404
+
+
+XSS = "<img src=x onerror=alert(1)> <script>alert(2)</script>"
+MARKDOWN_REPLY = f"""Here is the plan:
+
+- read the **news**
+- write a `digest`
+
+```
+print("<b>not bold</b>")
+```
+
+| step | who |
+|---|---|
+| 1 | me |
+
+See [the docs](https://example.com/docs), not [this](javascript:alert(3)).
+{XSS}
+"""
+
+
+def _nothing_ran(browser: Browser, reply: str) -> None:
+    """No script, image, style or javascript: link came through, and none ran."""
+    assert browser.all(f"{reply} :is(script, img, style, iframe, [onerror])") == []
+    assert browser.all(f"{reply} a[href^='javascript' i]") == []
+    assert browser.js("return window.__xss === undefined")
+
+
+def test_a_stored_reply_is_shown_as_safe_markdown(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    browser.base = live_server.url
+    _, thread = _thread(live_server)
+    path = f"/threads/{thread['id']}/messages"
+    api(live_server, "POST", path, {"role": "assistant", "content": MARKDOWN_REPLY})
+    browser.open(f"/threads/{thread['id']}", "thread-markdown")
+    reply = "#messages li[data-role=assistant] .content"
+    assert [li.text for li in browser.all(f"{reply} ul li")] == ["read the news", "write a digest"]
+    assert browser.text(f"{reply} ul strong") == "news"
+    assert browser.text(f"{reply} pre code") == 'print("<b>not bold</b>")'
+    assert browser.text(f"{reply} table td") == "1"
+    link = browser.css(f"{reply} a[href='https://example.com/docs']")
+    assert link.get_attribute("target") == "_blank"
+    assert set(link.get_attribute("rel").split()) >= {"noopener", "noreferrer"}
+    # Raw HTML is shown as the text it is.
+    assert XSS in browser.text(reply)
+    _nothing_ran(browser, reply)
+    assert (
+        "'self'"
+        in requests.get(live_server.url + "/", timeout=10).headers["Content-Security-Policy"]
+    )
+
+
+def test_a_reply_is_rendered_as_markdown_while_it_streams(
+    make_app: AppFactory, browser: Browser
+) -> None:
+    with serve(make_app(OFFLINE_DELAY_SECONDS=0.1)) as server:
+        browser.base = server.url
+        _, thread = _thread(server)
+        browser.open(f"/threads/{thread['id']}", "thread")
+        said = (
+            "Use **bold** then `code` and [docs](https://example.com/docs) but not "
+            f"[x](javascript:alert(1)) or {XSS} and a few more words to keep it "
+            "streaming for a while after the bold part has arrived"
+        )
+        _send(browser, said)
+        streaming = "#messages li[data-streaming] .content"
+        # The bold is bold while the rest of the reply is still coming.
+        browser.wait_for(lambda: browser.all(f"{streaming} strong"), "bold text mid-stream")
+        browser.screenshot("thread-markdown-streaming")
+        browser.wait_for(
+            lambda: browser.all("#messages li[data-role=assistant][data-id]"), "the stored reply"
+        )
+        reply = "#messages li[data-role=assistant] .content"
+        assert browser.text(f"{reply} strong") == "bold"
+        assert browser.text(f"{reply} code") == "code"
+        assert browser.all(f"{reply} a[href='https://example.com/docs']")
+        assert XSS in browser.text(reply)
+        _nothing_ran(browser, reply)
+        browser.screenshot("thread-markdown-stored")

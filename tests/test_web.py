@@ -6,6 +6,7 @@ tests need none and check what any HTTP client can see.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -88,8 +89,16 @@ def test_other_clients_and_the_api_keep_the_problem_404(
 
 
 def test_the_ui_fetches_nothing_from_elsewhere_and_never_parses_text_as_html() -> None:
-    """No CDN or remote asset, and user text goes in through textContent only."""
-    files = [p for p in WEB.rglob("*") if p.suffix in {".html", ".js", ".css"}]
+    """No CDN or remote asset, and user text goes in through textContent only.
+
+    Replies are the exception: markdown.js hands them over as a DOM fragment
+    that DOMPurify has sanitised. The vendored libraries are checked below.
+    """
+    files = [
+        p
+        for p in WEB.rglob("*")
+        if p.suffix in {".html", ".js", ".css"} and "vendor" not in p.relative_to(WEB).parts
+    ]
     assert {p.name for p in files} >= {"base.html", "agents.js", "live.js", "style.css"}
     for path in files:
         text = path.read_text()
@@ -97,3 +106,19 @@ def test_the_ui_fetches_nothing_from_elsewhere_and_never_parses_text_as_html() -
         assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write", text), (
             f"{path.name} builds HTML from strings"
         )
+
+
+VENDOR = WEB / "static" / "vendor"
+
+
+def test_the_vendored_libraries_are_the_pinned_releases_with_their_licences() -> None:
+    """Each file is byte for byte the one its README row names, beside its licence."""
+    table = (VENDOR / "README.md").read_text()
+    pinned = dict(re.findall(r"^\| `([\w.-]+)` \|.*\| `([0-9a-f]{64})` \|", table, re.MULTILINE))
+    assert set(pinned) == {p.name for p in VENDOR.iterdir() if p.is_dir()}
+    for folder, digest in pinned.items():
+        [script] = (VENDOR / folder).glob("*.js")
+        assert hashlib.sha256(script.read_bytes()).hexdigest() == digest, script.name
+        assert (VENDOR / folder / "LICENSE").is_file(), folder
+        imported = f"../vendor/{folder}/{script.name}"
+        assert imported in (WEB / "static" / "js" / "markdown.js").read_text()

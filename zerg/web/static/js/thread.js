@@ -4,6 +4,7 @@
 import { ApiError, api } from "./api.js";
 import { $, clearFieldErrors, el, report, showFieldErrors, showNotice, when } from "./dom.js";
 import { all, livePage } from "./page.js";
+import { renderMarkdown } from "./markdown.js";
 
 const threadId = Number(document.body.dataset.id);
 const ACTIVE = new Set(["queued", "running"]);
@@ -45,7 +46,8 @@ function onEvent(frame) {
     case "stream_chunk": {
       const stream = streamFor(frame.run_id, false);
       stream.text += frame.content;
-      stream.node.querySelector(".content").textContent = stream.text;
+      // The whole text again: a piece can close a list or a code block.
+      showContent(stream.node, "assistant", stream.text);
       stickToBottom();
       break;
     }
@@ -74,13 +76,25 @@ function showThread(thread) {
   document.title = `${thread.title} · zerg`;
 }
 
+// A message's text: the agent's replies as (sanitised) Markdown, the rest as typed.
+function showContent(node, role, text) {
+  const content = node.querySelector(".content");
+  if (role === "assistant") {
+    content.classList.add("markdown");
+    content.replaceChildren(renderMarkdown(text));
+  } else {
+    content.textContent = text;
+  }
+}
+
 function messageNode(message) {
   const node = el(
     "li",
     { class: `msg msg-${message.role}`, dataset: { id: message.id, role: message.role } },
     el("p", { class: "meta" }, el("span", { class: "role", text: ROLES[message.role] || message.role }), " ", when(message.timestamp)),
-    el("div", { class: "content", text: message.content }),
+    el("div", { class: "content" }),
   );
+  showContent(node, message.role, message.content);
   if (message.partial) markPartial(node, "the run was cancelled or interrupted");
   return node;
 }
@@ -123,7 +137,7 @@ function addMessage(message) {
     stream.node.dataset.run = runId;
     stream.node.classList.remove("streaming");
     delete stream.node.dataset.streaming;
-    if (!stream.complete) stream.node.querySelector(".content").textContent = message.content;
+    if (!stream.complete) showContent(stream.node, "assistant", message.content);
     stream.node.querySelector(".meta").replaceChildren(
       el("span", { class: "role", text: ROLES.assistant }), " ", when(message.timestamp),
     );

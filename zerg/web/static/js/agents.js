@@ -20,7 +20,6 @@ const { live, start } = livePage({ topics: ["agents"], load, onEvent });
 const PAGE = 25;
 const pager = new Pager("agents", PAGE, loadAgents);
 const search = $("search-q");
-let listed = 0;
 
 async function load() {
   const [models] = await Promise.all([api.get("/api/models"), loadAgents()]);
@@ -35,11 +34,9 @@ async function load() {
 
 // The page of agents the search and the pager point at.
 async function loadAgents() {
-  const asked = ++listed;
   const q = search.value.trim();
   const list = await pager.fetch(api, "/api/agents", { q });
-  // A later search or page has been asked for: its answer is the one to show.
-  if (asked !== listed) return;
+  if (list === null) return;
   agents.clear();
   for (const agent of list) agents.set(agent.id, agent);
   live.subscribe(list.map((agent) => `agent:${agent.id}`));

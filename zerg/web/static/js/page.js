@@ -66,6 +66,7 @@ export class Pager {
     this.size = size;
     this.skip = 0;
     this.more = false;
+    this.asked = 0;
     this.nav = document.getElementById(`${name}-pages`);
     this.previous = this.nav.querySelector("[data-page=previous]");
     this.next = this.nav.querySelector("[data-page=next]");
@@ -74,8 +75,12 @@ export class Pager {
     this.next.addEventListener("click", () => this.move(1, reload));
   }
 
+  // The page's items, or null when a later page or search was asked for
+  // meanwhile: only the latest answer is shown.
   async fetch(api, path, query) {
+    const asked = ++this.asked;
     const items = await api.get(path, { ...query, skip: this.skip, limit: this.size + 1 });
+    if (asked !== this.asked) return null;
     this.more = items.length > this.size;
     this.show();
     return items.slice(0, this.size);

@@ -8,7 +8,6 @@ const PAGE = 50;
 const agents = new Map();
 const runs = new Map();
 const filters = $("run-filters");
-let listed = 0;
 
 const { live, start } = livePage({ topics: ["agents"], load, onEvent });
 const pager = new Pager("runs", PAGE, loadRuns);
@@ -24,10 +23,8 @@ async function load() {
 }
 
 async function loadRuns() {
-  const asked = ++listed;
   const list = await pager.fetch(api, "/api/runs", filterValues());
-  // A later filter or page has been asked for: its answer is the one to show.
-  if (asked !== listed) return;
+  if (list === null) return;
   runs.clear();
   for (const run of list) runs.set(run.id, run);
   render();

@@ -216,6 +216,55 @@ def test_list_limit_is_capped_at_max_page_size(make_app: AppFactory) -> None:
     assert [a["name"] for a in client.get("/api/agents?skip=2").get_json()] == ["c"]
 
 
+@pytest.mark.parametrize(
+    ("query", "names"),
+    [
+        ("?q=digest", ["Morning digest", "DIGEST of the week", "evening Digest"]),
+        ("?q=DIGEST&skip=1&limit=1", ["DIGEST of the week"]),
+        ("?q=100%25", ["100% sure"]),
+        ("?q=a_b", ["a_b"]),
+        ("?q=%C3%A9t%C3%A9", ["Rapport d'été"]),
+        ("?q=nothing like it", []),
+    ],
+)
+def test_list_agents_finds_names_containing_q(
+    client: FlaskClient, query: str, names: list[str]
+) -> None:
+    for name in (
+        "Morning digest",
+        "DIGEST of the week",
+        "100% sure",
+        "100 percent",
+        "a_b",
+        "axb",
+        "evening Digest",
+        "Rapport d'été",
+    ):
+        create_agent(client, name=name)
+
+    response = client.get(f"/api/agents{query}")
+
+    assert response.status_code == 200
+    assert [agent["name"] for agent in response.get_json()] == names
+
+
+@pytest.mark.parametrize(
+    ("query", "error_type"),
+    [
+        ("?q=", "string_too_short"),
+        (f"?q={'x' * 256}", "string_too_long"),
+        ("?q=a%00b", "string_pattern_mismatch"),
+    ],
+)
+def test_list_agents_refuses_a_bad_q(client: FlaskClient, query: str, error_type: str) -> None:
+    create_agent(client, name="Kept")
+
+    response = client.get(f"/api/agents{query}")
+
+    assert_problem(response, 422, ["query", "q"], error_type)
+    assert [agent["name"] for agent in client.get("/api/agents").get_json()] == ["Kept"]
+
+
 @pytest.mark.parametrize("path", ["/api/agents", "/api/agents/"])
 def test_collection_answers_with_and_without_trailing_slash(client: FlaskClient, path: str) -> None:
     create_agent(client)

@@ -30,6 +30,7 @@ from tests.conftest import LiveServer
 from tests.conftest import serve
 from zerg import db
 from zerg.models import Agent
+from zerg.models import Run
 from zerg.realtime.hub import get_hub
 
 TOKEN = "browser-test-token"
@@ -85,7 +86,8 @@ def test_create_an_agent_through_the_form(live_server: LiveServer, browser: Brow
     browser.type_into("#field-name", "Morning digest")
     browser.type_into("#field-task_instructions", "Summarise the news.")
     browser.type_into("#field-schedule", "0 8 * * 1-5")
-    assert browser.text("#schedule-words") == "At 08:00 UTC on weekdays (Monday to Friday)"
+    words = "At 08:00, Monday through Friday (UTC)"
+    browser.wait_for(lambda: browser.text("#schedule-words") == words, "the server's words")
     browser.css("#form-submit").click()
 
     browser.wait_for(lambda: "Morning digest" in browser.text("#agents"), "the new agent's row")
@@ -94,7 +96,7 @@ def test_create_an_agent_through_the_form(live_server: LiveServer, browser: Brow
     assert agent["name"] == "Morning digest"
     assert agent["schedule"] == "0 8 * * 1-5" and agent["run_on_schedule"] is True
     row = browser.text(f"#agents tr[data-agent-id='{agent['id']}']")
-    assert "At 08:00 UTC on weekdays" in row
+    assert "At 08:00, Monday through Friday (UTC)" in row
     assert "Next run:" in row
     assert browser.css("#field-name").get_attribute("value") == ""
 
@@ -130,9 +132,8 @@ def test_a_schedule_shows_its_zone_words_and_next_runs(
     browser.type_into("#field-schedule", "0 9 * * 1-5")
     browser.css("#field-timezone").clear()
     browser.type_into("#field-timezone", "America/New_York")
-    assert browser.text("#schedule-words") == (
-        "At 09:00 America/New_York on weekdays (Monday to Friday)"
-    )
+    words = "At 09:00, Monday through Friday (America/New_York)"
+    browser.wait_for(lambda: browser.text("#schedule-words") == words, "the server's words")
     browser.wait_for(lambda: browser.all("#schedule-next time"), "the server's next runs")
     shown = [t.get_attribute("datetime") for t in browser.all("#schedule-next time")]
     preview = requests.get(
@@ -148,7 +149,7 @@ def test_a_schedule_shows_its_zone_words_and_next_runs(
     [agent] = api(live_server, "GET", "/agents")
     assert agent["timezone"] == "America/New_York"
     row = browser.text(f"#agents tr[data-agent-id='{agent['id']}']")
-    assert "At 09:00 America/New_York on weekdays" in row
+    assert words in row
 
 
 def test_an_unknown_zone_shows_the_servers_message_at_its_field(
@@ -284,7 +285,8 @@ def test_cancelling_a_run_keeps_the_reply_marked_partial(
         _, reply = _stored_messages(server, thread["id"])
         assert reply["partial"] is True
         shown = browser.text("#messages li[data-role=assistant] .content")
-        assert shown == reply["content"]
+        # Shown as Markdown, which drops the trailing space of the last piece.
+        assert shown == reply["content"].strip()
         [run] = api(server, "GET", f"/runs?thread_id={thread['id']}")
         assert run["status"] == "cancelled"
         browser.wait_for(lambda: not browser.css("#cancel-run").is_displayed(), "cancel to hide")
@@ -366,7 +368,7 @@ def test_the_dashboard_follows_changes_made_through_the_api(
     api(live_server, "PATCH", f"/agents/{first['id']}", changes)
     row = f"#agents tr[data-agent-id='{first['id']}']"
     browser.wait_for(lambda: "Ranger" in browser.text(row), "the new name")
-    assert "At 06:30 UTC" in browser.text(row)
+    browser.wait_for(lambda: "At 06:30 (UTC)" in browser.text(row), "the schedule's words")
 
     second = api(live_server, "POST", "/agents", {"name": "Newcomer"})
     browser.wait_for(lambda: "Newcomer" in browser.text("#agents"), "the new agent")
@@ -562,7 +564,9 @@ def test_an_agent_can_be_made_and_run_with_the_keyboard_alone(
     tab_to("field-schedule")
     keys("15 14 1 * *" + Keys.ENTER)
     browser.wait_for(lambda: "Typist" in browser.text("#agents"), "the new row")
-    assert "At 14:15 UTC on day 1 of the month" in browser.text("#agents tr")
+    browser.wait_for(
+        lambda: "At 14:15, on day 1 of the month (UTC)" in browser.text("#agents tr"), "words"
+    )
 
     tab_to("Run now")
     keys(Keys.ENTER)
@@ -618,32 +622,305 @@ def test_a_second_browser_tab_watches_the_same_chat_live(
             browser.driver.switch_to.window(first)
 
 
-CRON_IN_WORDS = {
-    "* * * * *": "Every minute",
-    "*/5 * * * *": "Every 5 minutes",
-    "0 * * * *": "Every hour, on the hour",
-    "5,35 * * * *": "Every hour at minute 5 and 35",
-    "0 */2 * * *": "Every 2 hours, on the hour (UTC)",
-    "0 8 * * 1-5": "At 08:00 UTC on weekdays (Monday to Friday)",
-    "0 8 * * 0,6": "At 08:00 UTC on Sunday and Saturday",
-    "0 12 * * 7": "At 12:00 UTC on Sunday",
-    "0 8 * * mon-fri": "At 08:00 UTC on Monday to Friday",
-    "0 0 1 1 *": "At 00:00 UTC on day 1 of the month in January",
-    "0 8 1 * 1": "At 08:00 UTC on day 1 of the month or Monday",
-    "*/15 9-17 * * 1-5": "Every 15 minutes during hour 9 to 17 UTC on weekdays (Monday to Friday)",
-    "not a cron": "",
-    "0 8 * * 1-5 extra": "",
-}
-
-
-def test_schedules_are_described_in_words(live_server: LiveServer, browser: Browser) -> None:
-    """The page's own cron describer, run in the browser on the shapes people write."""
+def test_the_schedule_preview_shows_the_servers_error_or_words_never_both(
+    live_server: LiveServer, browser: Browser
+) -> None:
     browser.base = live_server.url
     browser.open("/", "agents")
-    described = browser.driver.execute_async_script(
-        "const [expressions, done] = arguments;"
-        "import('/assets/js/cron.js').then(({ describeCron }) =>"
-        "  done(Object.fromEntries(expressions.map((e) => [e, describeCron(e)]))));",
-        list(CRON_IN_WORDS),
+    browser.type_into("#field-schedule", "0 9 * * *")
+    browser.wait_for(lambda: browser.text("#schedule-words"), "the words of a good schedule")
+
+    # An out-of-range minute: the server's message at the field, as it is typed.
+    schedule = browser.css("#field-schedule")
+    schedule.clear()
+    browser.type_into("#field-schedule", "61 * * * *")
+    message = browser.wait_for(lambda: browser.text("#error-schedule"), "the schedule's error")
+    browser.screenshot("preview-bad-minute")
+    assert "minute field '61' is not valid: it takes 0-59" in message
+    assert schedule.get_attribute("aria-invalid") == "true"
+    assert browser.text("#schedule-words") == ""
+    assert browser.text("#schedule-next") == ""
+
+    # A schedule that is valid field by field but never fires.
+    schedule.clear()
+    browser.type_into("#field-schedule", "0 0 31 2 *")
+    browser.wait_for(lambda: "never fires" in browser.text("#error-schedule"), "never fires")
+    assert browser.text("#schedule-words") == ""
+
+    # Fixed: the error goes, the words and next runs come.
+    schedule.clear()
+    browser.type_into("#field-schedule", "0 0 28 2 *")
+    browser.wait_for(lambda: browser.all("#schedule-next time"), "the next runs")
+    words = "At 00:00, on day 28 of the month, only in February (UTC)"
+    assert browser.text("#schedule-words") == words
+    assert browser.text("#error-schedule") == ""
+    assert schedule.get_attribute("aria-invalid") is None
+
+    # A bad zone is named at its own field, and the words go.
+    browser.css("#field-timezone").clear()
+    browser.type_into("#field-timezone", "Mars/Olympus_Mons")
+    browser.wait_for(lambda: browser.text("#error-timezone"), "the zone's error")
+    assert browser.text("#schedule-words") == ""
+    assert browser.text("#error-schedule") == ""
+    browser.screenshot("preview-bad-zone")
+    assert api(live_server, "GET", "/agents") == []
+
+
+def test_the_dashboard_labels_zones_blanks_models_and_shows_a_new_row(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    browser.base = live_server.url
+    for number in range(12):
+        api(live_server, "POST", "/agents", {"name": f"Filler {number}", "schedule": "0 8 * * *"})
+    bare = api(live_server, "POST", "/agents", {"name": "Unscheduled"})
+    browser.open("/", "agents-many")
+    row = f"#agents tr[data-agent-id='{bare['id']}']"
+    browser.wait_for(lambda: browser.all(row), "the unscheduled agent's row")
+    # No schedule: a blank like the other blank cells, and no switch for it.
+    assert browser.text(f"{row} td[data-label='Schedule']") == "—"
+    assert browser.all(f"#toggle-{bare['id']}") == []
+    # Times name their zone (the browser's: UTC here).
+    next_run = browser.text("#agents td[data-label='Schedule'] time")
+    assert re.search(r"\b(UTC|GMT)\b", next_run), next_run
+    # The model is named once, as GET /api/models names it.
+    labels = [option.text for option in Select(browser.css("#field-model")).options]
+    assert "Offline model (no network)" in labels
+    assert not [label for label in labels if "(offline)" in label], labels
+
+    # The focus ring is not the colour that marks a field in error.
+    browser.css("#field-name").click()
+    focus = browser.js("return getComputedStyle(document.activeElement).outlineColor")
+    browser.js("document.getElementById('field-name').setAttribute('aria-invalid', 'true')")
+    error = browser.js("return getComputedStyle(document.activeElement).borderTopColor")
+    browser.js("document.getElementById('field-name').removeAttribute('aria-invalid')")
+    assert focus != error, focus
+
+    browser.type_into("#field-name", "Newest")
+    browser.css("#form-submit").click()
+    created = browser.wait_for(
+        lambda: [a for a in api(live_server, "GET", "/agents") if a["name"] == "Newest"], "it"
+    )[0]
+    new_row = f"#agents tr[data-agent-id='{created['id']}']"
+    browser.wait_for(lambda: browser.all(new_row), "the new row")
+    # The form sits below the table: the new row was brought into view.
+    in_view = (
+        "const box = document.querySelector(arguments[0]).getBoundingClientRect();"
+        "return box.top >= 0 && box.bottom <= window.innerHeight;"
     )
-    assert described == CRON_IN_WORDS
+    assert browser.js(in_view, new_row)
+    browser.screenshot("agents-new-row-in-view")
+
+
+def test_the_agents_list_is_searched_and_paged_by_the_server(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    browser.base = live_server.url
+    for number in range(26):
+        api(live_server, "POST", "/agents", {"name": f"Worker {number:02d}"})
+    api(live_server, "POST", "/agents", {"name": "Morning DIGEST"})
+    browser.open("/", "agents-paged")
+    names = "return [...document.querySelectorAll('#agents th a')].map((a) => a.textContent)"
+    browser.wait_for(lambda: len(browser.js(names)) == 25, "a page of 25 agents")
+    assert browser.js(names)[0] == "Worker 00"
+    assert browser.text("#agents-pages [data-page=label]") == "Page 1"
+    assert not browser.css("#agents-pages [data-page=previous]").is_enabled()
+
+    browser.css("#agents-pages [data-page=next]").click()
+    browser.wait_for(lambda: browser.js(names) == ["Worker 25", "Morning DIGEST"], "page 2")
+    assert not browser.css("#agents-pages [data-page=next]").is_enabled()
+    browser.screenshot("agents-page-2")
+
+    browser.type_into("#search-q", "digest")
+    browser.wait_for(lambda: browser.js(names) == ["Morning DIGEST"], "the search's match")
+    assert not browser.css("#agents-pages").is_displayed()
+    browser.screenshot("agents-search")
+    browser.type_into("#search-q", "nobody")
+    browser.wait_for(lambda: browser.css("#agents-none-match").is_displayed(), "no match")
+    assert not browser.css("#agents-empty").is_displayed()
+
+
+def test_the_runs_list_is_searched_and_paged_by_the_server(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    browser.base = live_server.url
+    quiet, thread = _thread(live_server)
+    loud = api(live_server, "POST", "/agents", {"name": "Loud"})
+    with db.session_scope(live_server.app) as session:
+        for _ in range(52):
+            session.add(
+                Run(agent_id=quiet["id"], thread_id=thread["id"], trigger="api", status="success")
+            )
+        session.add(
+            Run(
+                agent_id=quiet["id"],
+                thread_id=thread["id"],
+                trigger="api",
+                status="failed",
+                error="Upstream TIMEOUT",
+            )
+        )
+    loud_thread = api(live_server, "POST", "/threads", {"agent_id": loud["id"]})
+    with db.session_scope(live_server.app) as session:
+        session.add(
+            Run(agent_id=loud["id"], thread_id=loud_thread["id"], trigger="api", status="success")
+        )
+    browser.open("/runs", "runs-paged")
+    ids = "return [...document.querySelectorAll('#runs tr')].map((tr) => Number(tr.dataset.runId))"
+    browser.wait_for(lambda: len(browser.js(ids)) == 50, "a page of 50 runs")
+    assert browser.js(ids) == list(range(54, 4, -1))
+    browser.css("#runs-pages [data-page=next]").click()
+    browser.wait_for(lambda: browser.js(ids) == [4, 3, 2, 1], "the older runs")
+
+    # The agent's name or the run's error, ignoring case; back on the first page.
+    browser.type_into("#filter-q", "timeout")
+    browser.wait_for(lambda: browser.js(ids) == [53], "the run whose error matches")
+    assert not browser.css("#runs-pages").is_displayed()
+    browser.type_into("#filter-q", "LOUD")
+    browser.wait_for(lambda: browser.js(ids) == [54], "the run whose agent matches")
+    browser.screenshot("runs-search")
+
+
+@pytest.mark.parametrize(
+    ("path", "detail"),
+    [("/agents/9999", "Agent 9999 not found"), ("/threads/9999", "Thread 9999 not found")],
+)
+def test_a_missing_agent_or_thread_says_so_with_a_way_back(
+    live_server: LiveServer, browser: Browser, path: str, detail: str
+) -> None:
+    browser.base = live_server.url
+    browser.driver.get(live_server.url + path)
+    browser.wait_for(lambda: browser.text("h1") == "Not found", "the not-found page")
+    browser.screenshot("not-found")
+    assert detail in browser.text("main")
+    assert browser.css("main a").get_attribute("pathname") == "/"
+    # Nothing that would act on what is not there.
+    assert browser.all("main form, main button") == []
+    assert not browser.css("#live-status").is_displayed()
+    browser.css("main a").click()
+    browser.wait_live()
+
+
+def test_an_unknown_page_shows_an_html_404_in_the_browser(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    browser.base = live_server.url
+    browser.driver.get(live_server.url + "/nope")
+    assert browser.text("h1") == "Not found"
+    assert "There is no page at /nope" in browser.text("main")
+    browser.screenshot("unknown-page")
+    # The one error Chromium logs is the page's own 404.
+    [error] = browser.console_errors()
+    assert "/nope - Failed to load resource" in error and "404" in error
+    browser.css("main a").click()
+    browser.wait_live()
+
+
+def test_a_thread_is_renamed_and_deleted_from_its_page(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    browser.base = live_server.url
+    agent, thread = _thread(live_server)
+    browser.open(f"/threads/{thread['id']}", "thread")
+    browser.css("#rename-thread").click()
+    assert browser.css("#field-title").get_attribute("value") == "First chat"
+
+    # A blank title is refused by the server, at the field, and nothing changes.
+    browser.type_into("#field-title", "   ")
+    browser.css("#rename-form button[type=submit]").click()
+    browser.wait_for(lambda: browser.text("#error-title"), "the title's error")
+    assert browser.css("#field-title").get_attribute("aria-invalid") == "true"
+    assert api(live_server, "GET", f"/threads/{thread['id']}")["title"] == "First chat"
+
+    browser.type_into("#field-title", "Renamed chat" + Keys.ENTER)
+    browser.wait_for(lambda: browser.text("#thread-title") == "Renamed chat", "the new title")
+    assert not browser.css("#rename-form").is_displayed()
+    assert api(live_server, "GET", f"/threads/{thread['id']}")["title"] == "Renamed chat"
+    browser.screenshot("thread-renamed")
+
+    browser.css("#delete-thread").click()
+    browser.driver.switch_to.alert.accept()
+    browser.wait_for(lambda: browser.driver.current_url.endswith(f"/agents/{agent['id']}"), "back")
+    browser.wait_live()
+    browser.wait_for(lambda: browser.css("#threads-empty").is_displayed(), "no threads left")
+    gone = requests.get(f"{live_server.url}/api/threads/{thread['id']}", timeout=10)
+    assert gone.status_code == 404
+
+
+XSS = "<img src=x onerror=alert(1)> <script>alert(2)</script>"
+MARKDOWN_REPLY = f"""Here is the plan:
+
+- read the **news**
+- write a `digest`
+
+```
+print("<b>not bold</b>")
+```
+
+| step | who |
+|---|---|
+| 1 | me |
+
+See [the docs](https://example.com/docs), not [this](javascript:alert(3)).
+{XSS}
+"""
+
+
+def _nothing_ran(browser: Browser, reply: str) -> None:
+    """No script, image, style or javascript: link came through, and none ran."""
+    assert browser.all(f"{reply} :is(script, img, style, iframe, [onerror])") == []
+    assert browser.all(f"{reply} a[href^='javascript' i]") == []
+    assert browser.js("return window.__xss === undefined")
+
+
+def test_a_stored_reply_is_shown_as_safe_markdown(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    browser.base = live_server.url
+    _, thread = _thread(live_server)
+    path = f"/threads/{thread['id']}/messages"
+    api(live_server, "POST", path, {"role": "assistant", "content": MARKDOWN_REPLY})
+    browser.open(f"/threads/{thread['id']}", "thread-markdown")
+    reply = "#messages li[data-role=assistant] .content"
+    assert [li.text for li in browser.all(f"{reply} ul li")] == ["read the news", "write a digest"]
+    assert browser.text(f"{reply} ul strong") == "news"
+    assert browser.text(f"{reply} pre code") == 'print("<b>not bold</b>")'
+    assert browser.text(f"{reply} table td") == "1"
+    link = browser.css(f"{reply} a[href='https://example.com/docs']")
+    assert link.get_attribute("target") == "_blank"
+    assert set(link.get_attribute("rel").split()) >= {"noopener", "noreferrer"}
+    # Raw HTML is shown as the text it is.
+    assert XSS in browser.text(reply)
+    _nothing_ran(browser, reply)
+    assert (
+        "'self'"
+        in requests.get(live_server.url + "/", timeout=10).headers["Content-Security-Policy"]
+    )
+
+
+def test_a_reply_is_rendered_as_markdown_while_it_streams(
+    make_app: AppFactory, browser: Browser
+) -> None:
+    with serve(make_app(OFFLINE_DELAY_SECONDS=0.1)) as server:
+        browser.base = server.url
+        _, thread = _thread(server)
+        browser.open(f"/threads/{thread['id']}", "thread")
+        said = (
+            "Use **bold** then `code` and [docs](https://example.com/docs) but not "
+            f"[x](javascript:alert(1)) or {XSS} and a few more words to keep it "
+            "streaming for a while after the bold part has arrived"
+        )
+        _send(browser, said)
+        streaming = "#messages li[data-streaming] .content"
+        # The bold is bold while the rest of the reply is still coming.
+        browser.wait_for(lambda: browser.all(f"{streaming} strong"), "bold text mid-stream")
+        browser.screenshot("thread-markdown-streaming")
+        browser.wait_for(
+            lambda: browser.all("#messages li[data-role=assistant][data-id]"), "the stored reply"
+        )
+        reply = "#messages li[data-role=assistant] .content"
+        assert browser.text(f"{reply} strong") == "bold"
+        assert browser.text(f"{reply} code") == "code"
+        assert browser.all(f"{reply} a[href='https://example.com/docs']")
+        assert XSS in browser.text(reply)
+        _nothing_ran(browser, reply)
+        browser.screenshot("thread-markdown-stored")

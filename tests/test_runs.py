@@ -247,12 +247,55 @@ def test_runs_list_newest_first_with_filters(fast: FlaskClient) -> None:
 
 
 @pytest.mark.parametrize(
-    "query", ["status=done", "trigger=cron", "agent_id=x", "thread_id=0", "limit=0", "x=1"]
+    "query",
+    ["status=done", "trigger=cron", "agent_id=x", "thread_id=0", "limit=0", "x=1", "q=", "q=%00"],
 )
 def test_runs_list_refuses_bad_filters(fast: FlaskClient, query: str) -> None:
     response = fast.get(f"/api/runs?{query}")
     assert response.status_code == 422
     assert response.mimetype == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    ("query", "errors"),
+    [
+        # The agent's name, ignoring case: every run of Nightly Report.
+        ("q=nightly", ["Timeout at 50%", None]),
+        # Or the run's error.
+        ("q=timeout", ["Timeout at 50%", "TIMEOUT upstream"]),
+        ("q=50%25", ["Timeout at 50%"]),
+        ("q=5_%25", []),
+        ("q=timeout&status=failed&limit=1", ["Timeout at 50%"]),
+        ("q=timeout&skip=1", ["TIMEOUT upstream"]),
+    ],
+)
+def test_runs_list_finds_q_in_the_agent_name_or_the_error(
+    fast_app: Flask, query: str, errors: list[str | None]
+) -> None:
+    client = fast_app.test_client()
+    report = new_thread(client, message=None)
+    other = new_thread(client, message=None)
+    client.patch(f"/api/agents/{report['agent_id']}", json={"name": "Nightly Report"})
+    with db.session_scope(fast_app) as session:
+        for thread, status, error in [
+            (other, "failed", "TIMEOUT upstream"),
+            (report, "success", None),
+            (report, "failed", "Timeout at 50%"),
+        ]:
+            session.add(
+                Run(
+                    agent_id=thread["agent_id"],
+                    thread_id=thread["id"],
+                    trigger="api",
+                    status=status,
+                    error=error,
+                )
+            )
+
+    response = client.get(f"/api/runs?{query}")
+
+    assert response.status_code == 200
+    assert [run["error"] for run in response.get_json()] == errors
 
 
 def test_startup_marks_unfinished_runs_interrupted(fast_app: Flask) -> None:

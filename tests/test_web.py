@@ -6,6 +6,7 @@ tests need none and check what any HTTP client can see.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -48,15 +49,56 @@ def test_pages_stay_open_while_the_api_wants_the_token(make_app: AppFactory) -> 
     assert client.get("/api/agents").status_code == 401
 
 
-def test_an_unknown_page_is_a_plain_404(client: FlaskClient) -> None:
-    response = client.get("/no-such-page")
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+def test_a_browser_gets_an_html_404_page_with_a_way_back(client: FlaskClient) -> None:
+    response = client.get("/no-such-page", headers={"Accept": BROWSER_ACCEPT})
+    assert response.status_code == 404
+    assert response.mimetype == "text/html"
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    page = response.get_data(as_text=True)
+    assert "<h1>Not found</h1>" in page and "<code>/no-such-page</code>" in page
+    assert '<a href="/">Back to the agents</a>' in page
+    # Nothing on it to run: no script, no live status.
+    assert "<script" not in page and "live-status" not in page
+    for asset in re.findall(r'(?:src|href)="(/assets/[^"]+)"', page):
+        with client.get(asset) as served:
+            assert served.status_code == 200, asset
+
+
+@pytest.mark.parametrize(
+    ("path", "accept"),
+    [
+        ("/no-such-page", None),
+        ("/no-such-page", "application/json"),
+        ("/no-such-page", "*/*"),
+        ("/api/no-such-thing", BROWSER_ACCEPT),
+        ("/api", BROWSER_ACCEPT),
+        ("/assets/no-such-file.js", "*/*"),
+    ],
+)
+def test_other_clients_and_the_api_keep_the_problem_404(
+    client: FlaskClient, path: str, accept: str | None
+) -> None:
+    response = client.get(path, headers={"Accept": accept} if accept else {})
     assert response.status_code == 404
     assert response.mimetype == "application/problem+json"
+    assert response.get_json()["status"] == 404
 
 
 def test_the_ui_fetches_nothing_from_elsewhere_and_never_parses_text_as_html() -> None:
-    """No CDN or remote asset, and user text goes in through textContent only."""
-    files = [p for p in WEB.rglob("*") if p.suffix in {".html", ".js", ".css"}]
+    """No CDN or remote asset, and user text goes in through textContent only.
+
+    Replies are the exception: markdown.js hands them over as a DOM fragment
+    that DOMPurify has sanitised. The vendored libraries are checked below.
+    """
+    files = [
+        p
+        for p in WEB.rglob("*")
+        if p.suffix in {".html", ".js", ".css"} and "vendor" not in p.relative_to(WEB).parts
+    ]
     assert {p.name for p in files} >= {"base.html", "agents.js", "live.js", "style.css"}
     for path in files:
         text = path.read_text()
@@ -64,3 +106,19 @@ def test_the_ui_fetches_nothing_from_elsewhere_and_never_parses_text_as_html() -
         assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|document\.write", text), (
             f"{path.name} builds HTML from strings"
         )
+
+
+VENDOR = WEB / "static" / "vendor"
+
+
+def test_the_vendored_libraries_are_the_pinned_releases_with_their_licences() -> None:
+    """Each file is byte for byte the one its README row names, beside its licence."""
+    table = (VENDOR / "README.md").read_text()
+    pinned = dict(re.findall(r"^\| `([\w.-]+)` \|.*\| `([0-9a-f]{64})` \|", table, re.MULTILINE))
+    assert set(pinned) == {p.name for p in VENDOR.iterdir() if p.is_dir()}
+    for folder, digest in pinned.items():
+        [script] = (VENDOR / folder).glob("*.js")
+        assert hashlib.sha256(script.read_bytes()).hexdigest() == digest, script.name
+        assert (VENDOR / folder / "LICENSE").is_file(), folder
+        imported = f"../vendor/{folder}/{script.name}"
+        assert imported in (WEB / "static" / "js" / "markdown.js").read_text()

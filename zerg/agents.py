@@ -20,8 +20,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from zerg import conversations
+from zerg.db import LIKE_ESCAPE
 from zerg.db import app_of
 from zerg.db import fetch_rows
+from zerg.db import like_pattern
 from zerg.db import load_row
 from zerg.db import read_row
 from zerg.errors import Conflict
@@ -45,6 +47,13 @@ _agent_messages = cast(Table, AgentMessage.__table__)
 # Built once: SQLAlchemy caches their compiled SQL, and nothing is rebuilt per call.
 AGENTS_PAGE = (
     select(_agents)
+    .order_by(_agents.c.created_at, _agents.c.id)
+    .offset(bindparam("skip"))
+    .limit(bindparam("limit"))
+)
+AGENTS_MATCHING = (
+    select(_agents)
+    .where(_agents.c.name.ilike(bindparam("pattern"), escape=LIKE_ESCAPE))
     .order_by(_agents.c.created_at, _agents.c.id)
     .offset(bindparam("skip"))
     .limit(bindparam("limit"))
@@ -108,9 +117,17 @@ def get_agent(session: Session, agent_id: int) -> dict[str, Any]:
     return read_row(session, Agent, agent_id)
 
 
-def list_agents(session: Session, skip: int, limit: int) -> list[dict[str, Any]]:
-    """Read a page of agents in creation order."""
-    return fetch_rows(session, AGENTS_PAGE, {"skip": skip, "limit": limit})
+def list_agents(
+    session: Session, skip: int, limit: int, q: str | None = None
+) -> list[dict[str, Any]]:
+    """Read a page of agents in creation order, only those whose name contains ``q`` if given.
+
+    The match ignores case (for ASCII letters only on SQLite).
+    """
+    if q is None:
+        return fetch_rows(session, AGENTS_PAGE, {"skip": skip, "limit": limit})
+    params = {"pattern": like_pattern(q), "skip": skip, "limit": limit}
+    return fetch_rows(session, AGENTS_MATCHING, params)
 
 
 def create_agent(session: Session, fields: AgentCreate) -> Agent:

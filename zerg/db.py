@@ -305,6 +305,17 @@ def load_row(session: Session, model: type[RowT], ident: int, *, lock: bool = Fa
     return row
 
 
+# The escape character of the LIKE patterns built by like_pattern.
+LIKE_ESCAPE = "\\"
+
+
+def like_pattern(text: str) -> str:
+    """Return a LIKE pattern that finds ``text`` anywhere, its ``%`` and ``_`` taken literally."""
+    for special in (LIKE_ESCAPE, "%", "_"):
+        text = text.replace(special, LIKE_ESCAPE + special)
+    return f"%{text}%"
+
+
 def fetch_rows(
     session: Session, statement: Executable, params: Mapping[str, Any] | None = None
 ) -> list[dict[str, Any]]:

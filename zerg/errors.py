@@ -112,7 +112,8 @@ def _handle_api_error(exc: APIError) -> Response:
     return problem(exc.status, exc.detail, errors=exc.errors, headers=exc.headers)
 
 
-def _handle_http_exception(exc: HTTPException) -> Response:
+def http_problem(exc: HTTPException) -> Response:
+    """Answer one of werkzeug's HTTP errors (404, 405, ...) as a problem."""
     status = exc.code or 500
     # Keep headers such as 405's Allow; the body's type is ours.
     headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
@@ -129,7 +130,7 @@ def unexpected_error(exc: Exception) -> Response:
     after it has committed, which it can no longer hand to Flask.
     """
     if isinstance(exc, HTTPException):
-        return _handle_http_exception(exc)
+        return http_problem(exc)
     request_id = uuid.uuid4().hex
     log.exception("unhandled error, request id %s", request_id)
     return problem(
@@ -143,5 +144,5 @@ def unexpected_error(exc: Exception) -> Response:
 def init_app(app: Flask) -> None:
     """Route every error, Flask's own included, through the problem format."""
     app.register_error_handler(APIError, _handle_api_error)
-    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(HTTPException, http_problem)
     app.register_error_handler(Exception, unexpected_error)

@@ -203,6 +203,22 @@ class Page(QueryRequest):
     limit: int = Field(default=100, ge=1)
 
 
+# A search term: any text a name or an error could contain (NUL cannot be stored).
+SearchText = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=255,
+        pattern="^[^\\u0000]*$",
+        description="Keep only items containing this text, ignoring case.",
+    ),
+]
+
+
+class AgentQuery(Page):
+    q: SearchText | None = None
+
+
 class SchedulePreviewQuery(QueryRequest):
     cron: CronText = Field(description="A standard 5-field crontab expression.")
     timezone: TimeZone = Field(default="UTC", description="The IANA zone it is read in.")
@@ -446,6 +462,10 @@ class RunQuery(Page):
     thread_id: Id | None = None
     status: RunStatus | None = None
     trigger: RunTrigger | None = None
+    q: SearchText | None = Field(
+        default=None,
+        description="Keep only runs whose agent's name or error contains this, ignoring case.",
+    )
 
 
 class RunOut(Response):

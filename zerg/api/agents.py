@@ -21,6 +21,7 @@ from zerg.schemas import AgentCreate
 from zerg.schemas import AgentMessageCreate
 from zerg.schemas import AgentMessageOut
 from zerg.schemas import AgentOut
+from zerg.schemas import AgentQuery
 from zerg.schemas import AgentUpdate
 from zerg.schemas import Page
 from zerg.schemas import RunOut
@@ -30,9 +31,10 @@ bp = Blueprint("agents", __name__, url_prefix="/agents")
 
 @bp.get("")
 def list_agents() -> Response:
-    """List agents in creation order."""
-    skip, limit = page_params(parse_query(Page))
-    return respond_rows(AgentOut, agents.list_agents(get_db(), skip, limit))
+    """List agents in creation order, optionally only those whose name contains ``q``."""
+    query = parse_query(AgentQuery)
+    skip, limit = page_params(query)
+    return respond_rows(AgentOut, agents.list_agents(get_db(), skip, limit, query.q))
 
 
 @bp.post("")

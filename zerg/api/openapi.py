@@ -129,7 +129,7 @@ AGENT_RUNNING = conflict("A status was sent while one of the agent's runs execut
 OPERATIONS: tuple[Operation, ...] = (
     # agents
     Operation("GET", "/api/agents", "api.agents.list_agents", "agents", "List agents",
-              ok(s.AgentOut, "Agents, oldest first.", many=True), query=s.Page),
+              ok(s.AgentOut, "Agents, oldest first.", many=True), query=s.AgentQuery),
     Operation("POST", "/api/agents", "api.agents.create_agent", "agents", "Create an agent",
               created(s.AgentOut), body=s.AgentCreate),
     Operation("GET", "/api/agents/{agent_id}", "api.agents.get_agent", "agents", "Get an agent",

@@ -19,7 +19,7 @@ bp = Blueprint("runs", __name__, url_prefix="/runs")
 
 @bp.get("")
 def list_runs() -> Response:
-    """List runs, newest first, optionally of one agent, thread, status or trigger."""
+    """List runs, newest first, optionally of one agent, thread or status, or matching ``q``."""
     query = parse_query(RunQuery)
     skip, limit = page_params(query)
     rows = runs.list_runs(
@@ -28,6 +28,7 @@ def list_runs() -> Response:
         thread_id=query.thread_id,
         status=query.status,
         trigger=query.trigger,
+        q=query.q,
         skip=skip,
         limit=limit,
     )

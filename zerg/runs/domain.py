@@ -29,14 +29,17 @@ from typing import Any
 from typing import cast
 
 from sqlalchemy import Table
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from zerg import agents
 from zerg import conversations
+from zerg.db import LIKE_ESCAPE
 from zerg.db import after_commit
 from zerg.db import app_of
 from zerg.db import fetch_rows
+from zerg.db import like_pattern
 from zerg.db import load_row
 from zerg.errors import Conflict
 from zerg.errors import NotFound
@@ -102,10 +105,14 @@ def list_runs(
     thread_id: int | None = None,
     status: str | None = None,
     trigger: str | None = None,
+    q: str | None = None,
     skip: int = 0,
     limit: int = 100,
 ) -> list[dict[str, Any]]:
-    """Read a page of runs, newest first, optionally of one agent, thread, status or trigger."""
+    """Read a page of runs, newest first, optionally of one agent, thread, status or trigger.
+
+    ``q`` keeps the runs whose agent's name or whose error contains it, ignoring case.
+    """
     runs = cast(Table, Run.__table__)
     statement = select(runs).order_by(runs.c.created_at.desc(), runs.c.id.desc())
     if agent_id is not None:
@@ -116,6 +123,11 @@ def list_runs(
         statement = statement.where(runs.c.status == status)
     if trigger is not None:
         statement = statement.where(runs.c.trigger == trigger)
+    if q is not None:
+        pattern = like_pattern(q)
+        named = select(Agent.id).where(Agent.name.ilike(pattern, escape=LIKE_ESCAPE))
+        matched = runs.c.error.ilike(pattern, escape=LIKE_ESCAPE)
+        statement = statement.where(or_(matched, runs.c.agent_id.in_(named)))
     return fetch_rows(session, statement.offset(skip).limit(limit))
 
 

@@ -12,7 +12,12 @@ from __future__ import annotations
 from flask import Blueprint
 from flask import Flask
 from flask import Response
+from flask import make_response
 from flask import render_template
+from flask import request
+from werkzeug.exceptions import NotFound
+
+from zerg.errors import http_problem
 
 # The pages load their own scripts, styles and websocket only; anything else
 # (a CDN, an injected script) is refused by the browser.
@@ -64,8 +69,19 @@ def runs() -> str:
     return render_template("web/runs.html", page="runs", script="runs.js")
 
 
+def page_not_found(exc: NotFound) -> Response:
+    """Show a browser a page with a way back; the API and other clients keep problem+json."""
+    accept = request.accept_mimetypes
+    wants_page = accept.best_match(["application/json", "text/html"]) == "text/html"
+    if request.path.startswith("/api/") or request.path == "/api" or not wants_page:
+        return http_problem(exc)
+    page = render_template("web/not_found.html", page="not-found", path=request.path)
+    return _secure(make_response(page, 404))
+
+
 def init_app(app: Flask) -> None:
-    """Serve the UI's pages and static files from this package."""
+    """Serve the UI's pages and static files from this package, and its 404 page."""
     if bp.name in app.blueprints:
         raise RuntimeError("zerg.web is already registered on this app")
     app.register_blueprint(bp)
+    app.register_error_handler(NotFound, page_not_found)

@@ -1,9 +1,9 @@
 // One agent: its facts, threads, agent messages and runs, kept live.
 
 import { api } from "./api.js";
-import { describeCron } from "./cron.js";
 import { $, badge, cell, clearFieldErrors, cronCode, duration, el, report, showFieldErrors, showNotice, tokens, when } from "./dom.js";
 import { all, livePage } from "./page.js";
+import { scheduleWords } from "./schedule.js";
 
 const agentId = Number(document.body.dataset.id);
 const threads = new Map();
@@ -74,7 +74,7 @@ function renderAgent() {
   const facts = [
     ["Status", badge(agent.status)],
     ["Model", agent.model],
-    ["Schedule", agent.schedule ? [`${describeCron(agent.schedule, agent.timezone)} `, cronCode(agent.schedule)] : "None"],
+    ["Schedule", agent.schedule ? [scheduleWords(agent.schedule, agent.timezone), cronCode(agent.schedule)] : "—"],
     ["Time zone", agent.timezone],
     ["Next run", nextRun()],
     ["Last run", agent.last_run_at ? [when(agent.last_run_at), " ", badge(agent.last_run_status)] : "Never"],

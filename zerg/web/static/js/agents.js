@@ -1,9 +1,9 @@
 // The agents dashboard: a live table, and a form to create and edit agents.
 
 import { ApiError, api } from "./api.js";
-import { describeCron } from "./cron.js";
 import { $, badge, cell, clearFieldErrors, cronCode, el, report, showFieldErrors, showNotice, when } from "./dom.js";
-import { all, livePage, replaceKeepingFocus } from "./page.js";
+import { Pager, debounced, livePage, replaceKeepingFocus } from "./page.js";
+import { preview, scheduleWords } from "./schedule.js";
 
 const agents = new Map();
 const rows = new Map();
@@ -14,27 +14,54 @@ const localZone = Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC";
 const browserZone = ["Etc/UTC", "Etc/GMT", "GMT", "Etc/Universal"].includes(localZone) ? "UTC" : localZone;
 let editing = null;
 let previewTimer = null;
+let previewAsked = 0;
 
 const { live, start } = livePage({ topics: ["agents"], load, onEvent });
+const PAGE = 25;
+const pager = new Pager("agents", PAGE, loadAgents);
+const search = $("search-q");
 
 async function load() {
-  const [list, models] = await Promise.all([all(api, "/api/agents"), api.get("/api/models")]);
+  const [models] = await Promise.all([api.get("/api/models"), loadAgents()]);
   fillModels(models);
+  const wanted = Number(new URLSearchParams(location.search).get("edit"));
+  if (wanted && editing === null) {
+    // The agent to edit may be on another page of the list.
+    const agent = agents.get(wanted) || (await api.get(`/api/agents/${wanted}`).catch(report));
+    if (agent) startEditing(agent);
+  }
+}
+
+// The page of agents the search and the pager point at.
+async function loadAgents() {
+  const q = search.value.trim();
+  const list = await pager.fetch(api, "/api/agents", { q });
+  if (list === null) return;
   agents.clear();
   for (const agent of list) agents.set(agent.id, agent);
   live.subscribe(list.map((agent) => `agent:${agent.id}`));
   renderAll();
-  const wanted = Number(new URLSearchParams(location.search).get("edit"));
-  if (wanted && agents.has(wanted) && editing === null) startEditing(agents.get(wanted));
+}
+
+// Whether a new agent belongs on the page shown: it matches the search, and
+// the page is the last (agents are listed oldest first).
+function belongsHere(agent) {
+  const q = search.value.trim().toLowerCase();
+  return !pager.more && (!q || agent.name.toLowerCase().includes(q));
 }
 
 function onEvent(frame) {
   const data = frame.data;
   switch (frame.type) {
     case "agent_created":
-    case "agent_updated":
+      if (!agents.has(data.id) && !belongsHere(data)) break;
       agents.set(data.id, data);
       live.subscribe([`agent:${data.id}`]);
+      render(data.id);
+      break;
+    case "agent_updated":
+      if (!agents.has(data.id)) break;
+      agents.set(data.id, data);
       render(data.id);
       break;
     case "agent_deleted":
@@ -70,12 +97,14 @@ function render(id) {
 }
 
 function showEmpty() {
-  $("agents-empty").hidden = agents.size > 0;
+  const searching = search.value.trim() !== "";
+  $("agents-empty").hidden = agents.size > 0 || searching;
+  $("agents-none-match").hidden = agents.size > 0 || !searching;
   $("agents-table").hidden = agents.size === 0;
 }
 
 function scheduleCell(agent) {
-  if (!agent.schedule) return cell("Schedule", el("span", { class: "muted", text: "None" }));
+  if (!agent.schedule) return cell("Schedule", "—");
   let next = el("span", { class: "next muted", text: "Schedule off" });
   if (agent.run_on_schedule) {
     next = el("span", { class: "next" }, "Next run: ", when(agent.next_run_at));
@@ -84,26 +113,35 @@ function scheduleCell(agent) {
     const failed = `${agent.consecutive_failures} failed run${agent.consecutive_failures === 1 ? "" : "s"}`;
     next = el("span", { class: "next error-text", text: `Paused after ${failed} in a row` });
   }
-  const words = describeCron(agent.schedule, agent.timezone);
   return cell(
     "Schedule",
-    words ? el("span", { text: `${words} ` }) : null,
+    scheduleWords(agent.schedule, agent.timezone),
     cronCode(agent.schedule),
     el("br"),
     next,
   );
 }
 
-function agentRow(agent) {
+// The switch for running on the schedule; none without a schedule to run on.
+function scheduleSwitch(agent) {
+  if (!agent.schedule) return null;
   const toggleId = `toggle-${agent.id}`;
   const toggle = el("input", {
     id: toggleId,
     type: "checkbox",
     checked: agent.run_on_schedule,
-    disabled: !agent.schedule,
     dataset: { focus: "toggle" },
     onchange: (event) => setSchedule(agent, event.target),
   });
+  return el(
+    "span",
+    { class: "switch" },
+    toggle,
+    el("label", { for: toggleId }, "On schedule", el("span", { class: "visually-hidden", text: `: ${agent.name}` })),
+  );
+}
+
+function agentRow(agent) {
   return el(
     "tr",
     { dataset: { agentId: agent.id } },
@@ -119,12 +157,7 @@ function agentRow(agent) {
         "div",
         { class: "row-actions" },
         el("button", { type: "button", "aria-label": `Run now: ${agent.name}`, dataset: { focus: "run" }, onclick: () => runNow(agent) }, "Run now"),
-        el(
-          "span",
-          { class: "switch" },
-          toggle,
-          el("label", { for: toggleId }, "On schedule", el("span", { class: "visually-hidden", text: `: ${agent.name}` })),
-        ),
+        scheduleSwitch(agent),
         el("button", { type: "button", class: "secondary", "aria-label": `Edit: ${agent.name}`, dataset: { focus: "edit" }, onclick: () => startEditing(agent) }, "Edit"),
         el("button", { type: "button", class: "danger", "aria-label": `Delete: ${agent.name}`, dataset: { focus: "delete" }, onclick: () => remove(agent) }, "Delete"),
       ),
@@ -167,9 +200,14 @@ function fillModels(models) {
   const chosen = select.value;
   for (const option of [...select.options].slice(1)) option.remove();
   for (const model of models) {
-    select.append(el("option", { value: model.id, text: `${model.display_name} (${model.provider})` }));
+    select.append(el("option", { value: model.id, text: modelLabel(model) }));
   }
   select.value = chosen;
+}
+
+// A model's name as GET /api/models gives it; a bare id also names its provider.
+function modelLabel(model) {
+  return model.display_name === model.id ? `${model.id} (${model.provider})` : model.display_name;
 }
 
 function startEditing(agent) {
@@ -232,36 +270,63 @@ async function submit(event) {
     render(agent.id);
     stopEditing();
     showNotice(`${id === null ? "Created" : "Saved"} ${agent.name}.`, "ok");
+    // The form is below the table: show the row it made or changed, and
+    // carry the keyboard's focus there too.
+    const row = rows.get(agent.id);
+    row.classList.add("fresh");
+    row.scrollIntoView({ block: "center" });
+    row.querySelector("a").focus({ preventScroll: true });
   } catch (error) {
     showFieldErrors(form, error);
   }
 }
 
-// Words at once, from the page; when it next fires, from the server, which
-// alone knows the time zone rules (a moment after typing stops).
+// What the schedule means and when it fires, from the server, a moment after
+// typing stops. Until it answers nothing is shown: words beside an error, or
+// for a text that has since changed, would mislead.
 function describeSchedule() {
-  const value = form.elements.schedule.value.trim();
-  const zone = form.elements.timezone.value.trim() || "UTC";
-  $("schedule-words").textContent = value ? describeCron(value, zone) : "";
-  $("schedule-next").textContent = "";
+  const cron = form.elements.schedule.value.trim();
+  const timezone = form.elements.timezone.value.trim() || "UTC";
+  showPreview(null, {});
   clearTimeout(previewTimer);
-  if (value) previewTimer = setTimeout(() => previewSchedule(value, zone), 300);
+  previewAsked += 1;
+  if (cron) previewTimer = setTimeout(() => previewSchedule(cron, timezone, previewAsked), 300);
 }
 
-async function previewSchedule(cron, timezone) {
-  let preview;
+async function previewSchedule(cron, timezone, asked) {
+  let answer = null;
+  const errors = {};
   try {
-    preview = await api.get("/api/schedules/preview", { cron, timezone, count: 3 });
+    answer = await preview(cron, timezone, 3);
   } catch (error) {
-    // A schedule or zone the server refuses: saving says why, at its field.
-    if (!(error instanceof ApiError && error.status === 422)) report(error);
-    return;
+    if (!(error instanceof ApiError && error.status === 422)) {
+      report(error);
+      return;
+    }
+    for (const { loc, msg } of error.problem.errors || []) {
+      const field = loc?.[1] === "cron" ? "schedule" : loc?.[1];
+      (errors[field] ||= []).push(msg);
+    }
   }
-  const fields = form.elements;
-  if (fields.schedule.value.trim() !== cron || (fields.timezone.value.trim() || "UTC") !== timezone) return;
+  // Only the answer to the latest text counts.
+  if (asked === previewAsked) showPreview(answer, errors);
+}
+
+// Show the server's answer: its words and next runs, or its errors at their fields.
+function showPreview(answer, errors) {
+  $("schedule-words").textContent = answer ? `${answer.description} (${answer.timezone})` : "";
   const next = $("schedule-next");
-  next.replaceChildren("Next runs: ");
-  preview.next_runs.forEach((iso, index) => next.append(index ? "; " : "", when(iso)));
+  next.replaceChildren();
+  if (answer) {
+    next.append("Next runs: ");
+    answer.next_runs.forEach((iso, index) => next.append(index ? "; " : "", when(iso)));
+  }
+  for (const field of ["schedule", "timezone"]) {
+    const input = form.elements[field];
+    $(`error-${field}`).textContent = (errors[field] || []).join(" ");
+    if (errors[field]) input.setAttribute("aria-invalid", "true");
+    else input.removeAttribute("aria-invalid");
+  }
 }
 
 function fillZones() {
@@ -270,6 +335,12 @@ function fillZones() {
   form.elements.timezone.value = browserZone;
 }
 
+const searchSoon = debounced(() => {
+  pager.reset();
+  return loadAgents();
+});
+search.addEventListener("input", searchSoon);
+$("agent-search").addEventListener("submit", (event) => event.preventDefault());
 form.addEventListener("submit", submit);
 $("form-cancel").addEventListener("click", stopEditing);
 form.elements.schedule.addEventListener("input", describeSchedule);

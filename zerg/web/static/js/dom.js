@@ -21,9 +21,17 @@ export function el(tag, attributes = {}, ...children) {
 
 export const $ = (id) => document.getElementById(id);
 
-const dateFormat = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const dateFormat = new Intl.DateTimeFormat(undefined, {
+  year: "numeric",
+  month: "short",
+  day: "numeric",
+  hour: "2-digit",
+  minute: "2-digit",
+  timeZoneName: "short",
+});
 
-// A timestamp in the browser's time zone, machine-readable in <time datetime>.
+// A timestamp in the browser's time zone, which it names ("CET", "GMT+5:30"),
+// machine-readable in <time datetime>.
 export function when(iso, empty = "—") {
   if (!iso) return document.createTextNode(empty);
   const date = new Date(iso);

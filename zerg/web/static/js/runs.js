@@ -2,14 +2,15 @@
 
 import { api } from "./api.js";
 import { $, badge, cell, duration, el, report, tokens, when } from "./dom.js";
-import { all, livePage } from "./page.js";
+import { Pager, all, debounced, livePage } from "./page.js";
 
-const PAGE = 100;
+const PAGE = 50;
 const agents = new Map();
 const runs = new Map();
 const filters = $("run-filters");
 
 const { live, start } = livePage({ topics: ["agents"], load, onEvent });
+const pager = new Pager("runs", PAGE, loadRuns);
 
 async function load() {
   const list = await all(api, "/api/agents");
@@ -22,19 +23,25 @@ async function load() {
 }
 
 async function loadRuns() {
-  const list = await api.get("/api/runs", { ...filterValues(), limit: PAGE });
+  const list = await pager.fetch(api, "/api/runs", filterValues());
+  if (list === null) return;
   runs.clear();
   for (const run of list) runs.set(run.id, run);
   render();
 }
 
 function filterValues() {
-  return { agent_id: filters.elements.agent_id.value, status: filters.elements.status.value };
+  const fields = filters.elements;
+  return { agent_id: fields.agent_id.value, status: fields.status.value, q: fields.q.value.trim() };
 }
 
+// The server's filters, applied to a run announced live (q: as GET /api/runs reads it).
 function matches(run) {
-  const { agent_id: agentId, status } = filterValues();
-  return (!agentId || run.agent_id === Number(agentId)) && (!status || run.status === status);
+  const { agent_id: agentId, status, q } = filterValues();
+  const text = q.toLowerCase();
+  const name = agents.get(run.agent_id)?.name || "";
+  const found = !text || name.toLowerCase().includes(text) || (run.error || "").toLowerCase().includes(text);
+  return (!agentId || run.agent_id === Number(agentId)) && (!status || run.status === status) && found;
 }
 
 function onEvent(frame) {
@@ -55,6 +62,8 @@ function onEvent(frame) {
       render();
       break;
     case "run_updated":
+      // New runs are the newest: they belong on the first page only.
+      if (!runs.has(data.id) && pager.skip > 0) break;
       if (matches(data)) runs.set(data.id, data);
       else runs.delete(data.id);
       render();
@@ -94,6 +103,14 @@ function runRow(run) {
   );
 }
 
-filters.addEventListener("change", () => loadRuns().catch(report));
+const reload = () => {
+  pager.reset();
+  return loadRuns();
+};
+const searchSoon = debounced(reload);
+filters.addEventListener("change", (event) => {
+  if (event.target !== filters.elements.q) reload().catch(report);
+});
+filters.elements.q.addEventListener("input", searchSoon);
 filters.addEventListener("submit", (event) => event.preventDefault());
 start();

@@ -2,8 +2,9 @@
 // websocket, and a cancel button while a run is active.
 
 import { ApiError, api } from "./api.js";
-import { $, clearFieldErrors, el, report, showNotice, when } from "./dom.js";
+import { $, clearFieldErrors, el, report, showFieldErrors, showNotice, when } from "./dom.js";
 import { all, livePage } from "./page.js";
+import { renderMarkdown } from "./markdown.js";
 
 const threadId = Number(document.body.dataset.id);
 const ACTIVE = new Set(["queued", "running"]);
@@ -14,11 +15,12 @@ const messages = new Map();
 // false when the page joined mid-stream and so missed the first pieces.
 const streams = new Map();
 let activeRun = null;
+let thread = null;
 
 const { live, start } = livePage({ topics: [`thread:${threadId}`], load, onEvent });
 
 async function load() {
-  const thread = await api.get(`/api/threads/${threadId}`);
+  thread = await api.get(`/api/threads/${threadId}`);
   const [agent, history, recent] = await Promise.all([
     api.get(`/api/agents/${thread.agent_id}`),
     all(api, `/api/threads/${threadId}/messages`),
@@ -44,7 +46,8 @@ function onEvent(frame) {
     case "stream_chunk": {
       const stream = streamFor(frame.run_id, false);
       stream.text += frame.content;
-      stream.node.querySelector(".content").textContent = stream.text;
+      // The whole text again: a piece can close a list or a code block.
+      showContent(stream.node, "assistant", stream.text);
       stickToBottom();
       break;
     }
@@ -56,11 +59,14 @@ function onEvent(frame) {
       else if (activeRun?.id === frame.data.id) setActiveRun(null, frame.data);
       break;
     case "thread_updated":
-      showThread(frame.data);
+      thread = frame.data;
+      showThread(thread);
       break;
     case "thread_deleted":
       showNotice("This thread was deleted.");
-      $("send").disabled = true;
+      for (const control of document.querySelectorAll("main button, main input, main textarea, main select")) {
+        control.disabled = true;
+      }
       break;
   }
 }
@@ -70,13 +76,25 @@ function showThread(thread) {
   document.title = `${thread.title} · zerg`;
 }
 
+// A message's text: the agent's replies as (sanitised) Markdown, the rest as typed.
+function showContent(node, role, text) {
+  const content = node.querySelector(".content");
+  if (role === "assistant") {
+    content.classList.add("markdown");
+    content.replaceChildren(renderMarkdown(text));
+  } else {
+    content.textContent = text;
+  }
+}
+
 function messageNode(message) {
   const node = el(
     "li",
     { class: `msg msg-${message.role}`, dataset: { id: message.id, role: message.role } },
     el("p", { class: "meta" }, el("span", { class: "role", text: ROLES[message.role] || message.role }), " ", when(message.timestamp)),
-    el("div", { class: "content", text: message.content }),
+    el("div", { class: "content" }),
   );
+  showContent(node, message.role, message.content);
   if (message.partial) markPartial(node, "the run was cancelled or interrupted");
   return node;
 }
@@ -119,7 +137,7 @@ function addMessage(message) {
     stream.node.dataset.run = runId;
     stream.node.classList.remove("streaming");
     delete stream.node.dataset.streaming;
-    if (!stream.complete) stream.node.querySelector(".content").textContent = message.content;
+    if (!stream.complete) showContent(stream.node, "assistant", message.content);
     stream.node.querySelector(".meta").replaceChildren(
       el("span", { class: "role", text: ROLES.assistant }), " ", when(message.timestamp),
     );
@@ -217,6 +235,47 @@ async function cancel() {
   }
 }
 
+function toggleRename(open) {
+  const form = $("rename-form");
+  form.hidden = !open;
+  $("rename-thread").setAttribute("aria-expanded", String(open));
+  clearFieldErrors(form);
+  if (open) {
+    form.elements.title.value = thread?.title || "";
+    form.elements.title.select();
+  } else {
+    $("rename-thread").focus();
+  }
+}
+
+async function rename(event) {
+  event.preventDefault();
+  const form = $("rename-form");
+  clearFieldErrors(form);
+  try {
+    thread = await api.patch(`/api/threads/${threadId}`, { title: form.elements.title.value });
+    showThread(thread);
+    toggleRename(false);
+    showNotice(`Renamed to ${thread.title}.`, "ok");
+  } catch (error) {
+    showFieldErrors(form, error);
+  }
+}
+
+async function remove() {
+  if (!confirm(`Delete ${thread?.title || "this thread"}, with its messages and runs?`)) return;
+  try {
+    await api.delete(`/api/threads/${threadId}`);
+    location.href = thread ? `/agents/${thread.agent_id}` : "/";
+  } catch (error) {
+    report(error);
+  }
+}
+
+$("rename-thread").addEventListener("click", () => toggleRename($("rename-form").hidden));
+$("rename-cancel").addEventListener("click", () => toggleRename(false));
+$("rename-form").addEventListener("submit", rename);
+$("delete-thread").addEventListener("click", remove);
 $("composer").addEventListener("submit", send);
 $("compose").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {

@@ -18,6 +18,7 @@ from zerg import agents
 from zerg import db
 from zerg import logs
 from zerg import migrate
+from zerg import origins
 from zerg import serving
 from zerg.errors import StartupError
 from zerg.runs import cron
@@ -167,6 +168,7 @@ def serve_command(host: str, port: int, reload: bool) -> None:
     """Serve the API and websocket with the scheduler and run workers (development server)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     logs.configure(app)
+    origins.trust_served_host(app, host)
     # With the reloader, the first process only watches files; the child serves.
     if not reload or is_running_from_reloader():
         with one_line_errors():

@@ -197,7 +197,9 @@ def test_the_problem_shapes_are_those_the_server_sends(
 ) -> None:
     """Real error bodies, one per status, validate against the documented problem models."""
     app.add_url_rule("/api/explode", "explode", lambda: 1 / 0)
-    away = make_bare_app(f"sqlite:///{tmp_path / 'missing' / 'zerg.sqlite'}").test_client()
+    (tmp_path / "gone").mkdir()
+    away = make_bare_app(f"sqlite:///{tmp_path / 'gone' / 'zerg.sqlite'}").test_client()
+    (tmp_path / "gone").rmdir()
     assert client.post("/api/agents", json={"name": "a"}).status_code == 201
     answers = {
         400: client.post("/api/agents", data="{not json", content_type="application/json"),

@@ -2,14 +2,14 @@
 
 Health said 503 while the routes that write said 500 ("quote this request
 id"), as if a bug had been hit. A database away is no bug: the client should
-retry. Both databases are covered in every run: an SQLite file in a folder
-that does not exist, and a PostgreSQL URL on a closed port (no server is
-needed to be refused). Errors that are the statement's own stay 500.
+retry. Both databases are covered in every run: an SQLite file whose folder
+went away, and a PostgreSQL URL on a closed port (no server is needed to be
+refused). Errors that are the statement's own stay 500.
 """
 
 from __future__ import annotations
 
-import socket
+import shutil
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -26,6 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tests.conftest import TEST_DATABASE_URL
 from tests.conftest import AppFactory
 from tests.helpers import assert_problem
+from tests.helpers import free_port
 from zerg import db
 from zerg.errors import RETRY_AFTER_SECONDS
 from zerg.errors import database_unavailable
@@ -56,17 +57,27 @@ WITHOUT_DATABASE = {
 }
 
 
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(params=["sqlite", "postgresql"])
-def unreachable_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'missing' / 'zerg.sqlite'}"
-    return f"postgresql+psycopg://postgres@127.0.0.1:{closed_port()}/zerg"
+def away_app(
+    request: pytest.FixtureRequest, make_bare_app: AppFactory, tmp_path: Path
+) -> AppFactory:
+    """Build apps whose database does not answer.
+
+    SQLite: the folder of its file is removed once the app is built (a volume
+    gone; zerg refuses to start on a missing folder). PostgreSQL: a closed port.
+    """
+
+    def build(**overrides: Any) -> Flask:
+        if request.param == "postgresql":
+            url = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/zerg"
+            return make_bare_app(url, **overrides)
+        volume = tmp_path / "volume"
+        volume.mkdir()
+        app = make_bare_app(f"sqlite:///{volume / 'zerg.sqlite'}", **overrides)
+        shutil.rmtree(volume)
+        return app
+
+    return build
 
 
 def routes(app: Flask) -> list[tuple[str, str]]:
@@ -88,9 +99,9 @@ def assert_unavailable(response: Any) -> None:
 
 
 def test_every_route_answers_503_with_retry_after(
-    make_bare_app: AppFactory, unreachable_url: str, caplog: pytest.LogCaptureFixture
+    away_app: AppFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    app = make_bare_app(unreachable_url, ENVIRONMENT="development", DATABASE_POOL_SIZE=1)
+    app = away_app(ENVIRONMENT="development", DATABASE_POOL_SIZE=1)
     client = app.test_client()
     checked = 0
     for method, path in routes(app):
@@ -182,11 +193,9 @@ def test_a_postgresql_connection_terminated_by_the_server_is_an_outage(
         engine.dispose()
 
 
-def test_requests_at_once_each_get_their_503(
-    make_bare_app: AppFactory, unreachable_url: str
-) -> None:
+def test_requests_at_once_each_get_their_503(away_app: AppFactory) -> None:
     """Several at once too: each gets its 503, none a 500, none hangs."""
-    app = make_bare_app(unreachable_url)
+    app = away_app()
     statuses: list[int] = []
 
     def create() -> None:

@@ -168,11 +168,11 @@ def serve_command(host: str, port: int, reload: bool) -> None:
     """Serve the API and websocket with the scheduler and run workers (development server)."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     logs.configure(app)
-    origins.trust_served_host(app, host)
     # With the reloader, the first process only watches files; the child serves.
     if not reload or is_running_from_reloader():
         with one_line_errors():
             serving.start(app)
+        origins.trust_served_host(app, host)
     run_simple(host, port, app, threaded=True, use_reloader=reload)
 
 

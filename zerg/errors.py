@@ -63,6 +63,10 @@ class APIError(Exception):
         self.headers = headers or {}
 
 
+class DatabaseUnreachable(Exception):
+    """Raised by zerg's own code for a database that cannot be reached: a request gets 503."""
+
+
 class NotFound(APIError):
     def __init__(self, what: str, ident: object) -> None:
         super().__init__(404, f"{what} {ident} not found")
@@ -142,7 +146,7 @@ def database_unavailable(exc: BaseException) -> bool:
     A statement that fails for what it says (a constraint, a missing table)
     is not an outage.
     """
-    if isinstance(exc, PoolTimeout):
+    if isinstance(exc, PoolTimeout | DatabaseUnreachable):
         return True
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:

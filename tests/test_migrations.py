@@ -233,6 +233,9 @@ def test_the_autoincrement_revision_keeps_every_row_and_id(
     migrate.upgrade(app, AUTOINCREMENT)
 
     assert every_row(app) == before
+    # The models are head's, so they are checked there; later revisions leave these rows be.
+    migrate.upgrade(app)
+    assert every_row(app) == before
     assert flask_db(app, "check").exit_code == 0
     engine = db.get_database(app).engine
     if engine.dialect.name == "sqlite":

@@ -1,7 +1,7 @@
 """ws_tickets: single-use tickets that let a websocket in without a token in its URL
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-02 05:51:05.616255
 
 A new table, so no existing row changes; downgrading drops it, and with it
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

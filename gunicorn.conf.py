@@ -37,17 +37,24 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
 
 class Logger(glogging.Logger):
-    """With LOG_FORMAT=json, gunicorn's own lines (errors, access) are JSON objects too."""
+    """gunicorn's own lines (errors, access) without secrets, and as JSON with LOG_FORMAT=json.
+
+    The access line's request line keeps its query (``initial_topics`` tells
+    an operator something), but the values of ``token`` and ``ticket`` are
+    written as ``[redacted]``, as is any bearer token, whatever the format.
+    """
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
-        if os.environ.get("LOG_FORMAT", "text").strip().lower() != "json":
-            return
         from zerg.logs import JSONFormatter
+        from zerg.logs import RedactSecrets
 
+        as_json = os.environ.get("LOG_FORMAT", "text").strip().lower() == "json"
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
-                handler.setFormatter(JSONFormatter())
+                handler.addFilter(RedactSecrets())
+                if as_json:
+                    handler.setFormatter(JSONFormatter())
 
 
 logger_class = Logger

@@ -50,6 +50,16 @@ def http_agent_and_thread(base: str, name: str = "a") -> tuple[dict[str, Any], d
     return agent, thread
 
 
+def ws_ticket(base: str, token: str) -> str:
+    """Get a websocket ticket over real HTTP at ``base``, as the web UI does."""
+    response = requests.post(
+        f"{base}/api/ws/tickets", headers={"Authorization": f"Bearer {token}"}, timeout=10
+    )
+    assert response.status_code == 201, response.text
+    ticket: str = response.json()["ticket"]
+    return ticket
+
+
 def send(client: FlaskClient, method: str, url: str, body: bytes) -> TestResponse:
     """Send raw bytes as a JSON body (for bodies the test client would not encode)."""
     return client.open(url, method=method, data=body, content_type="application/json")

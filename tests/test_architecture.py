@@ -104,9 +104,11 @@ def module_name(path: Path) -> str:
     return ".".join(part for part in relative.parts if part != "__init__")
 
 
-DOMAIN = [PACKAGE_DIR / "agents.py", PACKAGE_DIR / "conversations.py"] + sorted(
-    (PACKAGE_DIR / "runs").rglob("*.py")
-)
+DOMAIN = [
+    PACKAGE_DIR / "agents.py",
+    PACKAGE_DIR / "conversations.py",
+    PACKAGE_DIR / "tickets.py",
+] + sorted((PACKAGE_DIR / "runs").rglob("*.py"))
 TRANSPORTS = [
     *sorted((PACKAGE_DIR / "api").rglob("*.py")),
     *sorted((PACKAGE_DIR / "web").rglob("*.py")),

@@ -83,6 +83,7 @@ def test_every_api_route_but_health_is_protected(secured: Flask) -> None:
     assert checked >= 20
 
 
-def test_the_401_names_how_a_websocket_passes_the_token(secured: Flask) -> None:
+def test_the_401_names_how_a_websocket_gets_in(secured: Flask) -> None:
     detail = secured.test_client().get("/api/agents").get_json()["detail"]
-    assert "Authorization: Bearer" in detail and "?token=" in detail
+    assert "Authorization: Bearer" in detail and "?ticket=" in detail
+    assert "?token=" not in detail

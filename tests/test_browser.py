@@ -7,6 +7,7 @@ is saved as a screenshot in tests/screenshots/ (git-ignored).
 
 from __future__ import annotations
 
+import logging
 import re
 import shutil
 from collections.abc import Iterator
@@ -28,9 +29,11 @@ from tests.browser import start_chromium
 from tests.conftest import AppFactory
 from tests.conftest import LiveServer
 from tests.conftest import serve
+from tests.helpers import wait_for
 from zerg import db
 from zerg.models import Agent
 from zerg.models import Run
+from zerg.models import WsTicket
 from zerg.realtime.hub import get_hub
 
 TOKEN = "browser-test-token"
@@ -484,9 +487,12 @@ def test_the_runs_page_shows_statuses_live(make_app: AppFactory, browser: Browse
 
 
 def test_with_a_token_the_ui_asks_for_it_and_gets_in(
-    make_app: AppFactory, browser: Browser
+    make_app: AppFactory, browser: Browser, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with serve(make_app(API_TOKEN=TOKEN)) as server:
+    """The token goes in a header, never in a URL: the websocket connects with a ticket."""
+    caplog.set_level(logging.INFO, logger="werkzeug")
+    app = make_app(API_TOKEN=TOKEN)
+    with serve(app) as server:
         browser.base = server.url
         api(server, "POST", "/agents", {"name": "Secret agent"}, token=TOKEN)
         browser.driver.get(server.url + "/")
@@ -509,6 +515,23 @@ def test_with_a_token_the_ui_asks_for_it_and_gets_in(
         # Other pages use the kept token without asking again.
         browser.open("/runs", "runs-with-token")
         assert not browser.css("#token-dialog").is_displayed()
+        browser.wait_live()
+
+        # Every request line the server wrote (a websocket's once it closes): the
+        # handshakes carried tickets, each used up, and the token was in none.
+        def lines() -> list[str]:
+            return [r.getMessage() for r in caplog.records if r.name == "werkzeug"]
+
+        def handshakes() -> list[str]:
+            return [line for line in lines() if "GET /api/ws?" in line]
+
+        browser.driver.get("about:blank")
+        wait_for(lambda: len(handshakes()) >= 2, "both pages' websockets to close")
+    assert all("ticket=" in line for line in handshakes()), handshakes()
+    assert not any(TOKEN in line for line in lines())
+    assert [line for line in lines() if "POST /api/ws/tickets" in line]
+    with db.session_scope(app, write=False) as session:
+        assert session.query(WsTicket).count() == 0
 
 
 def test_every_page_is_readable_at_360_pixels(live_server: LiveServer, browser: Browser) -> None:

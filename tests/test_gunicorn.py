@@ -31,6 +31,7 @@ from flask import Flask
 from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from websockets.exceptions import InvalidStatus
 
 from tests.conftest import AppFactory
 from tests.helpers import create_agent
@@ -88,7 +89,7 @@ def start_gunicorn(
         port = free_port()
         log = tmp_path / f"gunicorn-{port}.log"
         env = {
-            **os.environ,
+            **{key: value for key, value in os.environ.items() if key != "API_TOKEN"},
             "ENVIRONMENT": "testing",
             "DATABASE_URL": database_url,
             "AUTO_CREATE_TABLES": "false",
@@ -104,7 +105,6 @@ def start_gunicorn(
             "PORT": str(port),
             **settings,
         }
-        env.pop("API_TOKEN", None)
         command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
         with log.open("wb") as output:
             process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=output, stderr=output)
@@ -396,3 +396,27 @@ def test_a_run_asked_for_on_the_other_worker_takes_the_running_one_s_place(
     kept = [("assistant", True)] if strategy == "interrupt" else []
     assert roles == [("user", False), ("user", False), *kept, ("assistant", False)]
     assert "Traceback" not in server.log.read_text()
+
+
+def test_a_ticket_from_one_worker_opens_a_websocket_on_the_other_once(
+    start_gunicorn: Callable[..., Gunicorn],
+) -> None:
+    """Tickets live in the database: the handshake may reach any worker, and works once."""
+    token = "gunicorn-ticket-token"
+    server = start_gunicorn(API_TOKEN=token)
+    bearer = {"Authorization": f"Bearer {token}"}
+    for _ in range(100):
+        issuer = server.session_on()
+        issued_by = issuer.get(f"{server.url}/api/health", timeout=5).json()["instance"]
+        ticket = issuer.post(f"{server.url}/api/ws/tickets", headers=bearer, timeout=5).json()
+        issuer.close()
+        ws = WSClient(f"{server.ws_url}?ticket={ticket['ticket']}")
+        served_by = instance_of(ws)
+        ws.close()
+        if served_by != issued_by:
+            break
+    assert served_by != issued_by, "the handshakes never reached the other worker"
+    for _ in range(6):
+        with pytest.raises(InvalidStatus) as refused:
+            WSClient(f"{server.ws_url}?ticket={ticket['ticket']}")
+        assert refused.value.response.status_code == 401

@@ -600,7 +600,7 @@ def test_a_websocket_key_is_scoped_to_the_connections_token(make_app: AppFactory
     client = app.test_client()
     agent = client.post("/api/agents", json={"name": "a"}, headers=auth).get_json()
     thread = client.post("/api/threads", json={"agent_id": agent["id"]}, headers=auth).get_json()
-    with serve(app) as server, WSClient(f"{server.ws_url}/api/ws?token=ws-token") as ws:
+    with serve(app) as server, WSClient(f"{server.ws_url}/api/ws", additional_headers=auth) as ws:
         sent = send_message(ws, "m-1", thread_id=thread["id"], content="x", idempotency_key="k")
     assert sent["type"] == "message_sent"
     (record,) = records(app)

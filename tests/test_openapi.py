@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -31,6 +32,8 @@ from zerg.auth import OPEN_PATHS
 from zerg.realtime.websocket import HANDLERS
 
 TOKEN = "s3cret-token"
+# The operations that answer without the database, so never 503.
+WITHOUT_DATABASE = {"/api/models", "/api/openapi.json", "/api/docs", "/api/schedules/preview"}
 HTTP_METHODS = {"get", "put", "post", "delete", "patch"}
 PROBLEM = "application/problem+json"
 
@@ -170,8 +173,11 @@ def test_every_operation_lists_the_errors_it_can_answer(app: Flask) -> None:
         assert {"400", "413", "415"} <= statuses or not has_body, (method, path)
         # Every route refuses unknown query parameters.
         assert "422" in statuses, (method, path)
+        # A cross-site write is refused; a route that uses the database may find it away.
+        assert ("403" in statuses) == (method in {"POST", "PUT", "PATCH", "DELETE"}), path
+        assert "503" in statuses or path in WITHOUT_DATABASE, (method, path)
         for status, response in operation["responses"].items():
-            if status.startswith(("4", "5")) and status != "503":
+            if status.startswith(("4", "5")) and (status, path) != ("503", "/api/health"):
                 response = resolve(spec, response["$ref"]) if "$ref" in response else response
                 assert set(response["content"]) == {PROBLEM}, (method, path, status)
     assert set(spec["paths"]["/api/threads/{thread_id}/run"]["post"]["responses"]) >= {
@@ -187,10 +193,13 @@ def test_every_operation_lists_the_errors_it_can_answer(app: Flask) -> None:
 
 
 def test_the_problem_shapes_are_those_the_server_sends(
-    app: Flask, client: FlaskClient, secured: Flask
+    app: Flask, client: FlaskClient, secured: Flask, make_bare_app: AppFactory, tmp_path: Path
 ) -> None:
     """Real error bodies, one per status, validate against the documented problem models."""
     app.add_url_rule("/api/explode", "explode", lambda: 1 / 0)
+    (tmp_path / "gone").mkdir()
+    away = make_bare_app(f"sqlite:///{tmp_path / 'gone' / 'zerg.sqlite'}").test_client()
+    (tmp_path / "gone").rmdir()
     assert client.post("/api/agents", json={"name": "a"}).status_code == 201
     answers = {
         400: client.post("/api/agents", data="{not json", content_type="application/json"),
@@ -202,6 +211,10 @@ def test_the_problem_shapes_are_those_the_server_sends(
         422: client.post("/api/agents", json={"name": ""}),
         500: client.get("/api/explode"),
         401: secured.test_client().get("/api/agents"),
+        403: client.post(
+            "/api/agents", json={"name": "a"}, headers={"Origin": "https://x.example"}
+        ),
+        503: away.get("/api/agents"),
     }
     documented = spec_of(secured)["components"]["responses"]
     models = {422: schemas.ValidationProblem, 500: schemas.ServerProblem}
@@ -214,7 +227,8 @@ def test_the_problem_shapes_are_those_the_server_sends(
         assert set(body) <= set(model.model_fields), status
     assert {"BadRequest", "Unauthorized", "NotFound", "MethodNotAllowed"} <= set(documented)
     assert {"ContentTooLarge", "UnsupportedMediaType", "UnprocessableContent"} <= set(documented)
-    assert "InternalServerError" in set(documented)
+    assert {"Forbidden", "InternalServerError", "ServiceUnavailable"} <= set(documented)
+    assert "Retry-After" in documented["ServiceUnavailable"]["headers"]
 
 
 def test_with_a_token_the_document_says_so_and_needs_it_too(secured: Flask) -> None:

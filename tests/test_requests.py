@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 from tests.conftest import AppFactory
 from tests.conftest import serve
 from tests.helpers import assert_problem
+from tests.helpers import ws_ticket
 from tests.wsclient import WSClient
 from zerg.models import Agent
 from zerg.models import Thread
@@ -66,16 +67,17 @@ def test_known_query_parameters_still_work(client: FlaskClient) -> None:
     assert client.get("/api/runs?status=success").status_code == 200
 
 
-def test_the_token_parameter_belongs_to_the_websocket_only(make_app: AppFactory) -> None:
+def test_the_ticket_parameter_belongs_to_the_websocket_only(make_app: AppFactory) -> None:
     app = make_app(API_TOKEN="s3cret")
     headers = {"Authorization": "Bearer s3cret"}
-    response = app.test_client().get("/api/agents?token=s3cret", headers=headers)
-    assert_problem(response, 422, ["query", "token"], "extra_forbidden")
+    response = app.test_client().get("/api/agents?ticket=t", headers=headers)
+    assert_problem(response, 422, ["query", "ticket"], "extra_forbidden")
     with serve(app) as server:
-        with WSClient(f"{server.ws_url}/api/ws?token=s3cret&initial_topics=agents") as ws:
+        ticket = ws_ticket(server.url, "s3cret")
+        with WSClient(f"{server.ws_url}/api/ws?ticket={ticket}&initial_topics=agents") as ws:
             ws.recv_type("subscribed")
         refused = requests.get(
-            f"{server.url}/api/ws?token=s3cret&foo=1", headers=UPGRADE, timeout=5
+            f"{server.url}/api/ws?foo=1", headers={**UPGRADE, **headers}, timeout=5
         )
         assert refused.status_code == 422
         assert refused.json()["errors"][0]["loc"] == ["query", "foo"]

@@ -840,8 +840,13 @@ def test_health_needs_no_token_when_the_api_is_protected(make_app: AppFactory) -
 
 
 def test_health_is_503_when_the_database_does_not_answer(tmp_path: Path) -> None:
-    """An SQLite file in a directory that does not exist can never be opened."""
-    unreachable = tmp_path / "missing" / "zerg.sqlite"
+    """An SQLite file whose folder went away (a volume lost) can no longer be opened.
+
+    A folder missing at start-up is refused with the settings, so it goes after.
+    """
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    unreachable = volume / "zerg.sqlite"
     app = create_app(
         {
             "ENVIRONMENT": "testing",
@@ -851,12 +856,14 @@ def test_health_is_503_when_the_database_does_not_answer(tmp_path: Path) -> None
             "API_TOKEN": None,
         }
     )
+    volume.rmdir()
     try:
         response = app.test_client().get("/api/health")
     finally:
         db.get_database(app).engine.dispose()
 
     assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
     assert response.mimetype == "application/json"
     assert response.get_json()["status"] == "degraded"
     assert response.get_json()["database"] == "unavailable"

@@ -22,6 +22,7 @@ from tests.conftest import AppFactory
 from tests.conftest import LiveServer
 from tests.conftest import serve
 from tests.helpers import wait_for
+from tests.helpers import ws_ticket
 from tests.wsclient import WSClient
 from zerg import db
 from zerg.models import ThreadMessage
@@ -350,11 +351,11 @@ def test_token_is_required_on_the_handshake_when_configured(make_app: AppFactory
         "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
     }
     with serve(app) as server:
-        for query in ("", "?token=wrong"):
+        for query in ("", "?token=wrong", "?token=ws-secret", "?ticket=wrong"):
             response = requests.get(f"{server.url}/api/ws{query}", headers=upgrade, timeout=5)
             assert response.status_code == 401
             assert response.headers["Content-Type"] == "application/problem+json"
-        with WSClient(f"{server.ws_url}/api/ws?token=ws-secret") as ws:
+        with WSClient(f"{server.ws_url}/api/ws?ticket={ws_ticket(server.url, 'ws-secret')}") as ws:
             ws.ping()
 
 

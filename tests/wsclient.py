@@ -13,8 +13,9 @@ from websockets.sync.client import connect
 class WSClient:
     """Send and receive JSON frames; fail loudly when a frame does not come."""
 
-    def __init__(self, url: str) -> None:
-        self.ws = connect(url, open_timeout=10, max_size=None, compression=None)
+    def __init__(self, url: str, **options: Any) -> None:
+        """Connect; ``options`` go to the handshake (``origin``, ``additional_headers``)."""
+        self.ws = connect(url, open_timeout=10, max_size=None, compression=None, **options)
 
     def send(self, frame: dict[str, Any] | str | bytes) -> None:
         self.ws.send(frame if isinstance(frame, str | bytes) else json.dumps(frame))

@@ -15,6 +15,7 @@ from zerg import cors
 from zerg import db
 from zerg import errors
 from zerg import idempotency
+from zerg import origins
 from zerg import web
 from zerg.realtime import events
 from zerg.realtime import hub
@@ -33,6 +34,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     settings.load(app, config)
     errors.init_app(app)
+    origins.init_app(app)
     cors.init_app(app)
     auth.init_app(app)
     db.init_app(app)

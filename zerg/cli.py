@@ -18,6 +18,7 @@ from zerg import agents
 from zerg import db
 from zerg import logs
 from zerg import migrate
+from zerg import origins
 from zerg import serving
 from zerg.errors import StartupError
 from zerg.runs import cron
@@ -171,6 +172,7 @@ def serve_command(host: str, port: int, reload: bool) -> None:
     if not reload or is_running_from_reloader():
         with one_line_errors():
             serving.start(app)
+        origins.trust_served_host(app, host)
     run_simple(host, port, app, threaded=True, use_reloader=reload)
 
 

@@ -29,6 +29,8 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("text", "json")
 # How messages name zerg's command: as the README runs it, from the checkout's venv.
 COMMAND = ".venv/bin/flask --app zerg"
+# The hosts a development server always answers for (TRUSTED_HOSTS adds to them).
+DEVELOPMENT_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
@@ -72,6 +74,10 @@ def _as_seconds(key: str, value: Any) -> float:
 def _as_list(key: str, value: Any) -> tuple[str, ...]:
     items = value if isinstance(value, list | tuple) else str(value).split(",")
     return tuple(text for item in items if (text := str(item).strip()))
+
+
+def _hosts(key: str, value: Any) -> tuple[str, ...]:
+    return () if value is None else _as_list(key, value)
 
 
 def _providers(key: str, value: Any) -> tuple[str, ...]:
@@ -130,6 +136,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "EVENT_STREAM": _as_optional_str,
     "REDIS_URL": _as_optional_str,
     "CORS_ORIGINS": _as_list,
+    "TRUSTED_HOSTS": _hosts,
     "WS_PING_INTERVAL": _as_seconds,
     "WS_MAX_MESSAGE_SIZE": _as_int,
     "WS_SEND_QUEUE_SIZE": _as_int,
@@ -204,6 +211,7 @@ def load(app: Flask, overrides: Mapping[str, Any] | None = None) -> None:
     app.config["AUTO_CREATE_TABLES"] = _as_bool(
         "AUTO_CREATE_TABLES", app.config["AUTO_CREATE_TABLES"]
     )
+    app.config["TRUSTED_HOSTS"] = trusted_hosts(app.config)
     # flask-sock hands these to every simple-websocket server it creates.
     app.config["SOCK_SERVER_OPTIONS"] = {
         "ping_interval": app.config["WS_PING_INTERVAL"],
@@ -251,6 +259,22 @@ def event_stream(url: str) -> str:
     """
     place = make_url(url).render_as_string(hide_password=True)
     return f"zerg:events:{hashlib.sha256(place.encode()).hexdigest()[:16]}"
+
+
+def trusted_hosts(config: Mapping[str, Any]) -> list[str] | None:
+    """Return the hosts Flask answers for (None: any), against DNS rebinding.
+
+    A page whose name an attacker re-points at 127.0.0.1 is same-origin with
+    itself, so only the Host header gives it away. Development answers for
+    its own names and those listed; elsewhere the list is the whole of it,
+    and empty means unchecked. ``*`` turns the check off anywhere.
+    """
+    hosts = config["TRUSTED_HOSTS"]
+    if "*" in hosts:
+        return None
+    if config["ENVIRONMENT"] == "development":
+        return list(dict.fromkeys((*DEVELOPMENT_HOSTS, *hosts)))
+    return list(hosts) or None
 
 
 def check_safety(config: Mapping[str, Any]) -> None:

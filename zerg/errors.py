@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import uuid
 from collections.abc import Iterable
 from http import HTTPStatus
@@ -14,10 +15,20 @@ from flask import Flask
 from flask import Response
 from flask import json
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import WebsocketMismatch
 
 PROBLEM_MIMETYPE = "application/problem+json"
+# What a 503 tells clients to wait before retrying while the database is away.
+RETRY_AFTER_SECONDS = 5
+# SQLite: another writer kept the database past the busy timeout, or the file cannot be opened.
+SQLITE_UNAVAILABLE = frozenset({"SQLITE_BUSY", "SQLITE_LOCKED", "SQLITE_CANTOPEN"})
+SQLITE_UNAVAILABLE_TEXT = ("database is locked", "unable to open database file")
+# PostgreSQL states that say the server or the connection went away, not the statement:
+# class 08 (connection exception), admin/crash shutdown, cannot connect now, too many clients.
+POSTGRES_UNAVAILABLE = frozenset({"57P01", "57P02", "57P03", "53300"})
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +61,10 @@ class APIError(Exception):
         self.detail = detail
         self.errors = errors
         self.headers = headers or {}
+
+
+class DatabaseUnreachable(Exception):
+    """Raised by zerg's own code for a database that cannot be reached: a request gets 503."""
 
 
 class NotFound(APIError):
@@ -123,14 +138,58 @@ def http_problem(exc: HTTPException) -> Response:
     return problem(status, detail, headers=headers)
 
 
+def database_unavailable(exc: BaseException) -> bool:
+    """Tell whether an error means the database cannot be reached now, rather than a bug.
+
+    A connection that broke (SQLAlchemy marks it invalidated), no connection
+    free in the pool in time, SQLite locked past its busy timeout or unable
+    to open its file, a PostgreSQL server that refuses or drops connections.
+    A statement that fails for what it says (a constraint, a missing table)
+    is not an outage.
+    """
+    if isinstance(exc, PoolTimeout | DatabaseUnreachable):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig
+    if isinstance(exc, sqlite3.OperationalError):
+        name = getattr(exc, "sqlite_errorname", None)
+        return name in SQLITE_UNAVAILABLE or str(exc).startswith(SQLITE_UNAVAILABLE_TEXT)
+    # psycopg's errors carry the server's SQLSTATE; one raised by the client
+    # itself (the connection failed or is closed) has none.
+    if not hasattr(exc, "sqlstate"):
+        return False
+    state: str | None = exc.sqlstate
+    if state is None:
+        kinds = {cls.__name__ for cls in type(exc).__mro__}
+        return bool(kinds & {"OperationalError", "InterfaceError"})
+    return state.startswith("08") or state in POSTGRES_UNAVAILABLE
+
+
+def unavailable(exc: BaseException) -> Response:
+    """Answer 503 with Retry-After for a database that does not answer; log one line."""
+    cause = exc.orig if isinstance(exc, DBAPIError) else exc
+    first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+    log.warning("database unavailable: %s: %s", type(cause).__name__, first_line)
+    return problem(
+        503,
+        "The database is not answering; retry in a few seconds.",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 def unexpected_error(exc: Exception) -> Response:
     """Log an unexpected error under a new request id and answer 500 with that id.
 
     Flask calls it for whatever a view raises; the fast lane for what fails
-    after it has committed, which it can no longer hand to Flask.
+    after it has committed, which it can no longer hand to Flask. A database
+    that does not answer is no bug: 503, with Retry-After.
     """
     if isinstance(exc, HTTPException):
         return http_problem(exc)
+    if database_unavailable(exc):
+        return unavailable(exc)
     request_id = uuid.uuid4().hex
     log.exception("unhandled error, request id %s", request_id)
     return problem(

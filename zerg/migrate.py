@@ -51,6 +51,7 @@ from sqlalchemy.exc import DBAPIError
 
 from zerg import db
 from zerg.config import COMMAND
+from zerg.errors import DatabaseUnreachable
 from zerg.errors import StartupError
 from zerg.locks import lock_key
 from zerg.models import Base
@@ -126,7 +127,7 @@ def shown_url(app: Flask) -> str:
     return make_url(app.config["DATABASE_URL"]).render_as_string(hide_password=True)
 
 
-class UnreachableError(StartupError):
+class UnreachableError(StartupError, DatabaseUnreachable):
     """The database cannot be reached at all; one line says where and what to do."""
 
 

@@ -1,4 +1,4 @@
-"""ORM models: agents, their messages, threads, thread messages, runs and idempotency keys."""
+"""ORM models: agents, their messages, threads, thread messages, runs, idempotency keys, tickets."""
 
 from __future__ import annotations
 
@@ -26,7 +26,16 @@ from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
 from sqlalchemy.types import TypeDecorator
 
-__all__ = ["Agent", "AgentMessage", "Base", "IdempotencyKey", "Run", "Thread", "ThreadMessage"]
+__all__ = [
+    "Agent",
+    "AgentMessage",
+    "Base",
+    "IdempotencyKey",
+    "Run",
+    "Thread",
+    "ThreadMessage",
+    "WsTicket",
+]
 
 # Ids are 32-bit integer columns; larger numbers can name nothing and would
 # overflow PostgreSQL's integer type.
@@ -271,4 +280,21 @@ class IdempotencyKey(Base):
     body: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The purge job deletes rows past it; a lookup treats them as absent already.
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class WsTicket(Base):
+    """A websocket ticket not yet used: the sha256 of a short-lived secret, never the secret.
+
+    ``POST /api/ws/tickets`` adds one; the handshake that presents the secret
+    deletes its row, and only a handshake whose delete found the row is let
+    in, so a ticket opens one connection, whichever process serves it.
+    ``scope`` is the sha256 of the token it was issued under.
+    """
+
+    __tablename__ = "ws_tickets"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(64))
+    # Issuing a ticket deletes the rows past it; redeeming treats them as gone.
     expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -511,6 +511,13 @@ class HealthOut(BaseModel):
     instance: str
 
 
+class WsTicketOut(Response):
+    """A websocket ticket: connect to ``/api/ws?ticket=<ticket>`` once, within ``expires_in`` s."""
+
+    ticket: str = Field(description="The secret to pass as `?ticket=` on one handshake.")
+    expires_in: int = Field(description="Seconds the ticket stays good for, if unused.")
+
+
 class ResetOut(BaseModel):
     """What the development-only database reset answers."""
 

@@ -13,6 +13,7 @@ from zerg.api import openapi
 from zerg.api import runs
 from zerg.api import schedules
 from zerg.api import threads
+from zerg.api import tickets
 from zerg.realtime import websocket
 
 
@@ -21,7 +22,7 @@ def init_app(app: Flask) -> None:
     # "/api/agents" and "/api/agents/" both answer, without a redirect.
     app.url_map.strict_slashes = False
     api = Blueprint("api", __name__, url_prefix="/api")
-    for resource in (agents, threads, runs, schedules, models, health, openapi, websocket):
+    for resource in (agents, threads, runs, schedules, models, health, openapi, tickets, websocket):
         api.register_blueprint(resource.bp)
     if app.config["ENVIRONMENT"] == "development":
         api.register_blueprint(admin.bp)

@@ -7,6 +7,7 @@ from flask import Response
 
 from zerg import db
 from zerg.api.io import respond_json
+from zerg.errors import RETRY_AFTER_SECONDS
 from zerg.runs.pool import get_runner
 
 bp = Blueprint("health", __name__, url_prefix="/health")
@@ -22,4 +23,7 @@ def health() -> Response:
         # Which serving process answered: the id it stamps on the runs it owns.
         "instance": get_runner().instance_id,
     }
-    return respond_json(body, 200 if reachable else 503)
+    response = respond_json(body, 200 if reachable else 503)
+    if not reachable:
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response

@@ -53,6 +53,7 @@ from zerg.api.idempotency import takes_key
 from zerg.auth import OPEN_PATHS
 from zerg.errors import PROBLEM_MIMETYPE
 from zerg.errors import unprocessable
+from zerg.origins import UNSAFE_METHODS
 from zerg.realtime import websocket
 from zerg.runs.providers import get_providers
 
@@ -84,7 +85,8 @@ class Operation:
     The generic errors are derived rather than listed, so they cannot be
     forgotten: 404 for a path with an id, 400/413/415 for a JSON body, 422
     everywhere (an unknown query parameter), 401 when a token is configured,
-    500 everywhere.
+    403 for the unsafe methods (a cross-site request), 503 for those that use
+    the database, 500 everywhere.
     """
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
@@ -98,6 +100,7 @@ class Operation:
     body_required: bool = True
     also: tuple[Reply, ...] = ()
     environments: frozenset[str] | None = None  # None: in every environment
+    database: bool = True  # False: answers without the database (so never 503)
 
 
 def ok(model: type[BaseModel], description: str = "OK", *, many: bool = False) -> Reply:
@@ -192,24 +195,32 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("GET", "/api/schedules/preview", "api.schedules.preview", "schedules",
               "Preview a schedule",
               ok(s.SchedulePreviewOut, "The next fire times and a description."),
-              query=s.SchedulePreviewQuery),
+              query=s.SchedulePreviewQuery, database=False),
+    # websocket
+    Operation("POST", "/api/ws/tickets", "api.tickets.issue_ticket", "websocket",
+              "Get a ticket for one websocket connection",
+              Reply(201, "Created: connect to `/api/ws?ticket=<ticket>` within `expires_in` "
+                    "seconds; the ticket lets one connection in.", s.WsTicketOut)),
     # the rest
     Operation("GET", "/api/models", "api.models.list_models", "models",
               "List the models agents may name",
-              ok(s.ModelOut, "Every model the configured providers offer.", many=True)),
+              ok(s.ModelOut, "Every model the configured providers offer.", many=True),
+              database=False),
     Operation("GET", "/api/health", "api.health.health", "health", "Check health",
               ok(s.HealthOut, "The process and its database answer."),
-              also=(Reply(503, "The database does not answer.", s.HealthOut),)),
+              also=(Reply(503, "The database does not answer (with `Retry-After`).",
+                          s.HealthOut),)),
     Operation("POST", "/api/admin/reset-database", "api.admin.reset_database", "admin",
               "Drop and recreate every table (development only)", ok(s.ResetOut),
               environments=frozenset({"development"})),
     Operation("GET", "/api/admin/stats", "api.admin.stats", "admin",
               "This process's pool, threads, websockets and runs (development only)",
-              ok(s.StatsOut), environments=frozenset({"development"})),
+              ok(s.StatsOut), environments=frozenset({"development"}), database=False),
     Operation("GET", "/api/openapi.json", "api.openapi.openapi_json", "docs",
-              "This OpenAPI document", Reply(200, "The OpenAPI 3.1 document.")),
+              "This OpenAPI document", Reply(200, "The OpenAPI 3.1 document."), database=False),
     Operation("GET", "/api/docs", "api.openapi.docs", "docs", "This API's documentation page",
-              Reply(200, "An HTML page rendering this document.", media_type=HTML)),
+              Reply(200, "An HTML page rendering this document.", media_type=HTML),
+              database=False),
 )
 # fmt: on
 
@@ -218,6 +229,7 @@ TAGS = {
     "threads": "Conversations with one agent, and their messages.",
     "runs": "Executions of an agent on a thread: history, status, cancelling.",
     "schedules": "What a cron expression means in a time zone, before an agent runs on it.",
+    "websocket": "Tickets that let a browser open `/api/ws` without the token in its URL.",
     "models": "The models the configured providers offer.",
     "health": "Liveness and database reachability (never needs the token).",
     "admin": "Development tooling; absent outside ENVIRONMENT=development.",
@@ -232,6 +244,13 @@ PROBLEMS: dict[int, tuple[str, str, type[BaseModel], dict[str, str]]] = {
         "The bearer token is missing or wrong.",
         s.Problem,
         {"WWW-Authenticate": 'Always `Bearer realm="zerg"`.'},
+    ),
+    403: (
+        "Forbidden",
+        "A cross-site request: its `Origin` is neither this server's nor in CORS_ORIGINS, "
+        "or the browser marked it `Sec-Fetch-Site: cross-site`.",
+        s.Problem,
+        {},
     ),
     404: ("NotFound", "No resource has the id in the path.", s.Problem, {}),
     405: (
@@ -258,6 +277,12 @@ PROBLEMS: dict[int, tuple[str, str, type[BaseModel], dict[str, str]]] = {
         "Something failed unexpectedly; nothing was written. Quote `request_id`.",
         s.ServerProblem,
         {"X-Request-ID": "The same request id as in the body."},
+    ),
+    503: (
+        "ServiceUnavailable",
+        "The database does not answer; retry later.",
+        s.Problem,
+        {"Retry-After": "Seconds to wait before retrying."},
     ),
 }
 
@@ -574,6 +599,10 @@ def _operation(app: Flask, op: Operation, secured: bool) -> dict[str, Any]:
         errors.add(404)
     if op.body is not None:
         errors |= {400, 413, 415}
+    if op.method in UNSAFE_METHODS:
+        errors.add(403)
+    if op.database:
+        errors.add(503)
     for status in sorted(errors):
         responses.setdefault(str(status), _problem_ref(status))
     if takes_key(view):
@@ -624,9 +653,14 @@ def _websocket_section() -> str:
     return f"""## Websocket: `/api/ws`
 
 OpenAPI cannot describe a websocket, so it is described here rather than as an
-operation. Connect with a websocket client to `/api/ws` (with a token configured,
-add `?token=<token>`; `?initial_topics=thread:1,agents` subscribes at once and
-`?last_event_id=<id>` replays what a reconnecting client missed).
+operation. Connect with a websocket client to `/api/ws`; `?initial_topics=thread:1,agents`
+subscribes at once and `?last_event_id=<id>` replays what a reconnecting client
+missed. With a token configured, send `Authorization: Bearer <token>` on the
+handshake, or (a browser, which cannot) connect with `?ticket=<ticket>` from
+`POST /api/ws/tickets`: a ticket lets one connection in within `expires_in`
+seconds. `?token=` is refused (401), since a URL is written to access logs. A
+handshake whose `Origin` is neither the server's nor in CORS_ORIGINS is refused
+(403) before the upgrade.
 
 Frames are JSON text objects with a `type`; a request may carry a `message_id`,
 which its direct reply echoes. Client frames, and the schema of each (in
@@ -676,14 +710,18 @@ clears a nullable field. Timestamps are UTC with an offset.
 ## Errors
 
 Every error is an RFC 9457 problem (`application/problem+json`, schema `Problem`):
-`type`, `title`, `status`, `detail`. 400: the body is not JSON. 401: the token is
-missing or wrong. 404: no such resource (or no such path). 405: the path does not
+`type`, `title`, `status`, `detail`. 400: the body is not JSON (or the `Host` is
+not one the server answers for, TRUSTED_HOSTS). 401: the token is
+missing or wrong. 403: a cross-site `POST`, `PUT`, `PATCH` or `DELETE`, whose
+`Origin` is neither the server's nor in CORS_ORIGINS (clients that send no
+`Origin` are not refused). 404: no such resource (or no such path). 405: the path does not
 take this method (an `Allow` header lists those it takes). 409: the resource's
 state forbids it. 413: the body is over the size limit. 415: the body is not
 sent as `application/json`. 422: validation failed,
 with `errors`, a list of `{{loc, msg, type}}` (`ValidationProblem`). 500: an
 unexpected failure, with a `request_id` and nothing of its internals
-(`ServerProblem`). A refused request writes nothing.
+(`ServerProblem`). 503: the database does not answer; retry after the
+`Retry-After` seconds. A refused request writes nothing.
 
 ## Retrying safely
 

@@ -50,8 +50,8 @@ from zerg.schemas import dump_row
 
 HISTORY_LIMIT = 100
 ENDPOINT = "api.ws.websocket"
-# The handshake's query: ``token`` too, because browsers cannot set headers on it.
-QUERY_PARAMETERS = frozenset({"initial_topics", "last_event_id", "token"})
+# The handshake's query: ``ticket`` too, because browsers cannot set headers on it.
+QUERY_PARAMETERS = frozenset({"initial_topics", "last_event_id", "ticket"})
 RECEIVE_POLL_SECONDS = 1.0
 
 log = logging.getLogger(__name__)

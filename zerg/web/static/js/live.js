@@ -1,7 +1,10 @@
 // The websocket client: one connection per page to /api/ws, resubscribed and
 // resumed with last_event_id after a drop, so nothing is missed or doubled.
+// With a token, each connection first gets a single-use ticket through the
+// REST API: a browser cannot set headers on a handshake, and the token itself
+// must never be in a URL (URLs are written to access logs).
 
-import { api, token } from "./api.js";
+import { AuthRequired, api, token } from "./api.js";
 
 const RESYNC_ERROR = "reload the state";
 
@@ -25,17 +28,25 @@ export class Live {
     window.addEventListener("pagehide", () => this.socket?.close());
   }
 
-  connect() {
-    const params = new URLSearchParams();
-    if (this.topics.size) params.set("initial_topics", [...this.topics].join(","));
+  async connect() {
     const resuming = this.lastEventId !== null;
+    this.show("connecting", resuming ? "Reconnecting…" : "Connecting…");
+    const params = new URLSearchParams();
+    if (token()) {
+      try {
+        params.set("ticket", (await api.post("/api/ws/tickets")).ticket);
+      } catch (error) {
+        // A refused token shows the prompt; anything else is retried like a drop.
+        if (!(error instanceof AuthRequired)) this.retryLater();
+        return;
+      }
+    }
+    if (this.topics.size) params.set("initial_topics", [...this.topics].join(","));
     if (resuming) params.set("last_event_id", this.lastEventId);
-    if (token()) params.set("token", token());
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const requested = new Set(this.topics);
     const socket = new WebSocket(`${scheme}://${location.host}/api/ws?${params}`);
     this.socket = socket;
-    this.show("connecting", resuming ? "Reconnecting…" : "Connecting…");
     socket.addEventListener("open", () => {
       this.retry = 0;
       // A fresh connection is live once the state is reloaded (see sync).
@@ -50,16 +61,20 @@ export class Live {
     socket.addEventListener("close", () => {
       if (this.socket !== socket) return;
       this.socket = null;
-      this.show("offline", "Offline: reconnecting…");
-      const delay = Math.min(10000, 250 * 2 ** this.retry++);
-      setTimeout(() => this.reconnect(), delay);
+      this.retryLater();
     });
+  }
+
+  retryLater() {
+    this.show("offline", "Offline: reconnecting…");
+    const delay = Math.min(10000, 250 * 2 ** this.retry++);
+    setTimeout(() => this.reconnect(), delay);
   }
 
   async reconnect() {
     // A refused handshake looks like any drop; a REST call tells whether the
-    // token is the reason, and shows the prompt if it is.
-    if (this.retry > 1) {
+    // token is the reason (a server that wants one now), and shows the prompt.
+    if (this.retry > 1 && !token()) {
       try {
         await api.get("/api/models");
       } catch {

@@ -1,0 +1,31 @@
+"""Websocket tickets: how a browser opens ``/api/ws`` without putting the token in its URL."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+from flask import Response
+
+from zerg import idempotency
+from zerg import tickets
+from zerg.api.io import respond
+from zerg.auth import request_token
+from zerg.db import get_db
+from zerg.schemas import WsTicketOut
+
+bp = Blueprint("tickets", __name__, url_prefix="/ws/tickets")
+
+
+@bp.post("")
+def issue_ticket() -> Response:
+    """Issue a ticket that lets one websocket connection in, within `expires_in` seconds (201).
+
+    Connect to `/api/ws?ticket=<ticket>`. A ticket works once, on any worker,
+    and is worth nothing after that, so a URL that carries one may be logged.
+    It is never stored for an Idempotency-Key: ask again for a new one.
+    """
+    session = get_db()
+    ticket = tickets.issue(session, idempotency.scope_for(request_token()))
+    session.commit()
+    response = respond(WsTicketOut, ticket, 201)
+    response.headers["Cache-Control"] = "no-store"
+    return response

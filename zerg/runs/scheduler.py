@@ -45,7 +45,6 @@ EXTENSION_KEY = "zerg.scheduler"
 Schedule = tuple[str, str]
 # The lock whose holder, alone of all processes on the database, schedules.
 LOCK = "scheduler"
-REAP_SECONDS = 30
 # Of the ticks missed while no scheduler ran: how many to keep, and to log one by one.
 MISSED_KEPT = 1000
 MISSED_LOGGED = 10
@@ -188,7 +187,7 @@ class Scheduler:
         ``next_run_at`` is refreshed on the way, since ticks missed while no
         scheduler ran are not run later. With ``locks`` (the process's, holding
         the scheduler lock), jobs check the lock before each run, and the
-        scheduler interrupts, every REAP_SECONDS, the runs of processes that
+        scheduler interrupts, every RUN_REAP_SECONDS, the runs of processes that
         died, so they do not wait for a restart, and deletes the expired
         idempotency keys every PURGE_SECONDS.
         """
@@ -223,7 +222,7 @@ class Scheduler:
                 self.scheduler.add_job(
                     reap_interrupted,
                     "interval",
-                    seconds=REAP_SECONDS,
+                    seconds=self.app.config["RUN_REAP_SECONDS"],
                     args=[self.app, locks],
                     id=REAPER,
                 )

@@ -25,6 +25,7 @@ from zerg import db
 from zerg import serving
 from zerg.models import Run
 from zerg.runs import domain
+from zerg.runs import lifecycle
 
 
 def run(client: FlaskClient, thread_id: int, strategy: str | None = None) -> Any:
@@ -226,7 +227,7 @@ def test_a_stop_recorded_before_the_run_ends_decides_how_it_ends(fast_app: Flask
         session.add(Run(agent_id=thread["agent_id"], thread_id=thread["id"], trigger="api"))
     with db.session_scope(fast_app) as session:
         old_id = session.scalar(select(Run.id).where(Run.thread_id == thread["id"]))
-        execution = domain.begin_run(session, old_id)
+        execution = lifecycle.begin_run(session, old_id)
     assert execution is not None
     with db.session_scope(fast_app) as session:
         new = domain.queue_thread_run(session, thread["id"], "api", "rollback")
@@ -235,7 +236,7 @@ def test_a_stop_recorded_before_the_run_ends_decides_how_it_ends(fast_app: Flask
 
     execution.parts = ["a complete answer"]
     with db.session_scope(fast_app) as session:
-        domain.finish_run(session, execution)
+        lifecycle.finish_run(session, execution)
 
     old = client.get(f"/api/runs/{old_id}").get_json()
     assert (old["status"], old["stop_requested"]) == ("cancelled", "rollback")
@@ -260,7 +261,7 @@ def test_runs_waiting_behind_a_stopped_process_end_with_it(fast_app: Flask) -> N
     with db.session_scope(fast_app) as session:
         # A process shutting down ends its runs, the runs waiting behind
         # them, and waiting runs with nothing ahead of them.
-        assert domain.mark_interrupted(session, owner="gone-process") == 3
+        assert lifecycle.mark_interrupted(session, owner="gone-process") == 3
 
     def statuses(thread: dict[str, Any]) -> list[str]:
         runs = client.get(f"/api/runs?thread_id={thread['id']}").get_json()

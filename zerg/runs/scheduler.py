@@ -39,6 +39,7 @@ from zerg.realtime.events import Event
 from zerg.realtime.events import EventType
 from zerg.runs import cron
 from zerg.runs import domain
+from zerg.runs import lifecycle
 
 EXTENSION_KEY = "zerg.scheduler"
 # A job's schedule: the cron expression and the zone it is read in.
@@ -117,9 +118,12 @@ def run_scheduled_agent(app: Flask, agent_id: int, scheduled_for: datetime | Non
 
 
 def reap_interrupted(app: Flask, dead: Locks) -> None:
-    """The job: interrupt the runs of processes that died, without waiting for a restart."""
+    """The job: interrupt the runs of processes that died, without waiting for a restart.
+
+    Never this process's own: it is alive, whatever its lock looks like.
+    """
     with session_scope(app) as session:
-        domain.mark_interrupted(session, dead=dead)
+        lifecycle.mark_interrupted(session, dead=dead)
 
 
 def purge_idempotency_keys(app: Flask) -> int:

@@ -53,7 +53,12 @@ function onEvent(frame) {
       break;
     case "run_updated":
       if (ACTIVE.has(frame.data.status)) setActiveRun(frame.data);
-      else if (activeRun?.id === frame.data.id) setActiveRun(null, frame.data);
+      else {
+        // A run's end also comes as its stream_end; should that be lost on
+        // the way, the run's final state still ends its bubble.
+        if (streams.has(frame.data.id)) endStream({ run_id: frame.data.id, ...frame.data });
+        if (activeRun?.id === frame.data.id) setActiveRun(null, frame.data);
+      }
       break;
     case "thread_updated":
       showThread(frame.data);

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from tests.conftest import AppFactory
 from tests.conftest import serve
 from tests.helpers import assert_problem
+from tests.helpers import wait_for
 from tests.test_runs import SLOW
 from tests.test_runs import messages
 from tests.test_runs import new_thread
@@ -363,7 +364,20 @@ def test_send_message_with_reject_leaves_the_message_to_the_active_run(
         error = ws.recv_type("error")
         assert error["message_id"] == "bad"
         assert error["details"]["errors"][0]["loc"] == ["multitask_strategy"]
-    wait_run(app.test_client(), first)
+    client = app.test_client()
+    assert wait_run(client, first)["status"] == "success"
+    # The active run's follow-up answers the message it was left.
+    wait_for(
+        lambda: all(m["processed"] for m in messages(client, thread["id"])),
+        "the second message to be answered",
+        timeout=20,
+    )
+    # One run, if it began after the second message came; else its follow-up too.
+    runs = client.get(f"/api/runs?thread_id={thread['id']}").get_json()
+    assert {(r["status"], r["trigger"]) for r in runs} == {("success", "websocket")}
+    stored = messages(client, thread["id"])
+    assert [m["content"] for m in stored if m["role"] == "user"] == ["first", "second"]
+    assert "second" in stored[-1]["content"] and stored[-1]["role"] == "assistant"
 
 
 def test_interrupt_reaches_a_run_executing_in_another_worker(

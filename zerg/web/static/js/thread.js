@@ -122,12 +122,8 @@ function addMessage(message) {
     streams.delete(runId);
     stream.node.dataset.id = message.id;
     stream.node.dataset.run = runId;
-    stream.node.classList.remove("streaming");
-    delete stream.node.dataset.streaming;
+    settle(stream.node, " ", when(message.timestamp));
     if (!stream.complete) stream.node.querySelector(".content").textContent = message.content;
-    stream.node.querySelector(".meta").replaceChildren(
-      el("span", { class: "role", text: ROLES.assistant }), " ", when(message.timestamp),
-    );
     if (message.partial) markPartial(stream.node, "the run was cancelled or interrupted");
   } else {
     const node = messageNode(message);
@@ -156,6 +152,13 @@ function streamFor(runId, fromStart) {
   return stream;
 }
 
+// A bubble whose stream is over stops saying "replying…".
+function settle(node, ...meta) {
+  node.classList.remove("streaming");
+  delete node.dataset.streaming;
+  node.querySelector(".meta").replaceChildren(el("span", { class: "role", text: ROLES.assistant }), ...meta);
+}
+
 function endStream(frame) {
   const stream = streams.get(frame.run_id);
   if (stream) {
@@ -163,8 +166,10 @@ function endStream(frame) {
     // cancel before any text). A rolled-back reply was removed: so is its bubble.
     streams.delete(frame.run_id);
     const why = frame.status === "failed" ? "the run failed, so it was not kept" : `the run ended ${frame.status}`;
-    if (stream.text && !frame.discarded) markPartial(stream.node, why);
-    else stream.node.remove();
+    if (stream.text && !frame.discarded) {
+      settle(stream.node);
+      markPartial(stream.node, why);
+    } else stream.node.remove();
   }
   const stored = document.querySelector(`#messages [data-run="${frame.run_id}"]`);
   if (stored && (frame.status === "cancelled" || frame.status === "interrupted")) {

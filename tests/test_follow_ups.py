@@ -25,12 +25,16 @@ from tests.conftest import serve
 from tests.helpers import wait_for
 from tests.openai_standin import OpenAIStandIn
 from tests.openai_standin import Reply
+from tests.test_run_states import orphan_run
 from tests.test_runs import SLOW
 from tests.test_runs import messages
 from tests.test_runs import new_thread
 from tests.test_runs import wait_run
 from tests.test_runs import wait_status
 from tests.wsclient import WSClient
+from zerg import db
+from zerg.locks import make_locks
+from zerg.runs import lifecycle
 from zerg.runs.scheduler import run_scheduled_agent
 
 
@@ -177,3 +181,28 @@ def test_a_message_sent_into_a_task_run_s_thread_is_answered(
     assert all(m["processed"] for m in stored)
     assert "tomorrow" in stored[-1]["content"]
     assert wait_run(client, follow_up["id"])["status"] == "success"
+
+
+def test_a_message_left_to_a_run_whose_process_died_is_answered(make_app: AppFactory) -> None:
+    """The reaper ends the dead process's run, and its own process answers what came since."""
+    app = make_app(OFFLINE_DELAY_SECONDS=0.005)
+    client = app.test_client()
+    thread = new_thread(client, "first")
+    run_id = orphan_run(app, thread)
+    with db.session_scope(app) as session:
+        assert lifecycle.begin_run(session, run_id) is not None
+    client.post(f"/api/threads/{thread['id']}/messages", json={"content": "second"})
+    locks = make_locks(db.get_database(app).engine)
+    try:
+        with db.session_scope(app) as session:
+            assert lifecycle.mark_interrupted(session, dead=locks) == 1
+    finally:
+        locks.close()
+
+    reaped, follow_up = settled(client, thread["id"], 2)
+
+    assert (reaped["id"], reaped["status"]) == (run_id, "interrupted")
+    assert (follow_up["status"], follow_up["trigger"]) == ("success", "api")
+    stored = messages(client, thread["id"])
+    assert [m["role"] for m in stored] == ["user", "user", "assistant"]
+    assert all(m["processed"] for m in stored)

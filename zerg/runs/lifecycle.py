@@ -216,9 +216,8 @@ def fail_run(session: Session, run_id: int, error: str, execution: Execution | N
     thread meanwhile gets only the end of its stream announced.
     """
     run = session.get(Run, run_id)
-    if run is not None:
-        lock_thread(session, run.thread_id)
-        session.refresh(run)
+    if run is not None and lock_thread(session, run.thread_id):
+        run = session.get(Run, run_id, populate_existing=True)
     streamed = run is not None and run.status == "running"
     ended = transition(session, run_id, ACTIVE, "failed", finished_at=utcnow(), error=error)
     if ended is not None:

@@ -123,8 +123,13 @@ def _keep(app: Flask, state: Running) -> None:
         except Exception:
             log.exception("checking the locks failed; retrying")
         try:
-            with db.session_scope(app) as session:
-                lifecycle.sweep_lost(session)
+            # Read first: on SQLite a write session takes the database's
+            # write lock, which a sweep with nothing to do should not.
+            with db.session_scope(app, write=False) as session:
+                lost = lifecycle.has_lost_runs(session)
+            if lost:
+                with db.session_scope(app) as session:
+                    lifecycle.sweep_lost(session)
         except Exception:
             log.exception("sweeping this process's runs failed; retrying")
 

@@ -278,6 +278,26 @@ def mark_interrupted(
     )
 
 
+def _unheld(session: Session) -> list[tuple[int, str, int | None]]:
+    """Return (id, status, thread) of this process's active runs that its pool does not hold.
+
+    The runs are read first, then the pool: a run not held by then has left
+    the pool (or never reached it); it was not merely on its way in.
+    """
+    runner = get_runner(app_of(session))
+    mine = select(Run.id, Run.status, Run.thread_id).where(
+        Run.owner == runner.instance_id, Run.status.in_(ACTIVE)
+    )
+    rows = [(run_id, status, thread_id) for run_id, status, thread_id in session.execute(mine)]
+    held = runner.held()
+    return [row for row in rows if row[0] not in held]
+
+
+def has_lost_runs(session: Session) -> bool:
+    """Tell whether :func:`sweep_lost` has work, reading only (it needs a write session)."""
+    return bool(_unheld(session))
+
+
 def sweep_lost(session: Session) -> int:
     """End this process's runs that its pool has lost; return how many ended.
 
@@ -289,11 +309,9 @@ def sweep_lost(session: Session) -> int:
     """
     runner = get_runner(app_of(session))
     me = runner.instance_id
-    mine = select(Run.id, Run.status, Run.thread_id).where(Run.owner == me, Run.status.in_(ACTIVE))
-    rows = session.execute(mine).all()
-    held = runner.held()
-    for run_id, status, _thread_id in rows:
-        if status == "queued" and run_id not in held:
+    unheld = _unheld(session)
+    for run_id, status, _thread_id in unheld:
+        if status == "queued":
             after_commit(session, partial(runner.submit, run_id))
 
     def lost(runs: list[Run]) -> list[Run]:
@@ -303,7 +321,7 @@ def sweep_lost(session: Session) -> int:
         still_held = runner.held()
         return [run for run in running if run.id not in still_held]
 
-    suspects = [thread for run, status, thread in rows if status == "running" and run not in held]
+    suspects = [thread_id for _run_id, status, thread_id in unheld if status == "running"]
     return _end_runs(session, suspects, lost, "failed", lambda _run: LOST, follow=True)
 
 

@@ -32,6 +32,7 @@ from zerg import agents
 from zerg import conversations
 from zerg.db import after_commit
 from zerg.db import app_of
+from zerg.errors import NotFound
 from zerg.locks import Locks
 from zerg.models import Agent
 from zerg.models import Run
@@ -49,6 +50,7 @@ from zerg.runs.states import ACTIVE
 from zerg.runs.states import active_runs
 from zerg.runs.states import announce_run
 from zerg.runs.states import announce_stream_end
+from zerg.runs.states import lock_agent_of
 from zerg.runs.states import lock_thread
 from zerg.runs.states import record_end
 from zerg.runs.states import transition
@@ -123,8 +125,9 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
     # Read again under the thread's lock: a newer run may have superseded it.
     if active_runs(session, thread_id)[:1] != [run]:
         return None  # cancelled, or its turn comes when the runs ahead of it end
-    agent = session.get(Agent, run.agent_id)
-    if agent is None:
+    try:
+        agent = agents.lock_agent(session, run.agent_id)
+    except NotFound:
         return None
     app = app_of(session)
     provider = get_providers(app).provider_for(agent.model)
@@ -139,7 +142,6 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
     started = transition(session, run.id, ("queued",), "running", started_at=now)
     if started is None:
         return None
-    agent = agents.lock_agent(session, agent.id)
     agent.status = "running"
     messages, answered = build_context(
         session, agent, thread_id, app.config["RUN_CONTEXT_MESSAGES"]
@@ -179,6 +181,7 @@ def finish_run(session: Session, execution: Execution) -> None:
         _announce_end(session, execution)
         return
     run = session.get(Run, execution.run_id, populate_existing=True)
+    lock_agent_of(session, run)
     stop = run.stop_requested if run is not None else None
     discard = stop == "rollback"
     if stop and execution.status in ("success", "cancelled"):
@@ -218,6 +221,7 @@ def fail_run(session: Session, run_id: int, error: str, execution: Execution | N
     run = session.get(Run, run_id)
     if run is not None and lock_thread(session, run.thread_id):
         run = session.get(Run, run_id, populate_existing=True)
+    lock_agent_of(session, run)
     streamed = run is not None and run.status == "running"
     ended = transition(session, run_id, ACTIVE, "failed", finished_at=utcnow(), error=error)
     if ended is not None:
@@ -336,8 +340,8 @@ def _end_runs(
 ) -> int:
     """End the runs ``choose`` picks among the active runs of some threads; return how many.
 
-    Every thread is locked first, in id order, and only then are runs and
-    agents changed, the order every ender keeps: two of them never wait for
+    Every thread is locked first, in id order, and only then are agents and
+    runs changed, the order every ender keeps: two of them never wait for
     each other.
     """
     chosen: list[Run] = []
@@ -348,6 +352,7 @@ def _end_runs(
     now = utcnow()
     for run in chosen:
         streamed, error = run.status == "running", reason(run)
+        lock_agent_of(session, run)
         done = transition(session, run.id, ACTIVE, status, finished_at=now, error=error)
         if done is not None:
             ended.append((done, streamed))

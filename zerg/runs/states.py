@@ -11,7 +11,11 @@ and a final state is never left. The winner alone does the rest of the ending
 Every change to the status of a thread's runs is also made holding the
 thread's row lock (:func:`lock_thread`), so whoever queues, begins, stops or
 ends one reads what the others committed. Locks are taken in one order: the
-thread, then the run, then its agent.
+thread, then the run's agent (:func:`lock_agent_of`), then the run. The agent
+comes before the run because a scheduled tick fired twice holds the agent
+(it advanced its schedule) while its duplicate run waits on the runs' unique
+index for whoever last wrote a run of that tick: had that writer changed the
+run first and then waited for the agent, each would wait for the other.
 """
 
 from __future__ import annotations
@@ -64,6 +68,15 @@ def active_runs(session: Session, thread_id: int) -> list[Run]:
         .execution_options(populate_existing=True)
     )
     return list(session.scalars(statement))
+
+
+def lock_agent_of(session: Session, run: Run | None) -> None:
+    """Take the lock of a run's agent before changing the run's status (see the order above)."""
+    if run is not None:
+        try:
+            agents.lock_agent(session, run.agent_id)
+        except NotFound:
+            pass
 
 
 def transition(

@@ -18,6 +18,7 @@ from sqlalchemy import text
 
 from tests.conftest import AppFactory
 from tests.helpers import wait_for
+from tests.test_locks import lose_lock
 from tests.test_run_states import ACTIVE
 from tests.test_run_states import orphan_run
 from tests.test_runs import SLOW
@@ -36,6 +37,7 @@ from zerg.runs import lifecycle
 from zerg.runs.pool import get_runner
 from zerg.runs.scheduler import REAPER
 from zerg.runs.scheduler import get_scheduler
+from zerg.runs.scheduler import reap_interrupted
 
 
 def ends_of(seen: list[Event]) -> list[tuple[int, str]]:
@@ -73,6 +75,34 @@ def test_the_reaper_never_interrupts_its_own_process_s_live_run(make_app: AppFac
     assert [m["role"] for m in messages(client, thread["id"])] == ["user", "assistant"]
     agent = client.get(f"/api/agents/{thread['agent_id']}").get_json()
     assert (agent["status"], agent["last_run_status"]) == ("idle", "success")
+
+
+def test_the_reaper_takes_a_process_for_dead_only_when_its_lock_is_gone_twice(
+    make_app: AppFactory,
+) -> None:
+    """A live process loses its liveness lock (its connection killed, its file removed).
+
+    Its keeper would take the lock again within a poll; here it polls too
+    seldom to, so the lock is still gone at the reaper's second pass.
+    """
+    owner = make_app(SCHEDULER_LOCK_POLL_SECONDS=3600, **SLOW)
+    serving.start(owner)
+    client = owner.test_client()
+    thread = new_thread(client)
+    run_id = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
+    wait_status(client, run_id, "running")
+    reaper = make_app()
+    locks = make_locks(db.get_database(reaper).engine)
+    try:
+        lose_lock(owner, lifecycle.liveness_lock(get_runner(owner).instance_id))
+
+        reap_interrupted(reaper, locks)
+        assert client.get(f"/api/runs/{run_id}").get_json()["status"] == "running"
+        reap_interrupted(reaper, locks)
+    finally:
+        locks.close()
+
+    assert client.get(f"/api/runs/{run_id}").get_json()["status"] == "interrupted"
 
 
 def test_a_reaped_run_ends_its_stream_and_a_queued_one_has_none_to_end(app: Flask) -> None:
@@ -171,10 +201,17 @@ def test_a_run_whose_connection_dies_as_it_ends_is_ended_by_its_process_s_sweep(
             text("SELECT id FROM agent_threads WHERE id = :id FOR UPDATE"), {"id": thread["id"]}
         )
         me = holder.execute(text("SELECT pg_backend_pid()")).scalar()
+        # A terminated backend may still be listed a moment: each step waits for a new one.
+        killed: set[int] = set()
+
+        def waiting() -> set[int]:
+            return set(killer.execute(blocked, {"me": me}).scalars()) - killed
+
         for step in ("finishing", "recording the failure"):
-            wait_for(lambda: killer.execute(blocked, {"me": me}).first(), step, timeout=20)
-            victim = killer.execute(blocked, {"me": me}).scalar()
+            wait_for(lambda: bool(waiting()), step, timeout=20)
+            [victim] = waiting()
             killer.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": victim})
+            killed.add(victim)
         wait_until_given_up(app)
         holder.rollback()
 

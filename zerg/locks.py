@@ -51,7 +51,16 @@ HOLDS = text(
 )
 
 
-class Locks(Protocol):
+class Liveness(Protocol):
+    def held(self, name: str) -> bool:
+        """Tell whether a live process, this one included, holds the lock.
+
+        Asked of the lock itself, never of what this process remembers.
+        """
+        ...
+
+
+class Locks(Liveness, Protocol):
     def try_acquire(self, name: str) -> bool:
         """Take the named lock for this process's lifetime, if no live process has it."""
         ...
@@ -66,13 +75,6 @@ class Locks(Protocol):
 
     def release(self, name: str) -> None:
         """Give up a lock this process holds."""
-        ...
-
-    def held(self, name: str) -> bool:
-        """Tell whether a live process, this one included, holds the lock.
-
-        Asked of the lock itself, never of what this process remembers.
-        """
         ...
 
     def close(self) -> None:

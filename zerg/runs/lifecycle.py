@@ -33,7 +33,7 @@ from zerg import conversations
 from zerg.db import after_commit
 from zerg.db import app_of
 from zerg.errors import NotFound
-from zerg.locks import Locks
+from zerg.locks import Liveness
 from zerg.models import Agent
 from zerg.models import Run
 from zerg.models import utcnow
@@ -232,7 +232,7 @@ def fail_run(session: Session, run_id: int, error: str, execution: Execution | N
 
 
 def mark_interrupted(
-    session: Session, *, owner: str | None = None, dead: Locks | None = None
+    session: Session, *, owner: str | None = None, dead: Liveness | None = None
 ) -> int:
     """Interrupt the runs of a process that stopped or died; return how many.
 

@@ -117,13 +117,38 @@ def run_scheduled_agent(app: Flask, agent_id: int, scheduled_for: datetime | Non
     return True
 
 
+@dataclass
+class SecondLook:
+    """The liveness locks as the reaper reads them: free only if free at its last pass too.
+
+    On PostgreSQL a live process's locks vanish with their connection, until
+    its keeper takes them again within SCHEDULER_LOCK_POLL_SECONDS. A lock
+    found free at two passes RUN_REAP_SECONDS apart is a dead process's.
+    """
+
+    locks: Locks
+    free_before: frozenset[str]
+    free: set[str] = field(default_factory=set)
+
+    def held(self, name: str) -> bool:
+        if self.locks.held(name):
+            return True
+        self.free.add(name)
+        return name not in self.free_before
+
+
 def reap_interrupted(app: Flask, dead: Locks) -> None:
     """The job: interrupt the runs of processes that died, without waiting for a restart.
 
-    Never this process's own: it is alive, whatever its lock looks like.
+    A process counts as dead once its liveness lock was free at two passes
+    in a row (:class:`SecondLook`). Never this process's own: it is alive,
+    whatever its lock looks like.
     """
+    jobs = get_scheduler(app)
+    look = SecondLook(dead, jobs.free_locks)
     with session_scope(app) as session:
-        lifecycle.mark_interrupted(session, dead=dead)
+        lifecycle.mark_interrupted(session, dead=look)
+    jobs.free_locks = frozenset(look.free)
 
 
 def purge_idempotency_keys(app: Flask) -> int:
@@ -174,6 +199,8 @@ class Scheduler:
     # The process's locks once it holds the scheduler lock: jobs check it
     # before they start a run.
     locks: Locks | None = None
+    # The liveness locks the reaper found free at its last pass.
+    free_locks: frozenset[str] = frozenset()
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
@@ -192,7 +219,8 @@ class Scheduler:
         scheduler ran are not run later. With ``locks`` (the process's, holding
         the scheduler lock), jobs check the lock before each run, and the
         scheduler interrupts, every RUN_REAP_SECONDS, the runs of processes that
-        died, so they do not wait for a restart, and deletes the expired
+        died (their lock free at two passes), so they do not wait for a
+        restart, and deletes the expired
         idempotency keys every PURGE_SECONDS.
         """
         if self.running:
@@ -221,7 +249,7 @@ class Scheduler:
         with self._lock:
             if self.running:
                 return
-            self.locks = locks
+            self.locks, self.free_locks = locks, frozenset()
             if locks is not None and self.scheduler.get_job(REAPER) is None:
                 self.scheduler.add_job(
                     reap_interrupted,

@@ -39,7 +39,6 @@ from zerg.schemas import RunOut
 from zerg.schemas import serialize
 
 ACTIVE = ("queued", "running")
-FINAL = ("success", "failed", "cancelled", "interrupted")
 
 log = logging.getLogger(__name__)
 

@@ -15,11 +15,13 @@ from typing import Any
 
 import pytest
 import requests
+from flask import Flask
 from selenium import webdriver
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
+from sqlalchemy import text
 
 from tests.browser import DESKTOP
 from tests.browser import Browser
@@ -30,11 +32,16 @@ from tests.conftest import AppFactory
 from tests.conftest import LiveServer
 from tests.conftest import serve
 from tests.helpers import wait_for
+from tests.test_run_states import orphan_run
 from zerg import db
+from zerg.locks import make_locks
 from zerg.models import Agent
 from zerg.models import Run
 from zerg.models import WsTicket
+from zerg.realtime import events
+from zerg.realtime.events import EventType
 from zerg.realtime.hub import get_hub
+from zerg.runs import lifecycle
 
 TOKEN = "browser-test-token"
 
@@ -323,6 +330,71 @@ def test_a_message_sent_with_rollback_replaces_the_reply_being_written(
             ("cancelled", "rollback"),
             ("success", None),
         ]
+
+
+def _reply_of_another_process(app: Flask, server: LiveServer, browser: Browser) -> int:
+    """Open a thread whose reply a worker of some other process is streaming; return its run."""
+    browser.base = server.url
+    _, thread = _thread(server)
+    api(server, "POST", f"/threads/{thread['id']}/messages", {"content": "Hello"})
+    browser.open(f"/threads/{thread['id']}", "thread")
+    run_id = orphan_run(app, thread)
+    with db.session_scope(app) as session:
+        assert lifecycle.begin_run(session, run_id) is not None
+    # What that worker's first piece looks like when it reaches this process.
+    piece = events.stream_event(EventType.STREAM_CHUNK, thread["id"], run_id, content="Half an")
+    events.publish(piece, app)
+    browser.wait_for(
+        lambda: browser.text("#messages li[data-streaming] .content"), "the first piece"
+    )
+    return run_id
+
+
+def _assert_bubble_ended(browser: Browser, run_id: int) -> None:
+    label = browser.wait_for(
+        lambda: browser.text("#messages li[data-role=assistant] .partial-label"),
+        "the reply to stop saying it is being written",
+    )
+    assert "interrupted" in label
+    assert browser.all("#messages li[data-streaming]") == []
+    assert "replying" not in browser.text("#messages")
+    browser.wait_for(
+        lambda: browser.text("#run-state") == f"Run {run_id} ended: interrupted.", "the run's end"
+    )
+
+
+def test_a_reply_whose_process_died_ends_when_it_is_reaped(
+    make_app: AppFactory, browser: Browser
+) -> None:
+    app = make_app()
+    with serve(app) as server:
+        run_id = _reply_of_another_process(app, server, browser)
+        locks = make_locks(db.get_database(app).engine)
+        try:
+            with db.session_scope(app) as session:
+                assert lifecycle.mark_interrupted(session, dead=locks) == 1
+        finally:
+            locks.close()
+
+        _assert_bubble_ended(browser, run_id)
+        browser.screenshot("thread-reaped")
+
+
+def test_a_run_s_final_state_ends_its_reply_if_the_stream_end_was_lost(
+    make_app: AppFactory, browser: Browser
+) -> None:
+    app = make_app()
+    with serve(app) as server:
+        run_id = _reply_of_another_process(app, server, browser)
+        # The run ended, but of its announcements only its new state arrives.
+        with db.session_scope(app) as session:
+            session.execute(
+                text("UPDATE runs SET status = 'interrupted' WHERE id = :id"), {"id": run_id}
+            )
+        run = api(server, "GET", f"/runs/{run_id}")
+        events.publish(events.run_updated(run), app)
+
+        _assert_bubble_ended(browser, run_id)
 
 
 def test_after_a_dropped_connection_nothing_is_missing_or_doubled(

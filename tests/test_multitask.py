@@ -15,6 +15,7 @@ from sqlalchemy import select
 from tests.conftest import AppFactory
 from tests.conftest import serve
 from tests.helpers import assert_problem
+from tests.helpers import wait_for
 from tests.test_runs import SLOW
 from tests.test_runs import messages
 from tests.test_runs import new_thread
@@ -25,6 +26,7 @@ from zerg import db
 from zerg import serving
 from zerg.models import Run
 from zerg.runs import domain
+from zerg.runs import lifecycle
 
 
 def run(client: FlaskClient, thread_id: int, strategy: str | None = None) -> Any:
@@ -226,7 +228,7 @@ def test_a_stop_recorded_before_the_run_ends_decides_how_it_ends(fast_app: Flask
         session.add(Run(agent_id=thread["agent_id"], thread_id=thread["id"], trigger="api"))
     with db.session_scope(fast_app) as session:
         old_id = session.scalar(select(Run.id).where(Run.thread_id == thread["id"]))
-        execution = domain.begin_run(session, old_id)
+        execution = lifecycle.begin_run(session, old_id)
     assert execution is not None
     with db.session_scope(fast_app) as session:
         new = domain.queue_thread_run(session, thread["id"], "api", "rollback")
@@ -235,7 +237,7 @@ def test_a_stop_recorded_before_the_run_ends_decides_how_it_ends(fast_app: Flask
 
     execution.parts = ["a complete answer"]
     with db.session_scope(fast_app) as session:
-        domain.finish_run(session, execution)
+        lifecycle.finish_run(session, execution)
 
     old = client.get(f"/api/runs/{old_id}").get_json()
     assert (old["status"], old["stop_requested"]) == ("cancelled", "rollback")
@@ -260,7 +262,7 @@ def test_runs_waiting_behind_a_stopped_process_end_with_it(fast_app: Flask) -> N
     with db.session_scope(fast_app) as session:
         # A process shutting down ends its runs, the runs waiting behind
         # them, and waiting runs with nothing ahead of them.
-        assert domain.mark_interrupted(session, owner="gone-process") == 3
+        assert lifecycle.mark_interrupted(session, owner="gone-process") == 3
 
     def statuses(thread: dict[str, Any]) -> list[str]:
         runs = client.get(f"/api/runs?thread_id={thread['id']}").get_json()
@@ -362,7 +364,20 @@ def test_send_message_with_reject_leaves_the_message_to_the_active_run(
         error = ws.recv_type("error")
         assert error["message_id"] == "bad"
         assert error["details"]["errors"][0]["loc"] == ["multitask_strategy"]
-    wait_run(app.test_client(), first)
+    client = app.test_client()
+    assert wait_run(client, first)["status"] == "success"
+    # The active run's follow-up answers the message it was left.
+    wait_for(
+        lambda: all(m["processed"] for m in messages(client, thread["id"])),
+        "the second message to be answered",
+        timeout=20,
+    )
+    # One run, if it began after the second message came; else its follow-up too.
+    runs = client.get(f"/api/runs?thread_id={thread['id']}").get_json()
+    assert {(r["status"], r["trigger"]) for r in runs} == {("success", "websocket")}
+    stored = messages(client, thread["id"])
+    assert [m["content"] for m in stored if m["role"] == "user"] == ["first", "second"]
+    assert "second" in stored[-1]["content"] and stored[-1]["role"] == "assistant"
 
 
 def test_interrupt_reaches_a_run_executing_in_another_worker(

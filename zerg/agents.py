@@ -27,7 +27,9 @@ from zerg.db import like_pattern
 from zerg.db import load_row
 from zerg.db import read_row
 from zerg.errors import Conflict
+from zerg.errors import NotFound
 from zerg.errors import unprocessable
+from zerg.models import ID_MAX
 from zerg.models import Agent
 from zerg.models import AgentMessage
 from zerg.models import Run
@@ -112,6 +114,28 @@ def load_agent(session: Session, agent_id: int, *, lock: bool = False) -> Agent:
     return load_row(session, Agent, agent_id, lock=lock)
 
 
+def lock_agent(session: Session, agent_id: int) -> Agent:
+    """Load an agent under its row lock, read afresh, or raise NotFound.
+
+    Whatever decides from the agent's status or counts (a client's update, a
+    run beginning or ending) holds it, so that none of them decides from a
+    value another is changing. FOR NO KEY UPDATE, not FOR UPDATE: the latter
+    also waits for the key-share locks that inserting the agent's new threads
+    and runs takes, and with a scheduled tick being queued at the same moment
+    PostgreSQL saw a deadlock.
+    """
+    statement = (
+        select(Agent)
+        .where(Agent.id == agent_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    agent = session.scalars(statement).one_or_none() if agent_id <= ID_MAX else None
+    if agent is None:
+        raise NotFound("Agent", agent_id)
+    return agent
+
+
 def get_agent(session: Session, agent_id: int) -> dict[str, Any]:
     """Read one agent's row, or raise NotFound."""
     return read_row(session, Agent, agent_id)
@@ -163,11 +187,13 @@ def update_agent(session: Session, agent_id: int, changes: AgentUpdate) -> Agent
     """Change the fields sent and leave the others as they are.
 
     A client may set the status to ``idle`` or ``error``, but not while one of
-    the agent's runs executes: its runs decide it then. Giving a schedule to
-    an agent that had none turns ``run_on_schedule`` on, as creating an agent
-    with a schedule does, unless the request says otherwise.
+    the agent's runs executes: its runs decide it then. The check is made
+    under the agent's lock, which a run takes to mark the agent running, so a
+    run that is starting is either seen or starts after the change. Giving a
+    schedule to an agent that had none turns ``run_on_schedule`` on, as
+    creating an agent with a schedule does, unless the request says otherwise.
     """
-    agent = load_agent(session, agent_id)
+    agent = lock_agent(session, agent_id)
     sent = changes.changes()
     if sent.get("schedule") and not agent.schedule:
         sent.setdefault("run_on_schedule", True)

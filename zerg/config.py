@@ -127,6 +127,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "STREAM_COALESCE_SECONDS": _as_seconds,
     "SCHEDULER_MISFIRE_GRACE_SECONDS": _as_int,
     "SCHEDULER_LOCK_POLL_SECONDS": _as_seconds,
+    "RUN_REAP_SECONDS": _as_seconds,
     "SCHEDULE_MAX_FAILURES": _as_int,
     "SCHEDULE_CATCH_UP": _one_of(SCHEDULE_CATCH_UP),
     "MAX_CONTENT_LENGTH": _as_int,
@@ -163,6 +164,8 @@ DEFAULTS: dict[str, Any] = {
     "STREAM_COALESCE_SECONDS": 0.03,
     "SCHEDULER_MISFIRE_GRACE_SECONDS": 30,
     "SCHEDULER_LOCK_POLL_SECONDS": 5,
+    # How often the scheduler's holder interrupts the runs of processes that died.
+    "RUN_REAP_SECONDS": 30,
     "SCHEDULE_MAX_FAILURES": 3,
     "SCHEDULE_CATCH_UP": "none",
     "MAX_CONTENT_LENGTH": 1024 * 1024,

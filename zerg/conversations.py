@@ -10,6 +10,7 @@ domain, the caller commits; events go out after its commit.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 from typing import cast
 
@@ -216,9 +217,15 @@ def context_messages(session: Session, thread_id: int, limit: int) -> list[tuple
     return [(role, content) for role, content in session.execute(newest)]
 
 
-def unanswered(session: Session, thread_id: int) -> list[int]:
-    """Return the ids of the thread's user messages that no run has answered yet."""
-    return list(session.scalars(UNANSWERED, {"thread_id": thread_id}))
+def unanswered(session: Session, thread_id: int, since: datetime | None = None) -> list[int]:
+    """Return the ids of the thread's user messages that no run has answered yet.
+
+    ``since``: only those stored after that time.
+    """
+    if since is None:
+        return list(session.scalars(UNANSWERED, {"thread_id": thread_id}))
+    later = UNANSWERED.where(_messages.c.timestamp > since)
+    return list(session.scalars(later, {"thread_id": thread_id}))
 
 
 def mark_answered(session: Session, message_ids: Iterable[int]) -> None:

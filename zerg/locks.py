@@ -51,7 +51,16 @@ HOLDS = text(
 )
 
 
-class Locks(Protocol):
+class Liveness(Protocol):
+    def held(self, name: str) -> bool:
+        """Tell whether a live process, this one included, holds the lock.
+
+        Asked of the lock itself, never of what this process remembers.
+        """
+        ...
+
+
+class Locks(Liveness, Protocol):
     def try_acquire(self, name: str) -> bool:
         """Take the named lock for this process's lifetime, if no live process has it."""
         ...
@@ -66,10 +75,6 @@ class Locks(Protocol):
 
     def release(self, name: str) -> None:
         """Give up a lock this process holds."""
-        ...
-
-    def held_elsewhere(self, name: str) -> bool:
-        """Tell whether a live process other than this one holds the lock."""
         ...
 
     def close(self) -> None:
@@ -146,11 +151,9 @@ class AdvisoryLocks:
                 self._connection.execute(unlock, {"key": self.key(name)})
             self._held.discard(name)
 
-    def held_elsewhere(self, name: str) -> bool:
-        with self._guard:
-            if name in self._held:
-                return False
-        # Probe from a pooled connection: if we can take it, nobody holds it.
+    def held(self, name: str) -> bool:
+        # Probe from a pooled connection, another session than the lock
+        # connection: if it can take the lock, nobody holds it, not even us.
         with self._engine.connect().execution_options(isolation_level="AUTOCOMMIT") as probe:
             key = {"key": self.key(name)}
             if probe.execute(text("SELECT pg_try_advisory_lock(:key)"), key).scalar():
@@ -214,10 +217,9 @@ class FileLocks:
         if handle is not None:
             handle.close()
 
-    def held_elsewhere(self, name: str) -> bool:
-        with self._guard:
-            if name in self._files:
-                return False
+    def held(self, name: str) -> bool:
+        # flock excludes another open file description even in this process,
+        # so the probe sees this process's own locks too.
         path = self.path(name)
         if not path.exists():
             return False

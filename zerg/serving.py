@@ -15,7 +15,10 @@ Then a keeper thread checks the locks every ``SCHEDULER_LOCK_POLL_SECONDS``:
 a lock can be lost while its process lives (its database connection killed),
 so the liveness lock is taken again, and a holder that lost the scheduler
 lock stops scheduling until it wins the lock again. While it holds it, the
-holder reconciles its jobs with the database at the same pace.
+holder reconciles its jobs with the database at the same pace. At the same
+pace the keeper sweeps this process's own runs: those its pool lost track of
+(their end could not be stored) end, those never handed to it are handed
+over (``lifecycle.sweep_lost``). No process judges its own runs by its lock.
 
 :func:`stop` undoes it in order, for SIGTERM and for exit.
 """
@@ -37,7 +40,7 @@ from zerg.locks import Locks
 from zerg.locks import make_locks
 from zerg.realtime import events
 from zerg.realtime.hub import get_hub
-from zerg.runs import domain as runs
+from zerg.runs import lifecycle
 from zerg.runs import scheduler
 from zerg.runs.pool import get_runner
 
@@ -84,9 +87,9 @@ def start(app: Flask) -> None:
     locks = make_locks(db.get_database(app).engine)
     state = Running(locks=locks)
     app.extensions[EXTENSION_KEY] = state
-    locks.try_acquire(runs.liveness_lock(get_runner(app).instance_id))
+    locks.try_acquire(lifecycle.liveness_lock(get_runner(app).instance_id))
     with db.session_scope(app) as session:
-        runs.mark_interrupted(session, dead=locks)
+        lifecycle.mark_interrupted(session, dead=locks)
     # The first attempt is made here, so a lone process has its scheduler
     # running when start() returns.
     if app.config["SCHEDULER_ENABLED"]:
@@ -112,18 +115,28 @@ def _try_lead(app: Flask, state: Running) -> bool:
 
 
 def _keep(app: Flask, state: Running) -> None:
-    """Check the locks every poll until the process stops."""
+    """Check the locks and sweep this process's runs every poll until the process stops."""
     interval = app.config["SCHEDULER_LOCK_POLL_SECONDS"]
     while not state.stopping.wait(interval):
         try:
             _check_locks(app, state)
         except Exception:
             log.exception("checking the locks failed; retrying")
+        try:
+            # Read first: on SQLite a write session takes the database's
+            # write lock, which a sweep with nothing to do should not.
+            with db.session_scope(app, write=False) as session:
+                lost = lifecycle.has_lost_runs(session)
+            if lost:
+                with db.session_scope(app) as session:
+                    lifecycle.sweep_lost(session)
+        except Exception:
+            log.exception("sweeping this process's runs failed; retrying")
 
 
 def _check_locks(app: Flask, state: Running) -> None:
     """Hold the liveness lock; schedule exactly while holding the scheduler lock."""
-    liveness = runs.liveness_lock(get_runner(app).instance_id)
+    liveness = lifecycle.liveness_lock(get_runner(app).instance_id)
     if not state.locks.holds(liveness):
         log.warning("this process lost its liveness lock; taking it again")
         state.locks.try_acquire(liveness)
@@ -157,7 +170,7 @@ def stop(app: Flask, grace: float = 0.0) -> None:
     runner = get_runner(app)
     if runner.shutdown(grace):
         with db.session_scope(app) as session:
-            runs.mark_interrupted(session, owner=runner.instance_id)
+            lifecycle.mark_interrupted(session, owner=runner.instance_id)
     events.get_bus(app).close()
     if state is not None:
         state.locks.close()

@@ -3,9 +3,9 @@
 A worker never holds a session while the model talks: one short
 ``session_scope`` begins the run, none is open while it streams (which may
 take minutes), one finishes it. The streamed pieces are the only events
-published here (and the end of a stream whose failure could not be stored);
-everything else is announced by the domain of runs and goes out after each
-scope commits.
+published here; everything else is announced by the runs' lifecycle and goes
+out after each scope commits. A run whose end and failure both could not be
+stored is left to this process's sweep (``lifecycle.sweep_lost``).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from flask import Flask
 from zerg.db import session_scope
 from zerg.realtime import events
 from zerg.realtime.events import EventType
-from zerg.runs import domain
+from zerg.runs import lifecycle
 from zerg.runs import pool
-from zerg.runs.domain import Execution
+from zerg.runs.lifecycle import Execution
 from zerg.runs.providers.base import ProviderError
 from zerg.runs.providers.base import Usage
 
@@ -30,38 +30,25 @@ log = logging.getLogger(__name__)
 
 
 def execute(app: Flask, run_id: int, switch: threading.Event) -> None:
-    """Execute one queued run; whatever fails, its watchers see the stream end."""
+    """Execute one queued run; whatever fails, its end is stored, or left to the sweep."""
     execution: Execution | None = None
     try:
         with session_scope(app) as session:
-            execution = domain.begin_run(session, run_id)
+            execution = lifecycle.begin_run(session, run_id)
         if execution is None:
             return
         stream(app, execution, switch)
         with session_scope(app) as session:
-            domain.finish_run(session, execution)
+            lifecycle.finish_run(session, execution)
     except Exception:
         log.exception("run %s failed unexpectedly", run_id)
-        thread_id = execution.thread_id if execution is not None else None
-        error = "internal error while running"
         try:
             with session_scope(app) as session:
-                domain.fail_run(session, run_id, error, thread_id)
+                lifecycle.fail_run(session, run_id, "internal error while running", execution)
         except Exception:
-            log.exception("could not record the failure of run %s", run_id)
-            if thread_id is not None:
-                # Nothing could be stored, so no commit stands behind this end;
-                # like a chunk, it is published directly, or its watchers
-                # would wait for it forever.
-                end = events.stream_event(
-                    EventType.STREAM_END,
-                    thread_id,
-                    run_id,
-                    status="failed",
-                    error=error,
-                    discarded=False,
-                )
-                events.publish(end, app)
+            # The database is away: once this worker is done, the run is no
+            # longer held, and this process's sweep ends it when it is back.
+            log.exception("could not record the failure of run %s; the sweep will", run_id)
 
 
 def stream(app: Flask, execution: Execution, switch: threading.Event) -> None:

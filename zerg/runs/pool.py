@@ -50,13 +50,13 @@ class Runner:
         return self._interrupting
 
     def submit(self, run_id: int) -> None:
-        """Execute a committed, queued run in the background.
+        """Execute a committed, queued run in the background, unless it is here already.
 
         Once shutting down, the run is left queued: the shutdown marks it.
         """
         switch = threading.Event()
         with self._lock:
-            if self._stopping:
+            if self._stopping or run_id in self._runs:
                 return
             future = self._pool.submit(self._execute, run_id, switch)
             self._runs[run_id] = (switch, future)
@@ -107,6 +107,15 @@ class Runner:
                 switch.set()
         self._pool.shutdown(wait=True)
         return True
+
+    def held(self) -> frozenset[int]:
+        """Return the ids of the runs submitted here that have not finished (or been dropped).
+
+        A run is held from its submission until its worker is done with it,
+        its end stored or not: its beginning and its end both fall inside.
+        """
+        with self._lock:
+            return frozenset(self._runs)
 
     def in_flight(self) -> int:
         """Count the runs submitted here that have not finished (or been dropped)."""

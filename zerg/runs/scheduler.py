@@ -42,6 +42,7 @@ from zerg.realtime.events import Event
 from zerg.realtime.events import EventType
 from zerg.runs import cron
 from zerg.runs import domain
+from zerg.runs import lifecycle
 from zerg.runs.ticks import SCHEDULED_TIME
 from zerg.runs.ticks import TickExecutor
 
@@ -52,7 +53,6 @@ Schedule = tuple[str, str]
 Clock = Callable[[], datetime]
 # The lock whose holder, alone of all processes on the database, schedules.
 LOCK = "scheduler"
-REAP_SECONDS = 30
 # Of the ticks missed while no scheduler ran: how many to keep, and to log one by one.
 MISSED_KEPT = 1000
 MISSED_LOGGED = 10
@@ -109,10 +109,38 @@ def run_scheduled_agent(app: Flask, agent_id: int, scheduled_for: datetime) -> b
     return True
 
 
+@dataclass
+class SecondLook:
+    """The liveness locks as the reaper reads them: free only if free at its last pass too.
+
+    On PostgreSQL a live process's locks vanish with their connection, until
+    its keeper takes them again within SCHEDULER_LOCK_POLL_SECONDS. A lock
+    found free at two passes RUN_REAP_SECONDS apart is a dead process's.
+    """
+
+    locks: Locks
+    free_before: frozenset[str]
+    free: set[str] = field(default_factory=set)
+
+    def held(self, name: str) -> bool:
+        if self.locks.held(name):
+            return True
+        self.free.add(name)
+        return name not in self.free_before
+
+
 def reap_interrupted(app: Flask, dead: Locks) -> None:
-    """The job: interrupt the runs of processes that died, without waiting for a restart."""
+    """The job: interrupt the runs of processes that died, without waiting for a restart.
+
+    A process counts as dead once its liveness lock was free at two passes
+    in a row (:class:`SecondLook`). Never this process's own: it is alive,
+    whatever its lock looks like.
+    """
+    jobs = get_scheduler(app)
+    look = SecondLook(dead, jobs.free_locks)
     with session_scope(app) as session:
-        domain.mark_interrupted(session, dead=dead)
+        lifecycle.mark_interrupted(session, dead=look)
+    jobs.free_locks = frozenset(look.free)
 
 
 def purge_idempotency_keys(app: Flask) -> int:
@@ -165,6 +193,8 @@ class Scheduler:
     locks: Locks | None = None
     # Where "now" comes from for the ticks: which were missed, which come next.
     clock: Clock = utcnow
+    # The liveness locks the reaper found free at its last pass.
+    free_locks: frozenset[str] = frozenset()
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     @property
@@ -187,8 +217,9 @@ class Scheduler:
         runs whatever its age. The others are logged and skipped, and
         ``next_run_at`` moves on to the next tick. With ``locks`` (the
         process's, holding the scheduler lock), jobs check the lock before
-        each run, and the scheduler interrupts, every REAP_SECONDS, the runs of
-        processes that died, so they do not wait for a restart, and deletes
+        each run, and the scheduler interrupts, every RUN_REAP_SECONDS, the runs of
+        processes that died (their lock free at two passes), so they do not
+        wait for a restart, and deletes
         the expired idempotency keys every PURGE_SECONDS.
         """
         if self.running:
@@ -219,12 +250,12 @@ class Scheduler:
         with self._lock:
             if self.running:
                 return
-            self.locks = locks
+            self.locks, self.free_locks = locks, frozenset()
             if locks is not None and self.scheduler.get_job(REAPER) is None:
                 self.scheduler.add_job(
                     reap_interrupted,
                     "interval",
-                    seconds=REAP_SECONDS,
+                    seconds=self.app.config["RUN_REAP_SECONDS"],
                     args=[self.app, locks],
                     id=REAPER,
                 )

@@ -56,7 +56,12 @@ function onEvent(frame) {
       break;
     case "run_updated":
       if (ACTIVE.has(frame.data.status)) setActiveRun(frame.data);
-      else if (activeRun?.id === frame.data.id) setActiveRun(null, frame.data);
+      else {
+        // A run's end also comes as its stream_end; should that be lost on
+        // the way, the run's final state still ends its bubble.
+        if (streams.has(frame.data.id)) endStream({ run_id: frame.data.id, ...frame.data });
+        if (activeRun?.id === frame.data.id) setActiveRun(null, frame.data);
+      }
       break;
     case "thread_updated":
       thread = frame.data;
@@ -135,12 +140,8 @@ function addMessage(message) {
     streams.delete(runId);
     stream.node.dataset.id = message.id;
     stream.node.dataset.run = runId;
-    stream.node.classList.remove("streaming");
-    delete stream.node.dataset.streaming;
+    settle(stream.node, " ", when(message.timestamp));
     if (!stream.complete) showContent(stream.node, "assistant", message.content);
-    stream.node.querySelector(".meta").replaceChildren(
-      el("span", { class: "role", text: ROLES.assistant }), " ", when(message.timestamp),
-    );
     if (message.partial) markPartial(stream.node, "the run was cancelled or interrupted");
   } else {
     const node = messageNode(message);
@@ -169,6 +170,13 @@ function streamFor(runId, fromStart) {
   return stream;
 }
 
+// A bubble whose stream is over stops saying "replying…".
+function settle(node, ...meta) {
+  node.classList.remove("streaming");
+  delete node.dataset.streaming;
+  node.querySelector(".meta").replaceChildren(el("span", { class: "role", text: ROLES.assistant }), ...meta);
+}
+
 function endStream(frame) {
   const stream = streams.get(frame.run_id);
   if (stream) {
@@ -176,8 +184,10 @@ function endStream(frame) {
     // cancel before any text). A rolled-back reply was removed: so is its bubble.
     streams.delete(frame.run_id);
     const why = frame.status === "failed" ? "the run failed, so it was not kept" : `the run ended ${frame.status}`;
-    if (stream.text && !frame.discarded) markPartial(stream.node, why);
-    else stream.node.remove();
+    if (stream.text && !frame.discarded) {
+      settle(stream.node);
+      markPartial(stream.node, why);
+    } else stream.node.remove();
   }
   const stored = document.querySelector(`#messages [data-run="${frame.run_id}"]`);
   if (stored && (frame.status === "cancelled" || frame.status === "interrupted")) {

@@ -194,7 +194,9 @@ def test_two_workers_share_events_through_redis(make_app: AppFactory, redis_stre
 def test_the_redis_bus_reports_a_trimmed_history(redis_stream: str) -> None:
     from zerg.realtime.redis_bus import RedisEventBus
 
-    bus = RedisEventBus(REDIS_URL, stream=redis_stream, window=3)
+    bus = RedisEventBus(
+        REDIS_URL, stream=redis_stream, window=3, outbox_size=10, connect_timeout=1, timeout=1
+    )
     bus.start()
     try:
         client = redis.Redis.from_url(REDIS_URL)

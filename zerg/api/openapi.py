@@ -198,7 +198,7 @@ OPERATIONS: tuple[Operation, ...] = (
               "List the models agents may name",
               ok(s.ModelOut, "Every model the configured providers offer.", many=True)),
     Operation("GET", "/api/health", "api.health.health", "health", "Check health",
-              ok(s.HealthOut, "The process and its database answer."),
+              ok(s.HealthOut, "The process and its database answer (the event bus may not)."),
               also=(Reply(503, "The database does not answer.", s.HealthOut),)),
     Operation("POST", "/api/admin/reset-database", "api.admin.reset_database", "admin",
               "Drop and recreate every table (development only)", ok(s.ResetOut),
@@ -219,7 +219,7 @@ TAGS = {
     "runs": "Executions of an agent on a thread: history, status, cancelling.",
     "schedules": "What a cron expression means in a time zone, before an agent runs on it.",
     "models": "The models the configured providers offer.",
-    "health": "Liveness and database reachability (never needs the token).",
+    "health": "Liveness, database and event bus reachability (never needs the token).",
     "admin": "Development tooling; absent outside ENVIRONMENT=development.",
     "docs": "This document and the page that renders it.",
 }

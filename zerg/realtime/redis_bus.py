@@ -30,6 +30,8 @@ from typing import cast
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from redis.typing import EncodableT
+from redis.typing import FieldT
 
 from zerg.errors import StartupError
 from zerg.realtime.events import Event
@@ -245,8 +247,12 @@ class RedisEventBus(EventBus):
     def _append(self, batch: list[tuple[int, Event]]) -> None:
         pipe = self._redis.pipeline(transaction=False)
         for number, event in batch:
-            fields = {"event": event.to_json(), "origin": self._origin, "n": number}
-            pipe.xadd(self.stream, fields, maxlen=self.window, approximate=True)  # type: ignore[arg-type]
+            fields: dict[FieldT, EncodableT] = {
+                "event": event.to_json(),
+                "origin": self._origin,
+                "n": number,
+            }
+            pipe.xadd(self.stream, fields, maxlen=self.window, approximate=True)
         pipe.execute()
 
     def _listen(self) -> None:

@@ -49,7 +49,7 @@ class Outbox:
         # oldest first: exactly those still in _events.
         self._droppable: dict[int, deque[int]] = {CHUNK: deque(), UPDATE: deque()}
         self._next = 0
-        self.dropped = 0
+        self._dropped = 0
 
     def __len__(self) -> int:
         with self._ready:
@@ -84,13 +84,13 @@ class Outbox:
         return rank == END
 
     def _count_drop(self) -> None:
-        if not self.dropped:
+        if not self._dropped:
             log.warning(
                 "the event bus is behind by %d events: dropping stream chunks first, then "
                 "updates that end no run (a run's end is always kept)",
                 self.limit,
             )
-        self.dropped += 1
+        self._dropped += 1
 
     def peek(self, count: int, timeout: float) -> list[tuple[int, Event]]:
         """Return up to ``count`` events from the front, waiting up to ``timeout`` for one."""
@@ -113,7 +113,7 @@ class Outbox:
     def take_dropped(self) -> int:
         """Return how many events were dropped since the last call, and start counting anew."""
         with self._ready:
-            dropped, self.dropped = self.dropped, 0
+            dropped, self._dropped = self._dropped, 0
             return dropped
 
     def wake(self) -> None:

@@ -74,6 +74,11 @@ def test_the_callers_mapping_wins_over_the_environment(
         ({"LOG_LEVEL": "loud"}, "LOG_LEVEL must be one of debug, info, warning, error"),
         ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of text, json"),
         (
+            {"REDIS_SOCKET_TIMEOUT_SECONDS": 0},
+            "REDIS_SOCKET_TIMEOUT_SECONDS must be a positive number of seconds",
+        ),
+        ({"EVENT_OUTBOX_SIZE": "many"}, "EVENT_OUTBOX_SIZE must be a whole number"),
+        (
             {"ENVIRONMENT": "production", "API_TOKEN": "t", "AUTO_CREATE_TABLES": True},
             "AUTO_CREATE_TABLES=true is refused in production",
         ),

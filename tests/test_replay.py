@@ -149,8 +149,10 @@ def test_two_workers_share_events_through_redis(make_app: AppFactory, redis_stre
         agent, thread = http_agent_and_thread(b.url, "shared")
         topics = f"agent:{agent['id']},thread:{thread['id']}"
         with WSClient(f"{a.ws_url}/api/ws?initial_topics={topics}") as ws:
-            ws.recv_type("agent_state")
-            ws.recv_type("thread_history")
+            # The thread's creation may still be on its way to Redis (worker
+            # B's publisher thread sends it after the answer) and land first.
+            ws.recv_until(lambda f: f["type"] == "agent_state")
+            ws.recv_until(lambda f: f["type"] == "thread_history")
 
             # A write served by worker B reaches a client of worker A.
             requests.put(f"{b.url}/api/agents/{agent['id']}", json={"name": "renamed"}, timeout=10)
@@ -194,7 +196,9 @@ def test_two_workers_share_events_through_redis(make_app: AppFactory, redis_stre
 def test_the_redis_bus_reports_a_trimmed_history(redis_stream: str) -> None:
     from zerg.realtime.redis_bus import RedisEventBus
 
-    bus = RedisEventBus(REDIS_URL, stream=redis_stream, window=3)
+    bus = RedisEventBus(
+        REDIS_URL, stream=redis_stream, window=3, outbox_size=10, connect_timeout=1, timeout=1
+    )
     bus.start()
     try:
         client = redis.Redis.from_url(REDIS_URL)

@@ -136,6 +136,9 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "EVENT_REPLAY_WINDOW": _as_int,
     "EVENT_STREAM": _as_optional_str,
     "REDIS_URL": _as_optional_str,
+    "REDIS_CONNECT_TIMEOUT_SECONDS": _as_seconds,
+    "REDIS_SOCKET_TIMEOUT_SECONDS": _as_seconds,
+    "EVENT_OUTBOX_SIZE": _as_int,
     "CORS_ORIGINS": _as_list,
     "TRUSTED_HOSTS": _hosts,
     "WS_PING_INTERVAL": _as_seconds,
@@ -175,6 +178,12 @@ DEFAULTS: dict[str, Any] = {
     # None: a name of the database's own (see event_stream).
     "EVENT_STREAM": None,
     "REDIS_URL": "redis://127.0.0.1:6379/0",
+    # A Redis that hangs costs the publisher thread, a replay or a health
+    # check this long, never a writer (they hand events to the outbox).
+    "REDIS_CONNECT_TIMEOUT_SECONDS": 2,
+    "REDIS_SOCKET_TIMEOUT_SECONDS": 2,
+    # Events held for Redis while it is unreachable (a run's end always is).
+    "EVENT_OUTBOX_SIZE": 10_000,
     "CORS_ORIGINS": "",
     "WS_PING_INTERVAL": 25,
     "WS_MAX_MESSAGE_SIZE": 256 * 1024,

@@ -254,8 +254,10 @@ def after_commit(session: Session, action: Callable[[], None]) -> None:
     way: the caller at the edge decides when to commit, and a change that is
     rolled back announces nothing. Actions run in the order they were added,
     before the connection goes back to the pool (so, on SQLite, still inside
-    this process's write turn). Register them after the work they describe has
-    succeeded: a savepoint that rolls back does not take them with it.
+    this process's write turn): they must be quick and never wait on I/O,
+    which is why publishing an event only queues it for the bus. Register
+    them after the work they describe has succeeded: a savepoint that rolls
+    back does not take them with it.
     """
     session.info.setdefault(AFTER_COMMIT_KEY, []).append(action)
 

@@ -505,8 +505,14 @@ class ModelOut(BaseModel):
 
 
 class HealthOut(BaseModel):
-    status: Literal["ok", "degraded"]
+    status: Literal["ok", "degraded"] = Field(
+        description="`degraded` when the database or the event bus does not answer."
+    )
     database: Literal["ok", "unavailable"]
+    events: Literal["ok", "unavailable"] = Field(
+        description="Whether the event bus answers (Redis; the in-memory bus always does). "
+        "Events published meanwhile wait for it; this alone never makes the answer 503."
+    )
     # Which serving process answered: the id it stamps on the runs it owns.
     instance: str
 

@@ -207,7 +207,7 @@ OPERATIONS: tuple[Operation, ...] = (
               ok(s.ModelOut, "Every model the configured providers offer.", many=True),
               database=False),
     Operation("GET", "/api/health", "api.health.health", "health", "Check health",
-              ok(s.HealthOut, "The process and its database answer."),
+              ok(s.HealthOut, "The process and its database answer (the event bus may not)."),
               also=(Reply(503, "The database does not answer (with `Retry-After`).",
                           s.HealthOut),)),
     Operation("POST", "/api/admin/reset-database", "api.admin.reset_database", "admin",
@@ -231,7 +231,7 @@ TAGS = {
     "schedules": "What a cron expression means in a time zone, before an agent runs on it.",
     "websocket": "Tickets that let a browser open `/api/ws` without the token in its URL.",
     "models": "The models the configured providers offer.",
-    "health": "Liveness and database reachability (never needs the token).",
+    "health": "Liveness, database and event bus reachability (never needs the token).",
     "admin": "Development tooling; absent outside ENVIRONMENT=development.",
     "docs": "This document and the page that renders it.",
 }

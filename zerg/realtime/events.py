@@ -5,7 +5,8 @@ change, and it is published once that session commits, so a rolled-back
 change never announces itself. Only the streamed pieces of a reply, which
 change nothing in the database, are published directly. Subscribers register
 on the app's bus, never on a module global, so every app in a test run has its
-own.
+own. Publishing never raises and never waits for I/O: a commit or a run's
+stream does not depend on the bus being up (see ``zerg.realtime.outbox``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ class EventType(StrEnum):
 
 
 STREAM_EVENTS = frozenset({EventType.STREAM_START, EventType.STREAM_CHUNK, EventType.STREAM_END})
+# A run in one of these has not ended; every other status is final.
+ACTIVE_RUN_STATUSES = frozenset({"queued", "running"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,17 @@ class Event:
             frame = {"type": self.type.value, "data": self.data}
         frame["event_id"] = self.id
         return frame
+
+    @property
+    def ends_run(self) -> bool:
+        """Tell whether watchers or a run's owner would wait forever without this event.
+
+        A stream's end, a run's final state, and a request to stop a run: a
+        bus may drop other events under pressure, never these.
+        """
+        if self.type is EventType.RUN_UPDATED:
+            return self.data.get("status") not in ACTIVE_RUN_STATUSES
+        return self.type in (EventType.STREAM_END, EventType.RUN_CANCEL_REQUESTED)
 
     def to_json(self) -> str:
         """Serialise for a bus that crosses processes."""
@@ -140,10 +154,11 @@ class EventBus:
     Each event gets an increasing id and the newest ``window`` events are kept,
     so a websocket client that reconnects can ask for what it missed. A
     subscriber that raises is logged and skipped; it never breaks the
-    publisher or the subscribers after it. Subscribers are called with the
-    publishing lock held, and for announced events inside the publisher's
-    commit (on SQLite, inside its write turn): they must not publish, and must
-    hand anything that writes to the database to a thread of its own.
+    publisher or the subscribers after it. Delivery is synchronous, since it
+    does no I/O: subscribers are called with the publishing lock held, and
+    for announced events inside the publisher's commit (on SQLite, inside its
+    write turn), so they must not publish, must not wait, and must hand
+    anything that writes to the database to a thread of its own.
     """
 
     def __init__(self, window: int = 1000) -> None:
@@ -177,6 +192,10 @@ class EventBus:
                 self._next += 1
                 self._recent.append(event)
             self.dispatch(event)
+
+    def available(self) -> bool:
+        """Tell whether events reach their subscribers now (in memory: always)."""
+        return True
 
     def dispatch(self, event: Event) -> None:
         """Hand an already numbered event to the local subscribers."""
@@ -234,7 +253,12 @@ def init_app(app: Flask) -> None:
         from zerg.realtime.redis_bus import RedisEventBus
 
         bus: EventBus = RedisEventBus(
-            app.config["REDIS_URL"], stream=app.config["EVENT_STREAM"], window=window
+            app.config["REDIS_URL"],
+            stream=app.config["EVENT_STREAM"],
+            window=window,
+            outbox_size=app.config["EVENT_OUTBOX_SIZE"],
+            connect_timeout=app.config["REDIS_CONNECT_TIMEOUT_SECONDS"],
+            timeout=app.config["REDIS_SOCKET_TIMEOUT_SECONDS"],
         )
     else:
         bus = EventBus(window=window)

@@ -131,6 +131,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "WS_MAX_MESSAGE_SIZE": _as_int,
     "WS_SEND_QUEUE_SIZE": _as_int,
     "WS_DROP_GRACE_SECONDS": _as_seconds,
+    "WS_MAX_CONNECTIONS": _as_int,
     "LOG_LEVEL": _one_of(LOG_LEVELS),
     "LOG_FORMAT": _one_of(LOG_FORMATS),
     "IDEMPOTENCY_TTL_SECONDS": _as_int,
@@ -166,6 +167,8 @@ DEFAULTS: dict[str, Any] = {
     "WS_MAX_MESSAGE_SIZE": 256 * 1024,
     "WS_SEND_QUEUE_SIZE": 1024,
     "WS_DROP_GRACE_SECONDS": 5,
+    # Websockets one process holds; past it a handshake gets 503 before the upgrade.
+    "WS_MAX_CONNECTIONS": 10_000,
     "LOG_LEVEL": "info",
     "LOG_FORMAT": "text",
     # How long a response stays replayable for its Idempotency-Key (a day).

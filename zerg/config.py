@@ -103,6 +103,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "ENVIRONMENT": _one_of(ENVIRONMENTS),
     "DATABASE_URL": _as_optional_str,
     "DATABASE_POOL_SIZE": _as_int,
+    "DATABASE_POOL_TIMEOUT": _as_seconds,
     "AUTO_CREATE_TABLES": _as_bool,
     "API_TOKEN": _as_optional_str,
     "SCHEDULER_ENABLED": _as_bool,
@@ -141,6 +142,7 @@ DEFAULTS: dict[str, Any] = {
     "ENVIRONMENT": "development",
     "DATABASE_URL": None,
     "DATABASE_POOL_SIZE": 10,
+    "DATABASE_POOL_TIMEOUT": 5,
     "API_TOKEN": None,
     "LLM_PROVIDER": "offline",
     "OFFLINE_DELAY_SECONDS": 0.02,
@@ -149,7 +151,9 @@ DEFAULTS: dict[str, Any] = {
     "OPENAI_MODELS": "gpt-4o-mini,gpt-4o",
     "OPENAI_TIMEOUT_SECONDS": 60,
     "OPENAI_MAX_RETRIES": 2,
-    "RUN_WORKERS": 4,
+    # Runs executing at once per process: under gevent each waits on its model
+    # as a greenlet holding no connection, so hundreds cost little.
+    "RUN_WORKERS": 500,
     "RUN_CONTEXT_MESSAGES": 50,
     "STREAM_COALESCE_SECONDS": 0.03,
     "SCHEDULER_MISFIRE_GRACE_SECONDS": 30,

@@ -14,10 +14,13 @@ from flask import Flask
 from flask import Response
 from flask import json
 from pydantic import ValidationError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import WebsocketMismatch
 
 PROBLEM_MIMETYPE = "application/problem+json"
+# What a 503 tells clients to wait before retrying when no database connection is free.
+RETRY_AFTER_SECONDS = 5
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +124,14 @@ def unexpected_error(exc: Exception) -> Response:
     """
     if isinstance(exc, HTTPException):
         return _handle_http_exception(exc)
+    if isinstance(exc, PoolTimeout):
+        # Every connection stayed taken for DATABASE_POOL_TIMEOUT: busy, not broken.
+        log.warning("no database connection free in time: %s", exc)
+        return problem(
+            503,
+            "The server has no database connection free; retry in a few seconds.",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
     request_id = uuid.uuid4().hex
     log.exception("unhandled error, request id %s", request_id)
     return problem(

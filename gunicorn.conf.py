@@ -38,11 +38,19 @@ from gunicorn import glogging
 _host, _port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
 bind = os.environ.get("BIND", f"{_host}:{_port}")
 wsgi_app = "wsgi:app"
+
+
+def _whole(name: str, default: int) -> int:
+    """Read a count from the environment; a bad one is left for zerg's check to refuse."""
+    text = os.environ.get(name, "").strip()
+    return int(text) if text.isdigit() else default
+
+
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # gevent: the connections one worker serves at once, websockets and HTTP.
-worker_connections = int(os.environ.get("WS_MAX_CONNECTIONS", "10000")) + int(
-    os.environ.get("GUNICORN_HTTP_CONNECTIONS", "1000")
+worker_connections = _whole("WS_MAX_CONNECTIONS", 10_000) + _whole(
+    "GUNICORN_HTTP_CONNECTIONS", 1000
 )
 # gthread only: one thread per open websocket plus headroom for plain requests.
 threads = int(os.environ.get("GUNICORN_THREADS", "128"))

@@ -41,7 +41,7 @@ wsgi_app = "wsgi:app"
 
 
 def _whole(name: str, default: int) -> int:
-    """Read a count from the environment; a bad one is left for zerg's check to refuse."""
+    """Read one of zerg's counts; a bad one is left for zerg's check to refuse in one line."""
     text = os.environ.get(name, "").strip()
     return int(text) if text.isdigit() else default
 
@@ -49,8 +49,8 @@ def _whole(name: str, default: int) -> int:
 worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 # gevent: the connections one worker serves at once, websockets and HTTP.
-worker_connections = _whole("WS_MAX_CONNECTIONS", 10_000) + _whole(
-    "GUNICORN_HTTP_CONNECTIONS", 1000
+worker_connections = _whole("WS_MAX_CONNECTIONS", 10_000) + int(
+    os.environ.get("GUNICORN_HTTP_CONNECTIONS", "1000")
 )
 # gthread only: one thread per open websocket plus headroom for plain requests.
 threads = int(os.environ.get("GUNICORN_THREADS", "128"))

@@ -304,6 +304,28 @@ def test_sigterm_tells_websocket_clients_to_reconnect(
     assert "Traceback" not in server.log.read_text()
 
 
+def test_a_full_worker_refuses_handshakes_and_keeps_answering_http(
+    start_gunicorn: Callable[..., Gunicorn],
+) -> None:
+    """Past WS_MAX_CONNECTIONS the handshake is refused; HTTP has connections of its own."""
+    server = start_gunicorn(WEB_CONCURRENCY="1", WS_MAX_CONNECTIONS="3")
+    clients = [WSClient(server.ws_url) for _ in range(3)]
+    upgrade = {
+        "Connection": "Upgrade",
+        "Upgrade": "websocket",
+        "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+    }
+    refused = requests.get(server.ws_url.replace("ws:", "http:"), headers=upgrade, timeout=10)
+    assert refused.status_code == 503
+    assert refused.headers["Content-Type"] == "application/problem+json"
+    assert "Retry-After" in refused.headers
+    assert requests.get(f"{server.url}/api/agents", timeout=10).status_code == 200
+    for ws in clients:
+        ws.ping()
+        ws.close()
+
+
 @contextmanager
 def row_locked(
     server: Gunicorn, database_url: str, make_app: AppFactory, agent_id: int

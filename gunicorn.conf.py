@@ -1,16 +1,34 @@
 """Gunicorn settings for serving zerg: ``gunicorn -c gunicorn.conf.py``.
 
-gthread workers, because every websocket holds a thread for its whole life
-(flask-sock is synchronous), and several of them, because one process is one
-GIL. Each worker imports ``wsgi.py`` after the fork (no ``preload_app``), so
-every worker builds its own engine and pool: connections are never shared
-across a fork. Environment variables override the defaults below.
+gevent workers by default (``GUNICORN_WORKER_CLASS=gthread`` for the old
+model): an open websocket or a run waiting on its model is a greenlet, which
+costs memory, not a thread, so one worker holds thousands of them while it
+keeps answering HTTP. Several workers, because one process is one core.
+
+gevent must patch the standard library before anything imports a database
+driver or ``ssl`` user: psycopg picks its wait function when it is imported,
+and would otherwise block the whole worker while it waits on a lock. The
+gevent worker patches first thing in the worker, so the master never imports
+zerg's drivers: its start-up check runs in a forked child (``refuse_to_start``),
+and each worker imports ``wsgi.py`` after the fork (no ``preload_app``), so it
+also builds its own engine and pool: connections are never shared across a
+fork. The master itself is never patched: gevent's handling of SIGCHLD would
+compete with the arbiter's reaping of its workers.
+
+Connections: each worker accepts ``WS_MAX_CONNECTIONS`` websockets (zerg
+answers the next handshake 503 before the upgrade) plus
+``GUNICORN_HTTP_CONNECTIONS`` for plain requests, so websockets never starve
+HTTP. ``keepalive`` also bounds how long a connection may take to send its
+first request, which is what limits slow or idle handshakes. Environment
+variables override the defaults below; README's Production section explains
+them.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -20,15 +38,31 @@ from gunicorn import glogging
 _host, _port = os.environ.get("HOST", "127.0.0.1"), os.environ.get("PORT", "8000")
 bind = os.environ.get("BIND", f"{_host}:{_port}")
 wsgi_app = "wsgi:app"
-worker_class = "gthread"
+
+
+def _whole(name: str, default: int) -> int:
+    """Read one of zerg's counts; a bad one is left for zerg's check to refuse in one line."""
+    text = os.environ.get(name, "").strip()
+    return int(text) if text.isdigit() else default
+
+
+worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "gevent")
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-# One thread per open websocket plus headroom for plain requests.
+# gevent: the connections one worker serves at once, websockets and HTTP.
+worker_connections = _whole("WS_MAX_CONNECTIONS", 10_000) + int(
+    os.environ.get("GUNICORN_HTTP_CONNECTIONS", "1000")
+)
+# gthread only: one thread per open websocket plus headroom for plain requests.
 threads = int(os.environ.get("GUNICORN_THREADS", "128"))
 # Seconds a worker has after SIGTERM: websockets are closed at once (1012,
 # reconnect), running runs get most of this to finish, then are interrupted.
 graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "30"))
 RUN_GRACE = max(graceful_timeout - 5, 0)
-keepalive = 5
+# Seconds an idle keep-alive connection is kept, and (gevent) the most a new
+# connection may take to send its first request: long enough for a burst of
+# thousands of handshakes to be read, short enough that idle sockets that
+# never ask for anything are let go.
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "20"))
 # One access line per request on stdout by default; ACCESS_LOG names a file,
 # or is set empty to turn it off.
 accesslog = os.environ.get("ACCESS_LOG", "-") or None
@@ -66,11 +100,22 @@ def refuse_to_start(workers: int) -> None:
     The workers would each fail the same way (a bad setting, a database that
     cannot be reached or is not at head), or worse, start and split events
     between them (the in-memory bus with several workers). Where the settings
-    let a server upgrade its database (development SQLite), the master does it
-    once, before the workers race to.
+    let a server upgrade its database (development SQLite), this check does it
+    once, before the workers race to. The app is built in a forked child that
+    exits when it has checked, so that the master (whose memory every worker
+    inherits) never imports a driver.
     """
+    child = os.fork()
+    if child == 0:
+        os._exit(_check(workers))
+    _, status = os.waitpid(child, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(1)
+
+
+def _check(workers: int) -> int:
+    """Build the app and check it can serve from ``workers`` processes; 0 if so."""
     from zerg import create_app
-    from zerg import db
     from zerg import migrate
     from zerg import serving
     from zerg.errors import StartupError
@@ -79,14 +124,18 @@ def refuse_to_start(workers: int) -> None:
     try:
         app = create_app()
         serving.check_processes(app, workers)
-        try:
-            migrate.prepare(app)
-        finally:
-            # No connection of the master's may be inherited by the workers.
-            db.get_database(app).engine.dispose()
+        migrate.prepare(app)
     except StartupError as exc:
         exc.show()
-        raise SystemExit(1) from None
+        return 1
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        return 1
+    finally:
+        sys.stderr.flush()
+    return 0
 
 
 def nworkers_changed(server: Any, new_value: int, old_value: int | None) -> None:
@@ -99,13 +148,32 @@ def nworkers_changed(server: Any, new_value: int, old_value: int | None) -> None
         refuse_to_start(new_value)
 
 
+def _in_background(target: Any, *args: Any) -> None:
+    """Start ``target`` beside the signal handler that asks for it.
+
+    Under gevent the handler may run in the hub, where starting a thread (a
+    greenlet that is waited for) raises ``BlockingSwitchOutError``; spawning
+    a greenlet does not wait.
+    """
+    if "gevent" in sys.modules:
+        from gevent import monkey
+
+        if monkey.is_module_patched("threading"):
+            import gevent
+
+            gevent.spawn(target, *args)
+            return
+    threading.Thread(target=target, args=args, name="zerg-drain").start()
+
+
 def post_worker_init(worker: Any) -> None:
     """Drain zerg when the worker is told to stop, then let gunicorn finish.
 
     Gunicorn waits ``graceful_timeout`` for open requests, and a websocket is
     an open request until it closes: so on SIGTERM (and SIGINT/SIGQUIT) zerg
     closes its websockets, gives runs their grace and releases its locks and
-    connections, in a thread, while gunicorn's own handler stops accepting.
+    connections, in the background, while gunicorn's own handler stops
+    accepting.
     """
     from zerg import serving
 
@@ -114,7 +182,7 @@ def post_worker_init(worker: Any) -> None:
         previous = signal.getsignal(signum)
 
         def drain(number: int, frame: Any, previous: Any = previous) -> None:
-            threading.Thread(target=serving.stop, args=(app, RUN_GRACE), name="zerg-drain").start()
+            _in_background(serving.stop, app, RUN_GRACE)
             if callable(previous):
                 previous(number, frame)
 

@@ -7,7 +7,10 @@ from collections.abc import Callable
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from tests.conftest import AppFactory
+from zerg import db
 from zerg.db import get_db
 from zerg.models import Agent
 
@@ -69,3 +72,25 @@ def test_unexpected_errors_are_logged_with_the_request_id(
     response = failing_app.test_client().post("/api/explode")
     request_id = response.get_json()["request_id"]
     assert any(request_id in record.getMessage() and record.exc_info for record in caplog.records)
+
+
+def test_a_request_that_finds_no_free_connection_gets_503_with_retry_after(
+    make_app: AppFactory,
+) -> None:
+    """Thousands of greenlets share the pool: waiting for it is bounded, and answered."""
+    app = make_app(DATABASE_POOL_SIZE=1, DATABASE_POOL_TIMEOUT=0.2)
+    engine = db.get_database(app).engine
+    held = []
+    try:
+        # Take every connection the pool will give, overflow included.
+        with pytest.raises(PoolTimeout):
+            while True:
+                held.append(engine.connect())
+        response = app.test_client().get("/api/agents")
+    finally:
+        for connection in held:
+            connection.close()
+    body = assert_problem(response, 503)
+    assert "connection" in str(body["detail"])
+    assert int(response.headers["Retry-After"]) > 0
+    assert app.test_client().get("/api/agents").status_code == 200

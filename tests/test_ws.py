@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import requests
 from flask import Flask
+from websockets.sync.client import connect as ws_connect
 from wsproto import ConnectionType
 from wsproto import WSConnection
 from wsproto.events import AcceptConnection
@@ -452,3 +453,66 @@ def test_keepalive_pings_drop_a_client_that_never_answers(make_app: AppFactory) 
             # The client library answers pings, so it stays.
             answering.ping()
             silent.close()
+
+
+UPGRADE = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
+
+
+def test_handshakes_past_the_limit_get_503_before_the_upgrade_and_http_goes_on(
+    make_app: AppFactory,
+) -> None:
+    app = make_app(WS_MAX_CONNECTIONS=2)
+    with serve(app) as server:
+        first = WSClient(f"{server.ws_url}/api/ws")
+        second = WSClient(f"{server.ws_url}/api/ws")
+        refused = requests.get(f"{server.url}/api/ws", headers=UPGRADE, timeout=5)
+        assert refused.status_code == 503
+        assert refused.headers["Content-Type"] == "application/problem+json"
+        assert int(refused.headers["Retry-After"]) > 0
+        assert "WS_MAX_CONNECTIONS" in refused.json()["detail"]
+        assert requests.get(f"{server.url}/api/agents", timeout=5).status_code == 200
+        first.ping()
+        # A place frees up when a client leaves, and a refusal holds none.
+        first.close()
+        wait_for(lambda: get_hub(app).stats()["connections"] == 1, "the first client to leave")
+        with WSClient(f"{server.ws_url}/api/ws") as third:
+            third.ping()
+        second.close()
+
+
+def test_permessage_deflate_is_declined_when_a_client_asks_for_it(
+    live_server: LiveServer,
+) -> None:
+    # The websockets client offers deflate by default, as browsers do.
+    with ws_connect(f"{live_server.ws_url}/api/ws", open_timeout=10) as ws:
+        assert ws.response is not None
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+        ws.send(json.dumps({"type": "ping", "message_id": "plain"}))
+        assert json.loads(ws.recv(timeout=5))["message_id"] == "plain"
+
+
+def test_a_server_close_ends_the_handler_when_the_client_never_answers(
+    make_app: AppFactory,
+) -> None:
+    """The handler blocks on receive without polling; the reader's end wakes it.
+
+    Closed by us with a ping unanswered, simple-websocket's reader dies at the
+    next ping (its close raises) without waking the handler by itself.
+    """
+    app = make_app(WS_PING_INTERVAL=0.3)
+    hub = get_hub(app)
+    with serve(app) as server:
+        silent = open_stalled_client(server.server.server_port, "")
+        wait_for(lambda: hub.stats()["connections"] == 1, "the client")
+        silent.settimeout(10)
+        assert silent.recv(2) == b"\x89\x00"  # a ping, left unanswered
+        before = len(writer_threads())
+        assert hub.close_all(1012, "restarting") == 1
+        wait_for(lambda: hub.stats()["connections"] == 0, "the handler to end")
+        wait_for(lambda: len(writer_threads()) == before - 1, "its writer to end")
+        silent.close()

@@ -112,6 +112,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "ENVIRONMENT": _one_of(ENVIRONMENTS),
     "DATABASE_URL": _as_optional_str,
     "DATABASE_POOL_SIZE": _as_int,
+    "DATABASE_POOL_TIMEOUT": _as_seconds,
     "AUTO_CREATE_TABLES": _as_bool,
     "API_TOKEN": _as_optional_str,
     "SCHEDULER_ENABLED": _as_bool,
@@ -145,6 +146,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "WS_MAX_MESSAGE_SIZE": _as_int,
     "WS_SEND_QUEUE_SIZE": _as_int,
     "WS_DROP_GRACE_SECONDS": _as_seconds,
+    "WS_MAX_CONNECTIONS": _as_int,
     "LOG_LEVEL": _one_of(LOG_LEVELS),
     "LOG_FORMAT": _one_of(LOG_FORMATS),
     "IDEMPOTENCY_TTL_SECONDS": _as_int,
@@ -154,6 +156,7 @@ DEFAULTS: dict[str, Any] = {
     "ENVIRONMENT": "development",
     "DATABASE_URL": None,
     "DATABASE_POOL_SIZE": 10,
+    "DATABASE_POOL_TIMEOUT": 5,
     "API_TOKEN": None,
     "LLM_PROVIDER": "offline",
     "OFFLINE_DELAY_SECONDS": 0.02,
@@ -162,7 +165,9 @@ DEFAULTS: dict[str, Any] = {
     "OPENAI_MODELS": "gpt-4o-mini,gpt-4o",
     "OPENAI_TIMEOUT_SECONDS": 60,
     "OPENAI_MAX_RETRIES": 2,
-    "RUN_WORKERS": 4,
+    # Runs executing at once per process: under gevent each waits on its model
+    # as a greenlet holding no connection, so hundreds cost little.
+    "RUN_WORKERS": 500,
     "RUN_CONTEXT_MESSAGES": 50,
     "STREAM_COALESCE_SECONDS": 0.03,
     "SCHEDULER_MISFIRE_GRACE_SECONDS": 30,
@@ -189,6 +194,8 @@ DEFAULTS: dict[str, Any] = {
     "WS_MAX_MESSAGE_SIZE": 256 * 1024,
     "WS_SEND_QUEUE_SIZE": 1024,
     "WS_DROP_GRACE_SECONDS": 5,
+    # Websockets one process holds; past it a handshake gets 503 before the upgrade.
+    "WS_MAX_CONNECTIONS": 10_000,
     "LOG_LEVEL": "info",
     "LOG_FORMAT": "text",
     # How long a response stays replayable for its Idempotency-Key (a day).

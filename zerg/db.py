@@ -9,6 +9,7 @@ See DATABASE.md for the reasons.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sqlite3
 import threading
@@ -53,6 +54,8 @@ from zerg.models import Base
 
 EXTENSION_KEY = "zerg.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# The pauses between tries for SQLite's write lock, as SQLite's own busy handler makes them.
+SQLITE_BUSY_STEPS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.025, 0.025, 0.05, 0.05, 0.1)
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # How SQLite write transactions begin: taking the write lock up front (see Database).
 SQLITE_BEGIN_WRITE = "BEGIN IMMEDIATE"
@@ -178,12 +181,13 @@ def _configure_sqlite(engine: Engine) -> None:
         # write lock up front. BEGIN goes straight to the driver: through
         # exec_driver_sql it cost ~15 us of every request.
         lock = connection.get_execution_options().get(WRITE_LOCK_OPTION)
-        if lock is not None:
-            acquire_write_lock(lock)
-            connection.connection.info[WRITE_LOCK_OPTION] = lock
-        connection.connection.driver_connection.execute(
-            "BEGIN" if lock is None else SQLITE_BEGIN_WRITE
-        )
+        driver = connection.connection.driver_connection
+        if lock is None:
+            driver.execute("BEGIN")
+            return
+        acquire_write_lock(lock)
+        connection.connection.info[WRITE_LOCK_OPTION] = lock
+        begin_write(driver)
 
     def _give_back(_dbapi_connection: Any, record: Any, *_: Any) -> None:
         # A session returns its connection as soon as it has committed or
@@ -194,6 +198,33 @@ def _configure_sqlite(engine: Engine) -> None:
 
     event.listen(engine, "checkin", _give_back)
     event.listen(engine, "invalidate", _give_back)
+
+
+def begin_write(driver: sqlite3.Connection) -> None:
+    """Begin a write transaction, waiting for another process's write lock in Python.
+
+    SQLite's busy handler sleeps in C: under gevent that froze every request
+    and websocket of the worker while one write waited for another process.
+    So the busy timeout is off for this statement, the only one of a write
+    transaction that waits (in WAL mode, readers never wait and the lock is
+    taken up front), and the pauses between tries are ``time.sleep``, which
+    gevent makes cooperative. Threads wait exactly as they did.
+    """
+    driver.execute("PRAGMA busy_timeout=0")
+    try:
+        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+        for attempt in itertools.count():
+            try:
+                driver.execute(SQLITE_BEGIN_WRITE)
+                return
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
+                    raise
+                if attempt == 0:
+                    log.debug("another process holds SQLite's write lock; waiting for it")
+                time.sleep(SQLITE_BUSY_STEPS[min(attempt, len(SQLITE_BUSY_STEPS) - 1)])
+    finally:
+        driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 def acquire_write_lock(lock: threading.Lock) -> None:
@@ -230,8 +261,13 @@ def make_database(app: Flask) -> Database:
     they are handed to can reach its event bus and settings.
     """
     config = app.config
+    # A request that finds every connection taken waits at most
+    # DATABASE_POOL_TIMEOUT for one, then gets 503 (zerg.errors).
     engine = make_engine(
-        config["DATABASE_URL"], pool_size=config["DATABASE_POOL_SIZE"], max_overflow=10
+        config["DATABASE_URL"],
+        pool_size=config["DATABASE_POOL_SIZE"],
+        max_overflow=10,
+        pool_timeout=config["DATABASE_POOL_TIMEOUT"],
     )
     write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
     return Database(

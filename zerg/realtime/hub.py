@@ -3,7 +3,12 @@
 Every connection has a bounded send queue and one writer thread, the only code
 that sends on its socket. Publishing only enqueues, so a slow or dead client
 never stalls the publisher or the other clients; a client whose queue
-overflows is dropped instead.
+overflows is dropped instead. Under gunicorn's gevent worker these threads
+(and simple-websocket's reader, see :func:`reader_thread`) are greenlets: an
+idle client costs memory, not a thread.
+
+The hub also admits clients: past ``WS_MAX_CONNECTIONS`` in this process, a
+handshake is refused before the upgrade (:meth:`Hub.admit`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Protocol
 
 from flask import Flask
 from flask import current_app
+from simple_websocket import ConnectionClosed
 
 from zerg.realtime import events
 from zerg.realtime.events import Event
@@ -173,12 +179,27 @@ class Connection:
 class Hub:
     """Topic → connections, safe to use from any thread."""
 
-    def __init__(self, queue_size: int, drop_grace: float) -> None:
+    def __init__(self, queue_size: int, drop_grace: float, max_connections: int) -> None:
         self.queue_size = queue_size
         self.drop_grace = drop_grace
+        self.max_connections = max_connections
         self._lock = threading.Lock()
+        self._admitted = 0
         self._connections: set[Connection] = set()
         self._topics: defaultdict[str, set[Connection]] = defaultdict(set)
+
+    def admit(self) -> bool:
+        """Reserve a place for one more client, if this process has one left."""
+        with self._lock:
+            if self._admitted >= self.max_connections:
+                return False
+            self._admitted += 1
+            return True
+
+    def leave(self) -> None:
+        """Give back the place an admitted client held."""
+        with self._lock:
+            self._admitted -= 1
 
     def connect(self, ws: Socket) -> Connection:
         """Register a new client and start its writer."""
@@ -247,6 +268,32 @@ class Hub:
             }
 
 
+def reader_thread(target: Any) -> threading.Thread:
+    """Build simple-websocket's reader thread so that its end always wakes the receiver.
+
+    simple-websocket's reader can stop (a ping due after our side closed, a
+    close that raises) without setting the event a blocked ``receive()`` waits
+    on, and its ``close()`` never sets it: a handler waiting with no timeout
+    would wait forever. Setting it once the reader is done, with the
+    connection marked closed, makes ``receive()`` raise ConnectionClosed, so
+    the handler can block without polling.
+    """
+    # The target is the connection's bound method ``_thread``.
+    ws = target.__self__
+
+    def read() -> None:
+        try:
+            target()
+        except ConnectionClosed:
+            # Its ping-timeout path closes a connection we already closed.
+            pass
+        finally:
+            ws.connected = False
+            ws.event.set()
+
+    return threading.Thread(target=read, daemon=True)
+
+
 def get_hub(app: Flask | None = None) -> Hub:
     """Return the current (or given) app's hub."""
     target = app if app is not None else current_app
@@ -261,6 +308,9 @@ def init_app(app: Flask) -> None:
     hub = Hub(
         queue_size=app.config["WS_SEND_QUEUE_SIZE"],
         drop_grace=app.config["WS_DROP_GRACE_SECONDS"],
+        max_connections=app.config["WS_MAX_CONNECTIONS"],
     )
+    # flask-sock hands SOCK_SERVER_OPTIONS to every simple-websocket server.
+    app.config["SOCK_SERVER_OPTIONS"]["thread_class"] = reader_thread
     app.extensions[EXTENSION_KEY] = hub
     events.get_bus(app).subscribe(hub.deliver)

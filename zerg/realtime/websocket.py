@@ -4,6 +4,12 @@ flask-sock keeps the request open for the whole connection, so this handler
 never uses the request's session: each client message that touches the
 database opens one short ``session_scope`` of its own. Replies and events go
 through the connection's send queue (see ``zerg.hub``); this thread only reads.
+
+Before the upgrade, a handshake is admitted (at most ``WS_MAX_CONNECTIONS``
+per process, else 503) and offered no permessage-deflate: simple-websocket
+accepts it whenever a client asks, as browsers do, and its zlib state made a
+subscribed socket cost about four times the memory, plus one compression per
+client for every event fanned out. zerg's frames are small JSON.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import Any
 from flask import Blueprint
 from flask import Flask
 from flask import current_app
+from flask import g
 from flask import request
 from flask_sock import Sock
 from pydantic import ConfigDict
@@ -31,6 +38,7 @@ from zerg import conversations
 from zerg import idempotency
 from zerg.auth import request_token
 from zerg.db import session_scope
+from zerg.errors import APIError
 from zerg.errors import NotFound
 from zerg.errors import validation_errors
 from zerg.realtime import events
@@ -52,7 +60,8 @@ HISTORY_LIMIT = 100
 ENDPOINT = "api.ws.websocket"
 # The handshake's query: ``ticket`` too, because browsers cannot set headers on it.
 QUERY_PARAMETERS = frozenset({"initial_topics", "last_event_id", "ticket"})
-RECEIVE_POLL_SECONDS = 1.0
+# When a refused handshake may try again: sockets free up as clients leave.
+FULL_RETRY_AFTER_SECONDS = 5
 
 log = logging.getLogger(__name__)
 
@@ -329,6 +338,27 @@ def handle_text(client: Client, text: str) -> None:
         client.error(message_id, "internal error", {"request_id": request_id})
 
 
+@bp.before_request
+def admit() -> None:
+    """Take one of this process's websocket places, or refuse the handshake before the upgrade."""
+    if not get_hub().admit():
+        raise APIError(
+            503,
+            "This server holds as many websockets as it may (WS_MAX_CONNECTIONS); try again.",
+            headers={"Retry-After": str(FULL_RETRY_AFTER_SECONDS)},
+        )
+    g.ws_admitted = True
+    # Declines permessage-deflate (see the module's docstring): simple-websocket
+    # negotiates from the headers it reads here.
+    request.environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+
+
+@bp.teardown_request
+def leave(_exc: BaseException | None = None) -> None:
+    if g.pop("ws_admitted", False):
+        get_hub().leave()
+
+
 @sock.route("/ws", bp=bp)
 def websocket(ws: Any) -> None:
     """Serve one client until it disconnects or is dropped."""
@@ -346,13 +376,9 @@ def websocket(ws: Any) -> None:
         if last_event_id:
             replay_missed(client, last_event_id)
         while True:
-            # A timeout, not a blocking wait: simple-websocket can mark a
-            # connection closed without waking a receiver already waiting.
-            text = ws.receive(timeout=RECEIVE_POLL_SECONDS)
-            if text is None:
-                if not ws.connected:
-                    return
-                continue
+            # Blocks until a frame comes; when the connection ends, it raises
+            # ConnectionClosed, which flask-sock expects (see hub.reader_thread).
+            text = ws.receive()
             if isinstance(text, bytes):
                 client.error(None, "binary frames are not supported; send JSON text")
             else:

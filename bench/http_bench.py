@@ -83,7 +83,10 @@ from typing import Any
 
 import requests
 from common import HOST
+from common import child_pids
 from common import free_port
+from common import machine_busy_seconds
+from common import process_cpu_seconds
 from common import wait_healthy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,6 +104,8 @@ POST_BODY = '{"content": "benchmark message: the quick brown fox jumps over the 
 # reference app's on the same route, in the same run.
 TARGETS_VS_BARE = {"agent": 0.31, "agents": 0.18, "messages": 0.25, "post_message": 0.20}
 TARGET_VS_REFERENCE = 0.80
+# With --worker-class other than gthread: each route keeps this much of gthread's req/s.
+TARGET_VS_GTHREAD = 0.90
 WRK_INSTALL_HINT = (
     "wrk not found: install it for the reference figures (Debian/Ubuntu: "
     "`apt-get install -y wrk`; macOS: `brew install wrk`); "
@@ -121,6 +126,7 @@ class Case:
     body: str | None = None
     sqlite: str | None = None  # key of the raw sqlite3 baseline doing the same statements
     reference: str | None = None  # key of the reference app's case for the same route
+    gthread: str | None = None  # key of the same route on a gthread worker (--worker-class)
 
     @property
     def target(self) -> float | None:
@@ -136,7 +142,8 @@ class Seeded:
     messages: int
 
 
-def build_cases(seeded: Seeded) -> list[Case]:
+def build_cases(seeded: Seeded, beside_gthread: bool = False) -> list[Case]:
+    """Every case; ``beside_gthread`` adds each zerg route on a gthread worker, as a baseline."""
     routes = [
         ("agent", "GET /api/agents/{id}", "GET", f"/api/agents/{seeded.agent_id}", None),
         ("agents", "GET /api/agents?limit=100", "GET", "/api/agents?limit=100", None),
@@ -155,14 +162,18 @@ def build_cases(seeded: Seeded) -> list[Case]:
             POST_BODY,
         ),
     ]
-    cases = [
-        Case("bare", "bare WSGI (baseline)", "bare", "GET", "/api/health"),
-        Case("health", "GET /api/health", "zerg", "GET", "/api/health", sqlite="health"),
-    ]
-    for key, label, method, path, body in routes:
+    cases = [Case("bare", "bare WSGI (baseline)", "bare", "GET", "/api/health")]
+    health = ("health", "GET /api/health", "GET", "/api/health", None)
+    for key, label, method, path, body in [health, *routes]:
+        gthread = f"gthread_{key}" if beside_gthread else None
+        if gthread:
+            cases.append(Case(gthread, f"gthread: {label}", "gthread", method, path, body))
+        if key == "health":
+            cases.append(Case(key, label, "zerg", method, path, sqlite=key, gthread=gthread))
+            continue
         cases.append(Case(f"ref_{key}", f"reference: {label}", "reference", method, path, body))
         cases.append(
-            Case(key, label, "zerg", method, path, body, sqlite=key, reference=f"ref_{key}")
+            Case(key, label, "zerg", method, path, body, key, f"ref_{key}", gthread=gthread)
         )
     return cases
 
@@ -185,28 +196,6 @@ def pinned(command: list[str], core: int | None) -> tuple[list[str], Callable[[]
         os.sched_setaffinity(0, {core})
 
     return command, pin
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of one process (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds(core: int | None = None) -> float:
-    """CPU seconds spent busy since boot (/proc/stat): on all cores, or on ``core``."""
-    name = "cpu" if core is None else f"cpu{core}"
-    try:
-        lines = Path("/proc/stat").read_text().splitlines()
-        line = next(line for line in lines if line.split()[0] == name)
-        values = [int(v) for v in line.split()[1:]]
-    except (OSError, ValueError, StopIteration):
-        return 0.0
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (values + [0] * 8)[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
 
 
 def children_cpu_seconds() -> float:
@@ -259,24 +248,6 @@ def server_env(database: Path, port: int) -> dict[str, str]:
     return env
 
 
-def child_pids(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-        return [int(child) for child in text.split()]
-    except OSError:
-        pass
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def stop(process: subprocess.Popen[Any]) -> None:
     """SIGTERM, then SIGKILL to the process group this script started, if it lingers."""
     if process.poll() is not None:
@@ -295,10 +266,13 @@ def stop(process: subprocess.Popen[Any]) -> None:
 
 
 @contextmanager
-def running_gunicorn(name: str, config: Path, workdir: Path, core: int | None) -> Iterator[Server]:
-    """Start gunicorn with ``config`` and one worker; wait for a 200; always stop it."""
+def running_gunicorn(
+    name: str, config: Path, workdir: Path, core: int | None, extra: tuple[str, ...] = ()
+) -> Iterator[Server]:
+    """Start gunicorn with ``config`` (and ``extra`` arguments) and one worker; always stop it."""
     port = free_port()
-    command, preexec = pinned([sys.executable, "-m", "gunicorn", "-c", str(config)], core)
+    command = [sys.executable, "-m", "gunicorn", "-c", str(config), *extra]
+    command, preexec = pinned(command, core)
     log_path = workdir / f"{name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -856,6 +830,7 @@ def report(
         sqlite_qps = sqlite.get(case.sqlite or "", {}).get("qps")
         errors = sum(run.errors + run.non_2xx for run in result.runs)
         reference = results[case.reference] if case.reference else None
+        gthread = results[case.gthread] if case.gthread else None
         row: dict[str, Any] = {
             "key": key,
             "label": case.label,
@@ -868,6 +843,7 @@ def report(
             "ratio_vs_bare": ratio(rps, bare_rps),
             "paired_ratio_vs_bare": statistics.median(paired),
             "ratio_vs_reference": ratio(rps, reference.median("rps")) if reference else None,
+            "ratio_vs_gthread": ratio(rps, gthread.median("rps")) if gthread else None,
             "sqlite_qps": sqlite_qps,
             "ratio_vs_sqlite": ratio(rps, sqlite_qps) if sqlite_qps else None,
             "server_cpu_pct": result.median("server_cpu_pct"),
@@ -876,14 +852,17 @@ def report(
             "errors": errors,
             "target": case.target,
             "target_vs_reference": TARGET_VS_REFERENCE if reference else None,
+            "target_vs_gthread": TARGET_VS_GTHREAD if gthread else None,
             "verdict": None,
             "runs": [asdict(run) for run in result.runs],
             "warmup": asdict(result.warmup) if result.warmup else None,
         }
-        if case.target is not None:
-            met = row["ratio_vs_bare"] >= case.target
+        if case.target is not None or gthread is not None:
+            met = case.target is None or row["ratio_vs_bare"] >= case.target
             if reference is not None:
                 met = met and row["ratio_vs_reference"] >= TARGET_VS_REFERENCE
+            if gthread is not None:
+                met = met and row["ratio_vs_gthread"] >= TARGET_VS_GTHREAD
             row["verdict"] = "PASS" if met and not errors else "MISS"
         rows.append(row)
 
@@ -894,6 +873,7 @@ def report(
         "p99 ms",
         "x bare",
         "x ref",
+        "x gthread",
         "sqlite q/s",
         "x sqlite",
         "srv cpu%",
@@ -904,9 +884,11 @@ def report(
     ]
     table = [headers]
     for row in rows:
-        targets = ""
+        targets = []
         if row["target"] is not None:
-            targets = f"bare >= {row['target']:.2f}, ref >= {row['target_vs_reference']:.2f}"
+            targets.append(f"bare >= {row['target']:.2f}, ref >= {row['target_vs_reference']:.2f}")
+        if row["target_vs_gthread"] is not None:
+            targets.append(f"gthread >= {row['target_vs_gthread']:.2f}")
         table.append(
             [
                 row["label"],
@@ -915,12 +897,13 @@ def report(
                 f"{row['p99_ms']:.2f}",
                 f"{row['ratio_vs_bare']:.2f}",
                 f"{row['ratio_vs_reference']:.2f}" if row["ratio_vs_reference"] else "-",
+                f"{row['ratio_vs_gthread']:.2f}" if row["ratio_vs_gthread"] else "-",
                 f"{row['sqlite_qps']:.0f}" if row["sqlite_qps"] else "-",
                 f"{row['ratio_vs_sqlite']:.3f}" if row["ratio_vs_sqlite"] else "-",
                 f"{row['server_cpu_pct']:.0f}",
                 f"{row['other_cpu_pct']:.0f}",
                 f"{row['other_on_server_core_pct']:.0f}",
-                targets,
+                ", ".join(targets),
                 (row["verdict"] or "") + (f" ({row['errors']} errors)" if row["errors"] else ""),
             ]
         )
@@ -948,6 +931,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile-cases", nargs="+", metavar="KEY", help="only these cases")
     parser.add_argument("--profile-seconds", type=float, default=10.0, help="per profiled case")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also save results here")
+    parser.add_argument(
+        "--worker-class",
+        choices=("gthread", "gevent"),
+        help="zerg's worker (gunicorn -k; default: gunicorn.conf.py's); other than gthread, "
+        f"a gthread worker serves each route beside it, and it must keep >= {TARGET_VS_GTHREAD}"
+        " x gthread's req/s",
+    )
     args = parser.parse_args(argv)
     if not (0 < args.duration <= 120 and 0 < args.warmup <= 120 and 1 <= args.runs <= 20):
         parser.error("keep it bounded: 0 < duration, warmup <= 120 s; 1 <= runs <= 20")
@@ -989,8 +979,9 @@ def main(argv: list[str] | None = None) -> int:
             bare = stack.enter_context(
                 running_gunicorn("bare", BENCH / "gunicorn_bare.conf.py", workdir, server_core)
             )
+            zerg_args = ("-k", args.worker_class) if args.worker_class else ()
             zerg = stack.enter_context(
-                running_gunicorn("zerg", ROOT / "gunicorn.conf.py", workdir, server_core)
+                running_gunicorn("zerg", ROOT / "gunicorn.conf.py", workdir, server_core, zerg_args)
             )
             seeded = seed(zerg.url, SEED_AGENTS, SEED_MESSAGES)
             # Started once zerg has made the tables and the rows it is to read.
@@ -1000,11 +991,22 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             servers = {"bare": bare, "reference": reference, "zerg": zerg}
+            beside_gthread = args.worker_class not in (None, "gthread")
+            if beside_gthread:
+                servers["gthread"] = stack.enter_context(
+                    running_gunicorn(
+                        "gthread",
+                        ROOT / "gunicorn.conf.py",
+                        workdir,
+                        server_core,
+                        ("-k", "gthread"),
+                    )
+                )
             affinity = {
                 name: sorted(os.sched_getaffinity(server.worker_pid))
                 for name, server in servers.items()
             }
-            cases = build_cases(seeded)
+            cases = build_cases(seeded, beside_gthread)
             results = run_rounds(cases, servers, loadgen, args)
             profiles: dict[str, Any] = {}
             if args.profile:
@@ -1018,13 +1020,15 @@ def main(argv: list[str] | None = None) -> int:
     load_after = load_average()
     print()
     print(
-        f"HTTP, one gunicorn gthread worker on core {server_core}, {loadgen.kind} -c"
+        f"HTTP, one gunicorn {args.worker_class or 'gunicorn.conf.py'} worker on core "
+        f"{server_core}, {loadgen.kind} -c"
         f"{args.connections} on core {load_core}; median of {args.runs} x {args.duration:g} s"
     )
     print("\n".join(lines))
     print(
         "x bare = req/s / bare WSGI req/s (same gunicorn settings, same run); x ref = req/s / "
-        "the reference app's req/s on the same route; x sqlite = req/s / "
+        "the reference app's req/s on the same route; x gthread = req/s / a gthread worker's "
+        "on the same route (--worker-class); x sqlite = req/s / "
         "raw sqlite3 q/s of the same statements in-process on the server's core; "
         "cpu% = % of one core (others = rest of the machine, e.g. concurrent test suites; "
         "on srv core = what else ran on the server's core: it takes from the server)"
@@ -1033,12 +1037,20 @@ def main(argv: list[str] | None = None) -> int:
     verdicts = []
     for row in rows:
         if row["verdict"]:
-            verdict = (
-                f"{row['verdict']}: {row['label']} {row['ratio_vs_bare']:.2f} x bare "
-                f"(target >= {row['target']:.2f}; paired-run median "
-                f"{row['paired_ratio_vs_bare']:.2f}), {row['ratio_vs_reference']:.2f} x reference "
-                f"(target >= {row['target_vs_reference']:.2f})"
-            )
+            parts = []
+            if row["target"] is not None:
+                parts.append(
+                    f"{row['ratio_vs_bare']:.2f} x bare (target >= {row['target']:.2f}; "
+                    f"paired-run median {row['paired_ratio_vs_bare']:.2f}), "
+                    f"{row['ratio_vs_reference']:.2f} x reference "
+                    f"(target >= {row['target_vs_reference']:.2f})"
+                )
+            if row["target_vs_gthread"] is not None:
+                parts.append(
+                    f"{row['ratio_vs_gthread']:.2f} x gthread "
+                    f"(target >= {row['target_vs_gthread']:.2f})"
+                )
+            verdict = f"{row['verdict']}: {row['label']} " + ", ".join(parts)
             verdicts.append(verdict)
             print(verdict)
     if args.json:

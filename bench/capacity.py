@@ -43,6 +43,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import asdict
+from dataclasses import is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -266,6 +268,16 @@ def start_model(args: argparse.Namespace, workdir: Path) -> tuple[subprocess.Pop
     return process, f"http://{HOST}:{port}/v1"
 
 
+def raw(sections: dict[str, Any]) -> dict[str, Any]:
+    """What one worker class measured, as plain data for the JSON."""
+    plain = {}
+    for name, data in sections.items():
+        plain[name] = asdict(data) if is_dataclass(data) else data
+        if isinstance(data, dict):
+            plain[name] = {k: asdict(v) if is_dataclass(v) else v for k, v in data.items()}
+    return plain
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
@@ -339,6 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         document = {
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "figures": [figure.as_dict() for figure in figures],
+            "measured": {name: raw(sections) for name, sections in measured.items()},
+            "http": http,
             "load_average": {"before": load_before, "after": os.getloadavg()},
         }
         args.json.write_text(json.dumps(document, indent=2, default=str) + "\n")

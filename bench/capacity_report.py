@@ -90,7 +90,8 @@ def fanout_figures(worker_class: str, fanout: dict[str, Any], figures: dict[str,
         worker_class,
         result.delivered,
         f"{result.delivered}/{result.expected}, lost {result.lost}, dup {result.duplicates}, "
-        f"reordered {result.out_of_order}",
+        f"reordered {result.out_of_order}"
+        + (f", {result.client_errors} clients dropped" if result.client_errors else ""),
         clean,
     )
     p99 = result.p99_ms

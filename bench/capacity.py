@@ -169,19 +169,22 @@ def measure_fanout(
         http.headers.update(server.headers)
         thread_id = create_thread(http, server.url, "fan-out")
         url = f"{server.ws_url}?initial_topics=thread:{thread_id}"
+        stage = "subscribing"
         try:
             with client_processes(
                 url, args.fanout_clients, procs, workdir, lifetime, options
             ) as started:
+                stage = "publishing"
                 cpu_before, wall_before = server.cpu(), time.monotonic()
                 publication = publish(
                     http, f"{server.url}/api/threads/{thread_id}/messages", args.rate, args.duration
                 )
                 time.sleep(args.drain)
                 cpu = 100 * (server.cpu() - cpu_before) / (time.monotonic() - wall_before)
+                stage = "collecting"
                 records = stop_and_collect(started)
         except (RuntimeError, requests.RequestException) as exc:
-            return {"skipped": f"{type(exc).__name__}: {exc}"[:400]}
+            return {"skipped": f"{stage}: {type(exc).__name__}: {exc}"[:400]}
     return {"result": summarize(records, publication, (cpu, 0.0, None), procs)}
 
 
@@ -306,6 +309,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     add("--database-url", default=os.environ.get("CAPACITY_DATABASE_URL", DATABASE_URL))
     add("--redis-url", default=os.environ.get("CAPACITY_REDIS_URL", REDIS_URL))
     add("--json", type=Path, metavar="PATH", help="also save the figures here")
+    add("--logs", type=Path, metavar="DIR", help="keep the servers' and clients' logs here")
     args = parser.parse_args(argv)
     if args.quick:
         args.fanout_clients = min(args.fanout_clients, 200)
@@ -333,7 +337,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     measured: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="zerg-capacity-") as tmp:
-        workdir = Path(tmp)
+        workdir = args.logs or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         model, model_url = start_model(args, workdir)
         try:
             for worker_class in classes:

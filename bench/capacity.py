@@ -27,7 +27,7 @@ the same invocation, and measures on each:
 Every figure is printed beside gthread's, with the ratio and PASS/FAIL per
 target. Run from the repository root (it needs PostgreSQL and Redis):
 
-    .venv/bin/python bench/capacity.py                         # the full scale, ~15 min
+    .venv/bin/python bench/capacity.py                         # the full scale, ~17 minutes
     .venv/bin/python bench/capacity.py --sockets 500 --runs 50 --reply-seconds 10 --quick
 """
 

@@ -54,22 +54,17 @@ writes collapsed stacks plus a per-request breakdown (``bench/profile_summary.py
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib.util
 import json
 import os
 import platform
-import re
-import resource
 import shutil
 import signal
-import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import ExitStack
 from contextlib import contextmanager
@@ -83,8 +78,15 @@ from typing import Any
 
 import requests
 from common import HOST
+from common import child_pids
 from common import free_port
 from common import wait_healthy
+from http_loadgen import LoadGenerator
+from http_loadgen import RunFigures
+from http_loadgen import choose_loadgen
+from http_loadgen import pinned
+from http_loadgen import pinning_available
+from http_sqlite import sqlite_baseline
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -92,7 +94,6 @@ SERVER_CORE = 0
 LOAD_CORE = 1
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
-LOADGEN_ARG = "_loadgen"
 PROFILE_RATE = 200  # py-spy samples per second
 SEED_AGENTS = 120
 SEED_MESSAGES = 60
@@ -101,11 +102,8 @@ POST_BODY = '{"content": "benchmark message: the quick brown fox jumps over the 
 # reference app's on the same route, in the same run.
 TARGETS_VS_BARE = {"agent": 0.31, "agents": 0.18, "messages": 0.25, "post_message": 0.20}
 TARGET_VS_REFERENCE = 0.80
-WRK_INSTALL_HINT = (
-    "wrk not found: install it for the reference figures (Debian/Ubuntu: "
-    "`apt-get install -y wrk`; macOS: `brew install wrk`); "
-    "falling back to the Python load generator, whose ceiling is lower"
-)
+# With --worker-class other than gthread: each route keeps this much of gthread's req/s.
+TARGET_VS_GTHREAD = 0.90
 
 
 # --- cases -------------------------------------------------------------------
@@ -121,6 +119,7 @@ class Case:
     body: str | None = None
     sqlite: str | None = None  # key of the raw sqlite3 baseline doing the same statements
     reference: str | None = None  # key of the reference app's case for the same route
+    gthread: str | None = None  # key of the same route on a gthread worker (--worker-class)
 
     @property
     def target(self) -> float | None:
@@ -136,7 +135,8 @@ class Seeded:
     messages: int
 
 
-def build_cases(seeded: Seeded) -> list[Case]:
+def build_cases(seeded: Seeded, beside_gthread: bool = False) -> list[Case]:
+    """Every case; ``beside_gthread`` adds each zerg route on a gthread worker, as a baseline."""
     routes = [
         ("agent", "GET /api/agents/{id}", "GET", f"/api/agents/{seeded.agent_id}", None),
         ("agents", "GET /api/agents?limit=100", "GET", "/api/agents?limit=100", None),
@@ -155,63 +155,23 @@ def build_cases(seeded: Seeded) -> list[Case]:
             POST_BODY,
         ),
     ]
-    cases = [
-        Case("bare", "bare WSGI (baseline)", "bare", "GET", "/api/health"),
-        Case("health", "GET /api/health", "zerg", "GET", "/api/health", sqlite="health"),
-    ]
-    for key, label, method, path, body in routes:
+    cases = [Case("bare", "bare WSGI (baseline)", "bare", "GET", "/api/health")]
+    health = ("health", "GET /api/health", "GET", "/api/health", None)
+    for key, label, method, path, body in [health, *routes]:
+        gthread = f"gthread_{key}" if beside_gthread else None
+        if gthread:
+            cases.append(Case(gthread, f"gthread: {label}", "gthread", method, path, body))
+        if key == "health":
+            cases.append(Case(key, label, "zerg", method, path, sqlite=key, gthread=gthread))
+            continue
         cases.append(Case(f"ref_{key}", f"reference: {label}", "reference", method, path, body))
         cases.append(
-            Case(key, label, "zerg", method, path, body, sqlite=key, reference=f"ref_{key}")
+            Case(key, label, "zerg", method, path, body, key, f"ref_{key}", gthread=gthread)
         )
     return cases
 
 
-# --- pinning, CPU accounting ----------------------------------------------------
-
-
-def pinning_available() -> bool:
-    return hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2
-
-
-def pinned(command: list[str], core: int | None) -> tuple[list[str], Callable[[], None] | None]:
-    """Prefix ``command`` with ``taskset -c core`` (or pin in the child if taskset is missing)."""
-    if core is None:
-        return command, None
-    if shutil.which("taskset"):
-        return ["taskset", "-c", str(core), *command], None
-
-    def pin() -> None:
-        os.sched_setaffinity(0, {core})
-
-    return command, pin
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of one process (0 if it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def machine_busy_seconds(core: int | None = None) -> float:
-    """CPU seconds spent busy since boot (/proc/stat): on all cores, or on ``core``."""
-    name = "cpu" if core is None else f"cpu{core}"
-    try:
-        lines = Path("/proc/stat").read_text().splitlines()
-        line = next(line for line in lines if line.split()[0] == name)
-        values = [int(v) for v in line.split()[1:]]
-    except (OSError, ValueError, StopIteration):
-        return 0.0
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (values + [0] * 8)[:8]
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def children_cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+# --- machine load ---------------------------------------------------------------
 
 
 def load_average() -> list[float]:
@@ -259,24 +219,6 @@ def server_env(database: Path, port: int) -> dict[str, str]:
     return env
 
 
-def child_pids(pid: int) -> list[int]:
-    try:
-        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
-        return [int(child) for child in text.split()]
-    except OSError:
-        pass
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def stop(process: subprocess.Popen[Any]) -> None:
     """SIGTERM, then SIGKILL to the process group this script started, if it lingers."""
     if process.poll() is not None:
@@ -295,10 +237,13 @@ def stop(process: subprocess.Popen[Any]) -> None:
 
 
 @contextmanager
-def running_gunicorn(name: str, config: Path, workdir: Path, core: int | None) -> Iterator[Server]:
-    """Start gunicorn with ``config`` and one worker; wait for a 200; always stop it."""
+def running_gunicorn(
+    name: str, config: Path, workdir: Path, core: int | None, extra: tuple[str, ...] = ()
+) -> Iterator[Server]:
+    """Start gunicorn with ``config`` (and ``extra`` arguments) and one worker; always stop it."""
     port = free_port()
-    command, preexec = pinned([sys.executable, "-m", "gunicorn", "-c", str(config)], core)
+    command = [sys.executable, "-m", "gunicorn", "-c", str(config), *extra]
+    command, preexec = pinned(command, core)
     log_path = workdir / f"{name}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -368,352 +313,6 @@ def seed(base: str, agents: int, messages: int) -> Seeded:
                 {"content": f"seeded message {n}: " + "lorem ipsum dolor sit amet " * 4},
             )
     return Seeded(ids[0], read_thread["id"], write_thread["id"], agents, messages)
-
-
-# --- load generators ----------------------------------------------------------------
-
-
-@dataclass
-class RunFigures:
-    rps: float
-    p50_ms: float
-    p99_ms: float
-    requests: int
-    errors: int  # socket errors and timeouts
-    non_2xx: int
-    server_cpu_pct: float = 0.0  # % of one core, the server's worker
-    loadgen_cpu_pct: float = 0.0
-    other_cpu_pct: float = 0.0  # everything else on the machine, % of one core
-    other_on_server_core_pct: float = 0.0  # what else ran on the server's core
-
-
-_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
-
-
-def _wrk_ms(text: str) -> float:
-    match = re.fullmatch(r"([\d.]+)(us|ms|s|m|h)", text.strip())
-    if not match:
-        raise ValueError(f"unreadable wrk duration {text!r}")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def parse_wrk(output: str) -> RunFigures:
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
-    total = re.search(r"(\d+) requests in", output)
-    p50 = re.search(r"^\s+50%\s+(\S+)", output, re.M)
-    p99 = re.search(r"^\s+99%\s+(\S+)", output, re.M)
-    if not (rps and total and p50 and p99):
-        raise RuntimeError(f"could not read wrk's output:\n{output}")
-    errors = sum(
-        int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", output)
-    )  # "Socket errors: connect 0, read 0, write 0, timeout 0"
-    non_2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", output)
-    return RunFigures(
-        rps=float(rps.group(1)),
-        p50_ms=_wrk_ms(p50.group(1)),
-        p99_ms=_wrk_ms(p99.group(1)),
-        requests=int(total.group(1)),
-        errors=errors,
-        non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
-    )
-
-
-@dataclass
-class LoadGenerator:
-    kind: str  # "wrk" or "python"
-    connections: int
-    workdir: Path
-    core: int | None
-    version: str = ""
-
-    def command(self, case: Case, url: str, duration: float) -> list[str]:
-        if self.kind == "wrk":
-            command = ["wrk", "-t1", f"-c{self.connections}", f"-d{max(1, round(duration))}s"]
-            command += ["--latency", "--timeout", "10s"]
-            if case.method != "GET":
-                command += ["-s", str(self.lua_script(case))]
-            return [*command, url + case.path]
-        config = {
-            "url": url + case.path,
-            "method": case.method,
-            "body": case.body,
-            "connections": self.connections,
-            "duration": duration,
-        }
-        return [sys.executable, str(Path(__file__).resolve()), LOADGEN_ARG, json.dumps(config)]
-
-    def lua_script(self, case: Case) -> Path:
-        path = self.workdir / f"{case.key}.lua"
-        if not path.exists():
-            lines = [
-                f"wrk.method = {json.dumps(case.method)}",
-                f"wrk.body = {json.dumps(case.body or '')}",
-                'wrk.headers["Content-Type"] = "application/json"',
-            ]
-            path.write_text("\n".join(lines) + "\n")
-        return path
-
-    def run(self, case: Case, url: str, duration: float, server: Server) -> RunFigures:
-        """One timed run of ``case``, with the CPU use of everyone during it."""
-        command, preexec = pinned(self.command(case, url, duration), self.core)
-        before = (
-            time.monotonic(),
-            process_cpu_seconds(server.worker_pid),
-            children_cpu_seconds(),
-            machine_busy_seconds(),
-            machine_busy_seconds(server.core),
-        )
-        done = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=duration + 60,
-            preexec_fn=preexec,
-            check=False,
-        )
-        wall = max(time.monotonic() - before[0], 1e-9)
-        server_cpu = process_cpu_seconds(server.worker_pid) - before[1]
-        loadgen_cpu = children_cpu_seconds() - before[2]
-        busy = machine_busy_seconds() - before[3]
-        busy_server_core = machine_busy_seconds(server.core) - before[4]
-        if done.returncode != 0:
-            raise RuntimeError(f"{command[0]} failed ({done.returncode}): {done.stderr[-2000:]}")
-        if self.kind == "wrk":
-            figures = parse_wrk(done.stdout)
-        else:
-            figures = RunFigures(**json.loads(done.stdout))
-        figures.server_cpu_pct = 100 * server_cpu / wall
-        figures.loadgen_cpu_pct = 100 * loadgen_cpu / wall
-        figures.other_cpu_pct = max(0.0, 100 * (busy - server_cpu - loadgen_cpu) / wall)
-        if server.core is not None:
-            figures.other_on_server_core_pct = max(
-                0.0, 100 * (busy_server_core - server_cpu) / wall
-            )
-        return figures
-
-
-def choose_loadgen(kind: str, connections: int, workdir: Path, core: int | None) -> LoadGenerator:
-    if kind in ("auto", "wrk") and shutil.which("wrk"):
-        version = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
-        first = (version.stdout or version.stderr).splitlines()[:1]
-        return LoadGenerator("wrk", connections, workdir, core, first[0] if first else "")
-    if kind == "wrk":
-        raise SystemExit(WRK_INSTALL_HINT.split(";")[0] + " (or pass --loadgen python)")
-    if kind == "auto":
-        print(WRK_INSTALL_HINT, file=sys.stderr)
-    return LoadGenerator(
-        "python", connections, workdir, core, f"asyncio, {platform.python_version()}"
-    )
-
-
-# --- the Python load generator (a subprocess: ``http_bench.py _loadgen '{json}'``) ----------
-
-
-@dataclass
-class _Tally:
-    latencies: list[float] = field(default_factory=list)
-    errors: int = 0
-    non_2xx: int = 0
-
-
-def _content_length(head: bytes) -> int:
-    match = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.I)
-    return int(match.group(1)) if match else 0
-
-
-async def _connection(host: str, port: int, request: bytes, deadline: float, tally: _Tally) -> None:
-    writer: asyncio.StreamWriter | None = None
-    try:
-        while time.perf_counter() < deadline:
-            if writer is None:
-                reader, writer = await asyncio.open_connection(host, port)
-            began = time.perf_counter()
-            writer.write(request)
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = _content_length(head)
-            if length:
-                await reader.readexactly(length)
-            tally.latencies.append(time.perf_counter() - began)
-            if head[9:10] not in (b"2", b"3"):
-                tally.non_2xx += 1
-            if re.search(rb"\r\nconnection:\s*close", head, re.I):
-                writer.close()
-                writer = None
-    except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-        tally.errors += 1
-    finally:
-        if writer is not None:
-            writer.close()
-
-
-async def _drive(config: dict[str, Any]) -> dict[str, Any]:
-    url = re.fullmatch(r"http://([^:/]+):(\d+)(/.*)", config["url"])
-    if not url:
-        raise SystemExit(f"unsupported url {config['url']}")
-    host, port, path = url.group(1), int(url.group(2)), url.group(3)
-    body = (config["body"] or "").encode()
-    head = f"{config['method']} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-    if body:
-        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
-    request = head.encode() + b"\r\n" + body
-    tally = _Tally()
-    started = time.perf_counter()
-    deadline = started + config["duration"]
-    tasks = [
-        _connection(host, port, request, deadline, tally) for _ in range(config["connections"])
-    ]
-    try:
-        async with asyncio.timeout(config["duration"] + 15):
-            await asyncio.gather(*tasks)
-    except TimeoutError:
-        tally.errors += 1
-    elapsed = max(time.perf_counter() - started, 1e-9)
-    ordered = sorted(tally.latencies) or [0.0]
-
-    def pct(fraction: float) -> float:
-        return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))] * 1000
-
-    return {
-        "rps": len(tally.latencies) / elapsed,
-        "p50_ms": pct(0.50),
-        "p99_ms": pct(0.99),
-        "requests": len(tally.latencies),
-        "errors": tally.errors,
-        "non_2xx": tally.non_2xx,
-    }
-
-
-def loadgen_main(argv: list[str]) -> int:
-    print(json.dumps(asyncio.run(_drive(json.loads(argv[0])))))
-    return 0
-
-
-# --- raw sqlite3 baseline -------------------------------------------------------------
-
-AGENT_COLUMNS = (
-    "id, name, status, system_instructions, task_instructions, model, schedule, "
-    "run_on_schedule, config, last_error, created_at, updated_at, next_run_at, last_run_at"
-)
-MESSAGE_COLUMNS = (
-    "id, thread_id, role, content, tool_calls, tool_call_id, name, processed, partial, timestamp"
-)
-
-
-def sqlite_statements(
-    connection: sqlite3.Connection, seeded: Seeded
-) -> dict[str, Callable[[], object]]:
-    """One callable per case: the statements its view issues, in the same transaction shape."""
-    execute = connection.execute
-
-    def read(sql: str, params: tuple[Any, ...], many: bool = False) -> object:
-        execute("BEGIN")
-        try:
-            cursor = execute(sql, params)
-            return cursor.fetchall() if many else cursor.fetchone()
-        finally:
-            execute("ROLLBACK")
-
-    def messages() -> object:
-        execute("BEGIN")
-        try:
-            execute(
-                "SELECT EXISTS (SELECT * FROM agent_threads WHERE agent_threads.id = ?) AS anon_1",
-                (seeded.read_thread_id,),
-            ).fetchone()
-            return execute(
-                f"SELECT {MESSAGE_COLUMNS} FROM thread_messages WHERE thread_id = ? "
-                "ORDER BY timestamp, id LIMIT ? OFFSET ?",
-                (seeded.read_thread_id, 50, 0),
-            ).fetchall()
-        finally:
-            execute("ROLLBACK")
-
-    def post_message() -> object:
-        now = datetime.now(UTC).replace(tzinfo=None).isoformat(sep=" ")
-        execute("BEGIN IMMEDIATE")
-        try:
-            execute(
-                "SELECT agent_threads.id FROM agent_threads WHERE agent_threads.id = ?",
-                (seeded.write_thread_id,),
-            ).fetchone()
-            execute(
-                "UPDATE agent_threads SET updated_at = ? WHERE agent_threads.id = ?",
-                (now, seeded.write_thread_id),
-            )
-            message_id = execute(
-                "INSERT INTO thread_messages (thread_id, role, content, tool_calls, tool_call_id,"
-                " name, processed, partial, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " RETURNING id",
-                (
-                    seeded.write_thread_id,
-                    "user",
-                    json.loads(POST_BODY)["content"],
-                    "null",
-                    None,
-                    None,
-                    0,
-                    0,
-                    now,
-                ),
-            ).fetchone()
-            execute("COMMIT")
-            return message_id
-        except BaseException:
-            execute("ROLLBACK")
-            raise
-
-    return {
-        "health": lambda: read("SELECT 1", ()),
-        "agent": lambda: read(
-            f"SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?", (seeded.agent_id,)
-        ),
-        "agents": lambda: read(
-            f"SELECT {AGENT_COLUMNS} FROM agents ORDER BY created_at, id LIMIT ? OFFSET ?",
-            (100, 0),
-            many=True,
-        ),
-        "messages": messages,
-        "post_message": post_message,
-    }
-
-
-def sqlite_baseline(
-    database: Path, seeded: Seeded, runs: int, seconds: float, core: int | None
-) -> dict[str, dict[str, Any]]:
-    """Queries per second of each case's statements, in this process, median of ``runs``."""
-    previous = os.sched_getaffinity(0) if core is not None else None
-    connection = sqlite3.connect(database, isolation_level=None, check_same_thread=False)
-    for pragma in (
-        "journal_mode=WAL",
-        "foreign_keys=ON",
-        "busy_timeout=30000",
-        "synchronous=NORMAL",
-    ):
-        connection.execute(f"PRAGMA {pragma}")
-    results: dict[str, dict[str, Any]] = {}
-    try:
-        if core is not None:
-            os.sched_setaffinity(0, {core})
-        for key, work in sqlite_statements(connection, seeded).items():
-            rates = []
-            for run in range(runs + 1):  # the first is the warm-up
-                count, began = 0, time.perf_counter()
-                ends = began + (seconds / 3 if run == 0 else seconds)
-                while True:
-                    for _ in range(50):
-                        work()
-                    count += 50
-                    now = time.perf_counter()
-                    if now >= ends:
-                        break
-                if run:
-                    rates.append(count / (now - began))
-            results[key] = {"qps": statistics.median(rates), "runs": rates}
-    finally:
-        connection.close()
-        if previous is not None:
-            os.sched_setaffinity(0, previous)
-    return results
 
 
 # --- the rounds ---------------------------------------------------------------------
@@ -856,6 +455,7 @@ def report(
         sqlite_qps = sqlite.get(case.sqlite or "", {}).get("qps")
         errors = sum(run.errors + run.non_2xx for run in result.runs)
         reference = results[case.reference] if case.reference else None
+        gthread = results[case.gthread] if case.gthread else None
         row: dict[str, Any] = {
             "key": key,
             "label": case.label,
@@ -868,6 +468,7 @@ def report(
             "ratio_vs_bare": ratio(rps, bare_rps),
             "paired_ratio_vs_bare": statistics.median(paired),
             "ratio_vs_reference": ratio(rps, reference.median("rps")) if reference else None,
+            "ratio_vs_gthread": ratio(rps, gthread.median("rps")) if gthread else None,
             "sqlite_qps": sqlite_qps,
             "ratio_vs_sqlite": ratio(rps, sqlite_qps) if sqlite_qps else None,
             "server_cpu_pct": result.median("server_cpu_pct"),
@@ -876,14 +477,17 @@ def report(
             "errors": errors,
             "target": case.target,
             "target_vs_reference": TARGET_VS_REFERENCE if reference else None,
+            "target_vs_gthread": TARGET_VS_GTHREAD if gthread else None,
             "verdict": None,
             "runs": [asdict(run) for run in result.runs],
             "warmup": asdict(result.warmup) if result.warmup else None,
         }
-        if case.target is not None:
-            met = row["ratio_vs_bare"] >= case.target
+        if case.target is not None or gthread is not None:
+            met = case.target is None or row["ratio_vs_bare"] >= case.target
             if reference is not None:
                 met = met and row["ratio_vs_reference"] >= TARGET_VS_REFERENCE
+            if gthread is not None:
+                met = met and row["ratio_vs_gthread"] >= TARGET_VS_GTHREAD
             row["verdict"] = "PASS" if met and not errors else "MISS"
         rows.append(row)
 
@@ -894,6 +498,7 @@ def report(
         "p99 ms",
         "x bare",
         "x ref",
+        "x gthread",
         "sqlite q/s",
         "x sqlite",
         "srv cpu%",
@@ -904,9 +509,11 @@ def report(
     ]
     table = [headers]
     for row in rows:
-        targets = ""
+        targets = []
         if row["target"] is not None:
-            targets = f"bare >= {row['target']:.2f}, ref >= {row['target_vs_reference']:.2f}"
+            targets.append(f"bare >= {row['target']:.2f}, ref >= {row['target_vs_reference']:.2f}")
+        if row["target_vs_gthread"] is not None:
+            targets.append(f"gthread >= {row['target_vs_gthread']:.2f}")
         table.append(
             [
                 row["label"],
@@ -915,12 +522,13 @@ def report(
                 f"{row['p99_ms']:.2f}",
                 f"{row['ratio_vs_bare']:.2f}",
                 f"{row['ratio_vs_reference']:.2f}" if row["ratio_vs_reference"] else "-",
+                f"{row['ratio_vs_gthread']:.2f}" if row["ratio_vs_gthread"] else "-",
                 f"{row['sqlite_qps']:.0f}" if row["sqlite_qps"] else "-",
                 f"{row['ratio_vs_sqlite']:.3f}" if row["ratio_vs_sqlite"] else "-",
                 f"{row['server_cpu_pct']:.0f}",
                 f"{row['other_cpu_pct']:.0f}",
                 f"{row['other_on_server_core_pct']:.0f}",
-                targets,
+                ", ".join(targets),
                 (row["verdict"] or "") + (f" ({row['errors']} errors)" if row["errors"] else ""),
             ]
         )
@@ -948,6 +556,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile-cases", nargs="+", metavar="KEY", help="only these cases")
     parser.add_argument("--profile-seconds", type=float, default=10.0, help="per profiled case")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also save results here")
+    parser.add_argument(
+        "--worker-class",
+        choices=("gthread", "gevent"),
+        help="zerg's worker (gunicorn -k; default: gunicorn.conf.py's); other than gthread, "
+        f"a gthread worker serves each route beside it, and it must keep >= {TARGET_VS_GTHREAD}"
+        " x gthread's req/s",
+    )
     args = parser.parse_args(argv)
     if not (0 < args.duration <= 120 and 0 < args.warmup <= 120 and 1 <= args.runs <= 20):
         parser.error("keep it bounded: 0 < duration, warmup <= 120 s; 1 <= runs <= 20")
@@ -989,8 +604,9 @@ def main(argv: list[str] | None = None) -> int:
             bare = stack.enter_context(
                 running_gunicorn("bare", BENCH / "gunicorn_bare.conf.py", workdir, server_core)
             )
+            zerg_args = ("-k", args.worker_class) if args.worker_class else ()
             zerg = stack.enter_context(
-                running_gunicorn("zerg", ROOT / "gunicorn.conf.py", workdir, server_core)
+                running_gunicorn("zerg", ROOT / "gunicorn.conf.py", workdir, server_core, zerg_args)
             )
             seeded = seed(zerg.url, SEED_AGENTS, SEED_MESSAGES)
             # Started once zerg has made the tables and the rows it is to read.
@@ -1000,11 +616,22 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             servers = {"bare": bare, "reference": reference, "zerg": zerg}
+            beside_gthread = args.worker_class not in (None, "gthread")
+            if beside_gthread:
+                servers["gthread"] = stack.enter_context(
+                    running_gunicorn(
+                        "gthread",
+                        ROOT / "gunicorn.conf.py",
+                        workdir,
+                        server_core,
+                        ("-k", "gthread"),
+                    )
+                )
             affinity = {
                 name: sorted(os.sched_getaffinity(server.worker_pid))
                 for name, server in servers.items()
             }
-            cases = build_cases(seeded)
+            cases = build_cases(seeded, beside_gthread)
             results = run_rounds(cases, servers, loadgen, args)
             profiles: dict[str, Any] = {}
             if args.profile:
@@ -1012,19 +639,26 @@ def main(argv: list[str] | None = None) -> int:
                 profiles = profile_cases(cases, servers, loadgen, args, rates)
         print(f"  raw sqlite3 baseline ({args.runs} x {args.sqlite_seconds:g} s per query)")
         sqlite = sqlite_baseline(
-            workdir / "bench.sqlite", seeded, args.runs, args.sqlite_seconds, server_core
+            workdir / "bench.sqlite",
+            seeded,
+            json.loads(POST_BODY)["content"],
+            args.runs,
+            args.sqlite_seconds,
+            server_core,
         )
     rows, lines = report(results, sqlite)
     load_after = load_average()
     print()
     print(
-        f"HTTP, one gunicorn gthread worker on core {server_core}, {loadgen.kind} -c"
+        f"HTTP, one gunicorn {args.worker_class or 'gunicorn.conf.py'} worker on core "
+        f"{server_core}, {loadgen.kind} -c"
         f"{args.connections} on core {load_core}; median of {args.runs} x {args.duration:g} s"
     )
     print("\n".join(lines))
     print(
         "x bare = req/s / bare WSGI req/s (same gunicorn settings, same run); x ref = req/s / "
-        "the reference app's req/s on the same route; x sqlite = req/s / "
+        "the reference app's req/s on the same route; x gthread = req/s / a gthread worker's "
+        "on the same route (--worker-class); x sqlite = req/s / "
         "raw sqlite3 q/s of the same statements in-process on the server's core; "
         "cpu% = % of one core (others = rest of the machine, e.g. concurrent test suites; "
         "on srv core = what else ran on the server's core: it takes from the server)"
@@ -1033,12 +667,20 @@ def main(argv: list[str] | None = None) -> int:
     verdicts = []
     for row in rows:
         if row["verdict"]:
-            verdict = (
-                f"{row['verdict']}: {row['label']} {row['ratio_vs_bare']:.2f} x bare "
-                f"(target >= {row['target']:.2f}; paired-run median "
-                f"{row['paired_ratio_vs_bare']:.2f}), {row['ratio_vs_reference']:.2f} x reference "
-                f"(target >= {row['target_vs_reference']:.2f})"
-            )
+            parts = []
+            if row["target"] is not None:
+                parts.append(
+                    f"{row['ratio_vs_bare']:.2f} x bare (target >= {row['target']:.2f}; "
+                    f"paired-run median {row['paired_ratio_vs_bare']:.2f}), "
+                    f"{row['ratio_vs_reference']:.2f} x reference "
+                    f"(target >= {row['target_vs_reference']:.2f})"
+                )
+            if row["target_vs_gthread"] is not None:
+                parts.append(
+                    f"{row['ratio_vs_gthread']:.2f} x gthread "
+                    f"(target >= {row['target_vs_gthread']:.2f})"
+                )
+            verdict = f"{row['verdict']}: {row['label']} " + ", ".join(parts)
             verdicts.append(verdict)
             print(verdict)
     if args.json:
@@ -1067,6 +709,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == [LOADGEN_ARG]:
-        sys.exit(loadgen_main(sys.argv[2:]))
     sys.exit(main())

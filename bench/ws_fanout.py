@@ -57,6 +57,7 @@ from typing import Any
 
 import requests
 from common import HOST
+from common import browser_deflate
 from common import free_port
 from common import wait_healthy
 from websockets.asyncio.client import ClientConnection
@@ -259,11 +260,17 @@ def process_log_tail(path: Path, lines: int = 10) -> str:
 
 @contextmanager
 def client_processes(
-    url: str, count: int, procs: int, workdir: Path, lifetime: float
+    url: str,
+    count: int,
+    procs: int,
+    workdir: Path,
+    lifetime: float,
+    options: dict[str, Any] | None = None,
 ) -> Iterator[list[ClientProcess]]:
     """Start the client processes and return once every client has its thread history.
 
-    Every process is terminated on the way out if it has not exited by then.
+    ``options`` go to every client (``headers``, ``browser_deflate``). Every
+    process is terminated on the way out if it has not exited by then.
     """
     started: list[ClientProcess] = []
     lines: queue.Queue[tuple[int, str | None]] = queue.Queue()
@@ -281,6 +288,7 @@ def client_processes(
                 "handshakes": handshakes,
                 "output": str(output),
                 "lifetime": lifetime,
+                **(options or {}),
             }
             log_path = rundir / f"{k}.log"
             with log_path.open("wb") as log:
@@ -395,9 +403,17 @@ def emit(line: str) -> None:
     sys.stdout.flush()
 
 
-async def subscribe(url: str, gate: asyncio.Semaphore) -> ClientConnection:
+async def subscribe(url: str, gate: asyncio.Semaphore, config: dict[str, Any]) -> ClientConnection:
     async with gate:  # a burst of handshakes would overflow the server's listen backlog
-        ws = await connect(url, open_timeout=30, compression=None, max_size=None)
+        ws = await connect(
+            url,
+            open_timeout=30,
+            compression=None,
+            # capacity.py asks for permessage-deflate as a browser does, with a token.
+            extensions=[browser_deflate()] if config.get("browser_deflate") else None,
+            additional_headers=config.get("headers"),
+            max_size=None,
+        )
     try:
         while True:
             frame = json.loads(await ws.recv())
@@ -444,7 +460,8 @@ async def client_worker(config: dict[str, Any]) -> int:
     try:
         async with asyncio.timeout(SUBSCRIBE_TIMEOUT):
             outcomes = await asyncio.gather(
-                *(subscribe(config["url"], gate) for _ in range(count)), return_exceptions=True
+                *(subscribe(config["url"], gate, config) for _ in range(count)),
+                return_exceptions=True,
             )
     except TimeoutError:
         emit(f"failed: not subscribed within {SUBSCRIBE_TIMEOUT:.0f} s")

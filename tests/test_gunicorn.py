@@ -198,8 +198,9 @@ def test_two_workers_share_events_runs_and_one_scheduler(
         assert row is not None
         row.next_run_at = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(minutes=2)
     server = start_gunicorn(SCHEDULER_MISFIRE_GRACE_SECONDS="90")
-    wait_for(lambda: scheduled_ticks(app, ticker["id"]) != [], "the missed tick to run")
-
+    # The holder logs that its scheduler started once it has run the missed tick.
+    wait_for(lambda: "scheduler started with" in server.log.read_text(), "the scheduler")
+    assert scheduled_ticks(app, ticker["id"]) != []
     log = server.log.read_text()
     assert log.count("scheduler started with") == 1, log
     assert log.count(f"agent {ticker['id']}: running its tick of") == 1, log

@@ -172,11 +172,12 @@ def unavailable(exc: BaseException) -> Response:
     cause = exc.orig if isinstance(exc, DBAPIError) else exc
     first_line = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
     log.warning("database unavailable: %s: %s", type(cause).__name__, first_line)
-    return problem(
-        503,
-        "The database is not answering; retry in a few seconds.",
-        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
-    )
+    # A full pool is busy, not broken: say which, for whoever reads the logs and the body.
+    if isinstance(exc, PoolTimeout):
+        detail = "The server has no database connection free; retry in a few seconds."
+    else:
+        detail = "The database is not answering; retry in a few seconds."
+    return problem(503, detail, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
 
 
 def unexpected_error(exc: Exception) -> Response:

@@ -26,6 +26,7 @@ from apscheduler.events import JobExecutionEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import STATE_PAUSED
 from apscheduler.schedulers.base import STATE_RUNNING
+from apscheduler.schedulers.blocking import BlockingScheduler
 from flask import Flask
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
@@ -288,9 +289,17 @@ class Scheduler:
                 self.scheduler.pause()
 
     def shutdown(self) -> None:
+        """Stop scheduling; jobs already running finish on their own.
+
+        BackgroundScheduler.shutdown also joins its thread, and under gevent
+        that join was seen to wait forever in a SIGTERM drain, so the worker
+        was killed at the graceful timeout and its websockets never got 1012.
+        The thread is a daemon that leaves its loop once the scheduler's
+        wake-up is set, which BlockingScheduler.shutdown does: that is enough.
+        """
         with self._lock:
             if self.scheduler.running:
-                self.scheduler.shutdown(wait=False)
+                BlockingScheduler.shutdown(self.scheduler, wait=False)
 
     def reconcile(self) -> None:
         """Make the jobs match the scheduled agents in the database.

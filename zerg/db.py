@@ -64,6 +64,9 @@ WRITE_LOCK_OPTION = "zerg_write_lock"
 # Session.info keys: the app a session belongs to, and what waits for its commit.
 APP_KEY = "zerg.app"
 AFTER_COMMIT_KEY = "zerg.after_commit"
+# The process's lock that keeps announcements in commit order, and a session's hold on it.
+COMMIT_ORDER_KEY = "zerg.commit_order"
+HOLDS_ORDER_KEY = "zerg.holds_commit_order"
 
 # What to install for a database driver that is missing: the package's extra.
 DRIVER_HINTS = {"psycopg": "pip install -e '.[postgres]' (or the production extra)"}
@@ -249,6 +252,7 @@ def make_sessionmaker(engine: Engine, info: dict[str, Any] | None = None) -> ses
     commits and are dropped when it ends any other way.
     """
     factory = sessionmaker(bind=engine, expire_on_commit=False, autoflush=True, info=info)
+    event.listen(factory, "before_commit", _hold_commit_order)
     event.listen(factory, "after_commit", _run_after_commit)
     event.listen(factory, "after_transaction_end", _drop_after_commit)
     return factory
@@ -272,7 +276,9 @@ def make_database(app: Flask) -> Database:
     write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
     return Database(
         engine=engine,
-        sessionmaker=make_sessionmaker(engine, info={APP_KEY: app}),
+        sessionmaker=make_sessionmaker(
+            engine, info={APP_KEY: app, COMMIT_ORDER_KEY: threading.Lock()}
+        ),
         writer=engine.execution_options(**{WRITE_LOCK_OPTION: write_lock}),
     )
 
@@ -298,22 +304,52 @@ def after_commit(session: Session, action: Callable[[], None]) -> None:
     session.info.setdefault(AFTER_COMMIT_KEY, []).append(action)
 
 
+def _hold_commit_order(session: Session) -> None:
+    """Before a commit that has announcements, take this process's turn to commit.
+
+    On PostgreSQL a commit releases the row locks that ordered two writers
+    (a thread's lock, say) before either has announced anything, so the
+    second could announce first, and watchers would see two messages in the
+    opposite order of a reload. Holding one lock from before the COMMIT
+    until the actions have queued their events keeps this process's
+    announcements in commit order. It is held for the COMMIT and the
+    queueing only, which wait on no other lock.
+    """
+    lock = session.info.get(COMMIT_ORDER_KEY)
+    if lock is None or not session.info.get(AFTER_COMMIT_KEY):
+        return
+    if HOLDS_ORDER_KEY not in session.info:
+        lock.acquire()
+        session.info[HOLDS_ORDER_KEY] = lock
+
+
+def _let_go_of_commit_order(session: Session) -> None:
+    lock = session.info.pop(HOLDS_ORDER_KEY, None)
+    if lock is not None:
+        lock.release()
+
+
 def _run_after_commit(session: Session) -> None:
     # Releasing a savepoint fires this too; only the outermost commit counts.
     if session.in_nested_transaction():
         return
-    for action in session.info.pop(AFTER_COMMIT_KEY, ()):
-        try:
-            action()
-        except Exception:
-            # The change is committed whatever happens here; one failed
-            # announcement must not hide it from the caller or stop the others.
-            log.exception("an action after commit failed")
+    try:
+        for action in session.info.pop(AFTER_COMMIT_KEY, ()):
+            try:
+                action()
+            except Exception:
+                # The change is committed whatever happens here; one failed
+                # announcement must not hide it from the caller or stop the others.
+                log.exception("an action after commit failed")
+    finally:
+        _let_go_of_commit_order(session)
 
 
 def _drop_after_commit(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:
         session.info.pop(AFTER_COMMIT_KEY, None)
+        # A commit that failed after taking its turn gives it back here.
+        _let_go_of_commit_order(session)
 
 
 def get_database(app: Flask | None = None) -> Database:

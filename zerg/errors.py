@@ -149,20 +149,21 @@ def database_unavailable(exc: BaseException) -> bool:
     """
     if isinstance(exc, PoolTimeout | DatabaseUnreachable):
         return True
+    cause: BaseException | None = exc
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
-        exc = exc.orig
-    if isinstance(exc, sqlite3.OperationalError):
-        name = getattr(exc, "sqlite_errorname", None)
-        return name in SQLITE_UNAVAILABLE or str(exc).startswith(SQLITE_UNAVAILABLE_TEXT)
+        cause = exc.orig
+    if isinstance(cause, sqlite3.OperationalError):
+        name = getattr(cause, "sqlite_errorname", None)
+        return name in SQLITE_UNAVAILABLE or str(cause).startswith(SQLITE_UNAVAILABLE_TEXT)
     # psycopg's errors carry the server's SQLSTATE; one raised by the client
     # itself (the connection failed or is closed) has none.
-    if not hasattr(exc, "sqlstate"):
+    if not hasattr(cause, "sqlstate"):
         return False
-    state: str | None = exc.sqlstate
+    state: str | None = getattr(cause, "sqlstate", None)
     if state is None:
-        kinds = {cls.__name__ for cls in type(exc).__mro__}
+        kinds = {cls.__name__ for cls in type(cause).__mro__}
         return bool(kinds & {"OperationalError", "InterfaceError"})
     return state.startswith("08") or state in POSTGRES_UNAVAILABLE
 

@@ -187,6 +187,8 @@ def test_a_queued_run_is_superseded_at_once(make_app: AppFactory, strategy: str)
     assert response.status_code == 202
     superseded = client.get(f"/api/runs/{waiting}").get_json()
     assert superseded["status"] == "cancelled" and strategy in superseded["error"]
+    # What stopped it is recorded as for a running run (it was null before).
+    assert superseded["stop_requested"] == strategy
     client.post(f"/api/runs/{blocker}/cancel")
     assert wait_run(client, response.get_json()["id"])["status"] == "success"
     assert [m["role"] for m in messages(client, thread["id"])] == ["user", "assistant"]
@@ -199,7 +201,8 @@ def test_several_interrupts_leave_only_the_newest_run(slow: FlaskClient) -> None
     newest = run(slow, thread["id"], "rollback").get_json()["id"]
 
     assert wait_run(slow, newest)["status"] == "success"
-    assert slow.get(f"/api/runs/{middle}").get_json()["status"] == "cancelled"
+    superseded = slow.get(f"/api/runs/{middle}").get_json()
+    assert (superseded["status"], superseded["stop_requested"]) == ("cancelled", "rollback")
     stopped = slow.get(f"/api/runs/{old}").get_json()
     assert (stopped["status"], stopped["stop_requested"]) == ("cancelled", "rollback")
     assert [m["role"] for m in messages(slow, thread["id"])] == ["user", "assistant"]

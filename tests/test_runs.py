@@ -210,6 +210,7 @@ def test_cancelling_a_queued_run_stops_it_before_it_starts(make_app: AppFactory)
 
     assert response.status_code == 200
     assert response.get_json()["status"] == "cancelled"
+    assert response.get_json()["stop_requested"] == "cancel"
     client.post(f"/api/runs/{busy_run}/cancel")
     wait_run(client, busy_run)
     time.sleep(0.2)

@@ -170,7 +170,7 @@ def _supersede(session: Session, run: Run, strategy: MultitaskStrategy) -> None:
     still ends as the request said, and one that ended first is left alone.
     """
     if run.status == "queued":
-        _cancel_queued(session, run, SUPERSEDED[strategy])
+        _cancel_queued(session, run, SUPERSEDED[strategy], strategy)
         return
     # A rollback outranks an earlier interrupt or cancel, an interrupt a cancel.
     if strategy == "rollback" or run.stop_requested not in SUPERSEDED:
@@ -275,7 +275,7 @@ def cancel_run(session: Session, run_id: int) -> tuple[Run, bool]:
     if run.status not in ACTIVE:
         raise Conflict(f"Run {run_id} has already finished ({run.status}).")
     if run.status == "queued":
-        _cancel_queued(session, run, "cancelled before it started")
+        _cancel_queued(session, run, "cancelled before it started", "cancel")
         after_end(session, run)
         return run, True
     run.stop_requested = run.stop_requested or "cancel"
@@ -284,8 +284,11 @@ def cancel_run(session: Session, run_id: int) -> tuple[Run, bool]:
     return run, False
 
 
-def _cancel_queued(session: Session, run: Run, reason: str) -> None:
-    """End a run that never started (the caller decides what starts in its place)."""
-    values = {"finished_at": utcnow(), "error": reason}
+def _cancel_queued(session: Session, run: Run, reason: str, stop: str) -> None:
+    """End a run that never started, saying what stopped it (``stop_requested``).
+
+    The caller decides what starts in its place.
+    """
+    values = {"finished_at": utcnow(), "error": reason, "stop_requested": stop}
     if transition(session, run.id, ("queued",), "cancelled", **values) is not None:
         announce_run(session, run)

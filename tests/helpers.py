@@ -12,10 +12,15 @@ from http import HTTPStatus
 from typing import Any
 
 import requests
+from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from zerg import db
+from zerg.locks import make_locks
 from zerg.models import Base
+from zerg.models import Run
+from zerg.runs import lifecycle
 
 Rows = Callable[[type[Base]], int]
 
@@ -135,3 +140,24 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
+
+
+def orphan_run(
+    app: Flask, thread: dict[str, Any], owner: str = "presumed-dead", trigger: str = "api"
+) -> int:
+    """Queue a run owned by a process that is not this app's, so no worker here takes it."""
+    with db.session_scope(app) as session:
+        run = Run(agent_id=thread["agent_id"], thread_id=thread["id"], trigger=trigger, owner=owner)
+        session.add(run)
+        session.flush()
+        return run.id
+
+
+def reap_dead_owners(app: Flask) -> int:
+    """Interrupt, as the reaper does, the runs whose owner holds no liveness lock; count them."""
+    locks = make_locks(db.get_database(app).engine)
+    try:
+        with db.session_scope(app) as session:
+            return lifecycle.mark_interrupted(session, dead=locks)
+    finally:
+        locks.close()

@@ -31,10 +31,10 @@ from tests.browser import start_chromium
 from tests.conftest import AppFactory
 from tests.conftest import LiveServer
 from tests.conftest import serve
+from tests.helpers import orphan_run
+from tests.helpers import reap_dead_owners
 from tests.helpers import wait_for
-from tests.test_run_states import orphan_run
 from zerg import db
-from zerg.locks import make_locks
 from zerg.models import Agent
 from zerg.models import Run
 from zerg.models import WsTicket
@@ -369,12 +369,7 @@ def test_a_reply_whose_process_died_ends_when_it_is_reaped(
     app = make_app()
     with serve(app) as server:
         run_id = _reply_of_another_process(app, server, browser)
-        locks = make_locks(db.get_database(app).engine)
-        try:
-            with db.session_scope(app) as session:
-                assert lifecycle.mark_interrupted(session, dead=locks) == 1
-        finally:
-            locks.close()
+        assert reap_dead_owners(app) == 1
 
         _assert_bubble_ended(browser, run_id)
         browser.screenshot("thread-reaped")

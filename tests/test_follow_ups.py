@@ -22,10 +22,11 @@ from tests.conftest import STANDIN_MODEL
 from tests.conftest import AppFactory
 from tests.conftest import LiveServer
 from tests.conftest import serve
+from tests.helpers import orphan_run
+from tests.helpers import reap_dead_owners
 from tests.helpers import wait_for
 from tests.openai_standin import OpenAIStandIn
 from tests.openai_standin import Reply
-from tests.test_run_states import orphan_run
 from tests.test_runs import SLOW
 from tests.test_runs import messages
 from tests.test_runs import new_thread
@@ -33,7 +34,6 @@ from tests.test_runs import wait_run
 from tests.test_runs import wait_status
 from tests.wsclient import WSClient
 from zerg import db
-from zerg.locks import make_locks
 from zerg.runs import lifecycle
 from zerg.runs.scheduler import run_scheduled_agent
 
@@ -192,12 +192,7 @@ def test_a_message_left_to_a_run_whose_process_died_is_answered(make_app: AppFac
     with db.session_scope(app) as session:
         assert lifecycle.begin_run(session, run_id) is not None
     client.post(f"/api/threads/{thread['id']}/messages", json={"content": "second"})
-    locks = make_locks(db.get_database(app).engine)
-    try:
-        with db.session_scope(app) as session:
-            assert lifecycle.mark_interrupted(session, dead=locks) == 1
-    finally:
-        locks.close()
+    assert reap_dead_owners(app) == 1
 
     reaped, follow_up = settled(client, thread["id"], 2)
 

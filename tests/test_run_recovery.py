@@ -17,10 +17,11 @@ from flask import Flask
 from sqlalchemy import text
 
 from tests.conftest import AppFactory
+from tests.helpers import orphan_run
+from tests.helpers import reap_dead_owners
 from tests.helpers import wait_for
 from tests.test_locks import lose_lock
 from tests.test_run_states import ACTIVE
-from tests.test_run_states import orphan_run
 from tests.test_runs import SLOW
 from tests.test_runs import messages
 from tests.test_runs import new_thread
@@ -114,12 +115,7 @@ def test_a_reaped_run_ends_its_stream_and_a_queued_one_has_none_to_end(app: Flas
     never_started = orphan_run(app, waiting)
     with db.session_scope(app) as session:
         assert lifecycle.begin_run(session, started) is not None
-    locks = make_locks(db.get_database(app).engine)
-    try:
-        with db.session_scope(app) as session:
-            assert lifecycle.mark_interrupted(session, dead=locks) == 2
-    finally:
-        locks.close()
+    assert reap_dead_owners(app) == 2
 
     assert ends_of(seen) == [(started, "interrupted")]
     final = [e.data for e in seen if e.type is EventType.RUN_UPDATED and e.data["finished_at"]]

@@ -16,27 +16,16 @@ from flask import Flask
 from sqlalchemy import text
 
 from tests.conftest import AppFactory
+from tests.helpers import orphan_run
+from tests.helpers import reap_dead_owners
 from tests.helpers import wait_for
 from tests.test_runs import messages
 from tests.test_runs import new_thread
 from tests.test_runs import wait_run
 from zerg import db
-from zerg.locks import make_locks
-from zerg.models import Run
 from zerg.runs import lifecycle
 
 ACTIVE = ("queued", "running")
-
-
-def orphan_run(
-    app: Flask, thread: dict[str, Any], owner: str = "presumed-dead", trigger: str = "api"
-) -> int:
-    """Queue a run owned by a process that is not this app's, so no worker here takes it."""
-    with db.session_scope(app) as session:
-        run = Run(agent_id=thread["agent_id"], thread_id=thread["id"], trigger=trigger, owner=owner)
-        session.add(run)
-        session.flush()
-        return run.id
 
 
 def test_a_run_reaped_while_alive_stays_interrupted_when_its_worker_finishes(
@@ -51,12 +40,7 @@ def test_a_run_reaped_while_alive_stays_interrupted_when_its_worker_finishes(
         execution = lifecycle.begin_run(session, old_id)
     assert execution is not None
     # Its owner's liveness lock looks free (no process holds it), so it is reaped.
-    locks = make_locks(db.get_database(app).engine)
-    try:
-        with db.session_scope(app) as session:
-            assert lifecycle.mark_interrupted(session, dead=locks) == 1
-    finally:
-        locks.close()
+    assert reap_dead_owners(app) == 1
     new = client.post(f"/api/threads/{thread['id']}/run")
     assert new.status_code == 202
     assert wait_run(client, new.get_json()["id"])["status"] == "success"

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
+import subprocess
 import time
 from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from datetime import timedelta
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -129,6 +134,45 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
+
+
+@contextmanager
+def local_server(command: list[str], *, cwd: Path, env: dict[str, str]) -> Iterator[str]:
+    """Run a serving command (``flask … serve``/``run``) on a free port; lend its base URL.
+
+    It is ready once ``/api/health`` answers; one that exits first fails the
+    test with what it wrote to stderr. SIGINT stops it, as Ctrl-C would.
+    """
+    port = free_port()
+    process = subprocess.Popen(
+        [*command, "--port", str(port)],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(process.stderr.read().decode() if process.stderr else "")
+        try:
+            return requests.get(f"{url}/api/health", timeout=1).ok
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_for(answers, f"{' '.join(command[-2:])} to answer", timeout=30)
+        yield url
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr is not None:
+            process.stderr.close()
 
 
 def wait_for(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import site
 import subprocess
 import sys
@@ -23,8 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import free_port
-from tests.helpers import wait_for
+from tests.helpers import local_server
 
 ROOT = Path(__file__).resolve().parents[1]
 # What the build reads: the package and its metadata (setup.cfg names README.md).
@@ -127,36 +125,8 @@ def server(installed: Path, tmp_path: Path) -> Iterator[str]:
     )
     assert upgrade.returncode == 0, upgrade.stderr
     assert "Created" in upgrade.stdout
-    port = free_port()
-    process = subprocess.Popen(
-        [*flask, "serve", "--port", str(port)],
-        cwd=elsewhere,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(process.stderr.read().decode() if process.stderr else "")
-        try:
-            return requests.get(f"{url}/api/health", timeout=1).ok
-        except requests.ConnectionError:
-            return False
-
-    try:
-        wait_for(answers, "the installed server to answer", timeout=30)
+    with local_server([*flask, "serve"], cwd=elsewhere, env=env) as url:
         yield url
-    finally:
-        process.send_signal(signal.SIGINT)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        if process.stderr is not None:
-            process.stderr.close()
 
 
 def test_the_installed_server_migrates_and_serves_the_api_and_ui(server: str) -> None:

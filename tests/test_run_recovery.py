@@ -149,11 +149,8 @@ def assert_swept(app: Flask, thread: dict[str, Any], run_id: int, seen: list[Eve
     assert wait_run(client, again.get_json()["id"])["status"] == "success"
 
 
-def test_a_run_whose_end_cannot_be_stored_is_ended_by_its_process_s_sweep(
-    make_app: AppFactory,
-) -> None:
-    """The runs table is gone as the run ends: neither its end nor its failure is stored."""
-    app = make_app(SCHEDULER_LOCK_POLL_SECONDS=0.1, **SLOW)
+def serve_a_running_run(app: Flask) -> tuple[dict[str, Any], int, list[Event]]:
+    """Start serving, watch every event, and start a run; return its thread, id and the events."""
     serving.start(app)
     seen: list[Event] = []
     events.get_bus(app).subscribe(seen.append)
@@ -161,6 +158,15 @@ def test_a_run_whose_end_cannot_be_stored_is_ended_by_its_process_s_sweep(
     thread = new_thread(client)
     run_id = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
     wait_status(client, run_id, "running")
+    return thread, run_id, seen
+
+
+def test_a_run_whose_end_cannot_be_stored_is_ended_by_its_process_s_sweep(
+    make_app: AppFactory,
+) -> None:
+    """The runs table is gone as the run ends: neither its end nor its failure is stored."""
+    app = make_app(SCHEDULER_LOCK_POLL_SECONDS=0.1, **SLOW)
+    thread, run_id, seen = serve_a_running_run(app)
     engine = db.get_database(app).engine
     with engine.begin() as connection:
         connection.execute(text("ALTER TABLE runs RENAME TO runs_away"))
@@ -180,13 +186,7 @@ def test_a_run_whose_connection_dies_as_it_ends_is_ended_by_its_process_s_sweep(
     if not database_url.startswith("postgresql"):
         pytest.skip("needs PostgreSQL (TEST_DATABASE_URL) to terminate a backend mid-transaction")
     app = make_app(SCHEDULER_LOCK_POLL_SECONDS=0.1, OFFLINE_DELAY_SECONDS=0.05)
-    serving.start(app)
-    seen: list[Event] = []
-    events.get_bus(app).subscribe(seen.append)
-    client = app.test_client()
-    thread = new_thread(client)
-    run_id = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
-    wait_status(client, run_id, "running")
+    thread, run_id, seen = serve_a_running_run(app)
     engine = db.get_database(app).engine
     blocked = text("SELECT pid FROM pg_stat_activity WHERE :me = ANY(pg_blocking_pids(pid))")
     # The killer reads pg_stat_activity afresh each time: autocommit, no snapshot.

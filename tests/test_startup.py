@@ -21,7 +21,7 @@ from sqlalchemy.exc import OperationalError
 from tests.conftest import TEST_DATABASE_URL
 from tests.conftest import AppFactory
 from tests.helpers import free_port
-from tests.helpers import wait_for
+from tests.helpers import local_server
 from zerg import db
 from zerg import migrate
 from zerg import serving
@@ -212,31 +212,11 @@ def test_a_missing_driver_names_the_extra_to_install(tmp_path: Path) -> None:
 
 
 def test_flask_run_upgrades_a_new_development_database_before_serving(tmp_path: Path) -> None:
-    port = free_port()
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'run.sqlite'}"}
     env.pop("ENVIRONMENT", None)
-    server = subprocess.Popen(
-        [*FLASK, "run", "--port", str(port)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}/api/agents"
-
-        def answered() -> bool:
-            assert server.poll() is None, "flask run exited"
-            try:
-                return requests.get(url, timeout=1).status_code == 200
-            except requests.ConnectionError:
-                return False
-
-        wait_for(answered, "flask run to serve the agents", timeout=30)
-        assert requests.get(url, timeout=5).json() == []
-    finally:
-        server.terminate()
-        server.wait(timeout=15)
+    with local_server([*FLASK, "run"], cwd=ROOT, env=env) as url:
+        # Health answers without tables; the agents did not ("no such table", 500).
+        assert requests.get(f"{url}/api/agents", timeout=5).json() == []
 
 
 def test_flask_run_refuses_a_database_it_may_not_upgrade(tmp_path: Path) -> None:

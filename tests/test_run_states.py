@@ -153,12 +153,102 @@ def test_a_client_cannot_set_the_status_of_an_agent_whose_run_is_starting(
         )
     )
     with db.session_scope(app) as session:
-        assert lifecycle.begin_run(session, run_id) is not None
+        execution = lifecycle.begin_run(session, run_id)
+        assert execution is not None and not execution.agent_was_running
         change.start()
         wait_blocked(app, session.execute(text("SELECT pg_backend_pid()")).scalar(), 1)
     change.join(timeout=20)
+    with db.session_scope(app) as session:
+        lifecycle.mark_agent_running(session, execution)
 
     assert answers[0].status_code == 409
     agent = client.get(f"/api/agents/{thread['agent_id']}").get_json()
     assert agent["status"] == "running"
     assert client.get(f"/api/runs/{run_id}").get_json()["status"] == "running"
+
+
+def test_runs_of_one_agent_begin_side_by_side(make_app: AppFactory, database_url: str) -> None:
+    """A beginning run holds its agent's lock shared: the next one begins without waiting.
+
+    An end of one of the agent's runs waits for both, then counts them running.
+    """
+    on_postgresql(database_url)
+    app = make_app()
+    client = app.test_client()
+    first = new_thread(client)
+    second = client.post("/api/threads", json={"agent_id": first["agent_id"]}).get_json()
+    client.post(f"/api/threads/{second['id']}/messages", json={"content": "and this?"})
+    first_run, second_run = orphan_run(app, first), orphan_run(app, second)
+    began: list[lifecycle.Execution | None] = []
+
+    def begin_second() -> None:
+        with db.session_scope(app) as session:
+            began.append(lifecycle.begin_run(session, second_run))
+
+    with db.session_scope(app) as session:
+        execution = lifecycle.begin_run(session, first_run)
+        assert execution is not None
+        beside = threading.Thread(target=begin_second)
+        beside.start()
+        beside.join(timeout=20)
+        assert began and began[0] is not None, "the second run waited for the first"
+    with db.session_scope(app) as session:
+        lifecycle.mark_agent_running(session, execution)
+
+    # The first run ends while the second is running: the agent stays running.
+    with db.session_scope(app) as session:
+        lifecycle.finish_run(session, execution)
+    agent = client.get(f"/api/agents/{first['agent_id']}").get_json()
+    assert agent["status"] == "running"
+    assert client.get(f"/api/runs/{second_run}").get_json()["status"] == "running"
+
+
+def test_an_end_waits_for_a_beginning_run_of_its_agent(
+    make_app: AppFactory, database_url: str
+) -> None:
+    """The end of a run cannot set the agent idle past a run that began meanwhile."""
+    on_postgresql(database_url)
+    app = make_app()
+    client = app.test_client()
+    first = new_thread(client)
+    second = client.post("/api/threads", json={"agent_id": first["agent_id"]}).get_json()
+    client.post(f"/api/threads/{second['id']}/messages", json={"content": "and this?"})
+    first_run, second_run = orphan_run(app, first), orphan_run(app, second)
+    with db.session_scope(app) as session:
+        execution = lifecycle.begin_run(session, first_run)
+    assert execution is not None
+    with db.session_scope(app) as session:
+        lifecycle.mark_agent_running(session, execution)
+    ending = threading.Thread(target=lambda: finish(app, execution))
+    with db.session_scope(app) as session:
+        beginning = lifecycle.begin_run(session, second_run)
+        assert beginning is not None and beginning.agent_was_running
+        ending.start()
+        wait_blocked(app, session.execute(text("SELECT pg_backend_pid()")).scalar(), 1)
+    ending.join(timeout=20)
+
+    agent = client.get(f"/api/agents/{first['agent_id']}").get_json()
+    assert agent["status"] == "running"
+    assert client.get(f"/api/runs/{first_run}").get_json()["status"] == "success"
+
+
+def test_an_agent_is_marked_running_only_while_a_run_of_it_is(make_app: AppFactory) -> None:
+    """The marking after a begin sees what ended in between: a run already over marks nothing."""
+    app = make_app()
+    client = app.test_client()
+    thread = new_thread(client)
+    run_id = orphan_run(app, thread)
+    with db.session_scope(app) as session:
+        execution = lifecycle.begin_run(session, run_id)
+    assert execution is not None and not execution.agent_was_running
+    agent_url = f"/api/agents/{thread['agent_id']}"
+    assert client.get(agent_url).get_json()["status"] == "idle"
+    finish(app, execution)
+    with db.session_scope(app) as session:
+        lifecycle.mark_agent_running(session, execution)
+    assert client.get(agent_url).get_json()["status"] == "idle"
+
+
+def finish(app: Flask, execution: lifecycle.Execution) -> None:
+    with db.session_scope(app) as session:
+        lifecycle.finish_run(session, execution)

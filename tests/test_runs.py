@@ -17,6 +17,7 @@ from sqlalchemy import select
 from tests.conftest import AppFactory
 from tests.conftest import LiveServer
 from tests.conftest import serve
+from tests.helpers import wait_for
 from tests.wsclient import WSClient
 from zerg import db
 from zerg import serving
@@ -472,6 +473,9 @@ def test_a_streaming_run_holds_no_database_connection(make_app: AppFactory) -> N
     thread = new_thread(client)
     run_id = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
     wait_status(client, run_id, "running")
+    # The worker's last scope before it streams marks the agent running.
+    agent_url = f"/api/agents/{thread['agent_id']}"
+    wait_for(lambda: client.get(agent_url).get_json()["status"] == "running", "agent running")
     pool = db.get_database(app).engine.pool
     # Sample while the model streams: the worker waits on it with no session open.
     samples = []

@@ -114,20 +114,27 @@ def load_agent(session: Session, agent_id: int, *, lock: bool = False) -> Agent:
     return load_row(session, Agent, agent_id, lock=lock)
 
 
-def lock_agent(session: Session, agent_id: int) -> Agent:
+def lock_agent(session: Session, agent_id: int, *, shared: bool = False) -> Agent:
     """Load an agent under its row lock, read afresh, or raise NotFound.
 
     Whatever decides from the agent's status or counts (a client's update, a
-    run beginning or ending) holds it, so that none of them decides from a
-    value another is changing. FOR NO KEY UPDATE, not FOR UPDATE: the latter
-    also waits for the key-share locks that inserting the agent's new threads
-    and runs takes, and with a scheduled tick being queued at the same moment
+    run ending) holds it, so that none of them decides from a value another
+    is changing. FOR NO KEY UPDATE, not FOR UPDATE: the latter also waits for
+    the key-share locks that inserting the agent's new threads and runs
+    takes, and with a scheduled tick being queued at the same moment
     PostgreSQL saw a deadlock.
+
+    ``shared`` takes FOR SHARE instead, for a run that is beginning: it only
+    needs the status to stay as it read it until it commits, so the runs of
+    one agent begin side by side, while a change or an end of a run waits
+    for them (and then counts them). With the exclusive lock, 500 runs of 20
+    agents queued at once began one agent-run at a time, and the last
+    streamed its first piece seconds late.
     """
     statement = (
         select(Agent)
         .where(Agent.id == agent_id)
-        .with_for_update(key_share=True)
+        .with_for_update(read=shared, key_share=not shared)
         .execution_options(populate_existing=True)
     )
     agent = session.scalars(statement).one_or_none() if agent_id <= ID_MAX else None

@@ -1,8 +1,9 @@
 """What one worker does with one run: begin it, stream the model's reply, finish it.
 
-A worker never holds a session while the model talks: one short
-``session_scope`` begins the run, none is open while it streams (which may
-take minutes), one finishes it. The streamed pieces are the only events
+A worker never holds a session while the model talks: a short
+``session_scope`` begins the run (and a second marks its agent running, if
+it was not), none is open while it streams (which may take minutes), one
+finishes it. The streamed pieces are the only events
 published here; everything else is announced by the runs' lifecycle and goes
 out after each scope commits. A run whose end and failure both could not be
 stored is left to this process's sweep (``lifecycle.sweep_lost``).
@@ -37,6 +38,9 @@ def execute(app: Flask, run_id: int, switch: threading.Event) -> None:
             execution = lifecycle.begin_run(session, run_id)
         if execution is None:
             return
+        if not execution.agent_was_running:
+            with session_scope(app) as session:
+                lifecycle.mark_agent_running(session, execution)
         stream(app, execution, switch)
         with session_scope(app) as session:
             lifecycle.finish_run(session, execution)

@@ -77,6 +77,8 @@ class Execution:
     trigger: str
     parts: list[str] = field(default_factory=list)
     usage: Usage | None = None
+    # Whether begin_run found its agent running already; else mark_agent_running follows.
+    agent_was_running: bool = True
     status: str = "success"
     error: str | None = None
 
@@ -113,8 +115,12 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
     Returns None when there is nothing to execute: the run was cancelled,
     superseded or deleted before a worker got to it, or no provider offers
     its agent's model (the run then fails at once, and the thread's next run
-    may start). The agent is marked running under its lock, the one a
-    client's change of its status takes.
+    may start). The agent is read under a shared lock (``lock_agent``): a
+    change of its status, or an end of one of its runs, waits for this run to
+    be committed and then sees it running. An agent that was not running yet
+    is marked so by :func:`mark_agent_running`, after this commits:
+    marking it here would mean two runs of one agent beginning at once
+    each waiting for the other's shared lock.
     """
     run = session.get(Run, run_id)
     if run is None or run.status != "queued" or run.thread_id is None:
@@ -126,7 +132,7 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
     if active_runs(session, thread_id)[:1] != [run]:
         return None  # cancelled, or its turn comes when the runs ahead of it end
     try:
-        agent = agents.lock_agent(session, run.agent_id)
+        agent = agents.lock_agent(session, run.agent_id, shared=True)
     except NotFound:
         return None
     app = app_of(session)
@@ -142,12 +148,10 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
     started = transition(session, run.id, ("queued",), "running", started_at=now)
     if started is None:
         return None
-    agent.status = "running"
     messages, answered = build_context(
         session, agent, thread_id, app.config["RUN_CONTEXT_MESSAGES"]
     )
     announce_run(session, started)
-    agents.announce_update(session, agent)
     events.announce(session, events.stream_event(EventType.STREAM_START, thread_id, run.id))
     log.info(
         "run %s started: agent %s, trigger %s, model %s", run.id, agent.id, run.trigger, agent.model
@@ -162,7 +166,24 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
         answered=answered,
         started=time.monotonic(),
         trigger=run.trigger,
+        agent_was_running=agent.status == "running",
     )
+
+
+def mark_agent_running(session: Session, execution: Execution) -> None:
+    """Mark a begun run's agent running, if it is not yet and one of its runs still is.
+
+    Under the agent's own lock, like every other change of its status: an
+    end of another of its runs committed in between may have set it idle
+    without seeing this run, and this run may itself have ended already.
+    """
+    try:
+        agent = agents.lock_agent(session, execution.agent_id)
+    except NotFound:
+        return
+    if agent.status != "running" and agents.is_running(session, agent.id):
+        agent.status = "running"
+        agents.announce_update(session, agent)
 
 
 def finish_run(session: Session, execution: Execution) -> None:

@@ -66,6 +66,10 @@ class OpenAIProvider:
             timeout=timeout,
             max_retries=max_retries,
         )
+        # The SDK imports its API resources on first use, which took ~1 s of
+        # a worker's only thread under gevent: every request and socket of
+        # the process waited on the first run. Load them while starting.
+        _ = self._client.chat.completions
 
     def models(self) -> list[ModelInfo]:
         """List the configured models; the server is not asked, so start-up needs no network."""

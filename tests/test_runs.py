@@ -29,6 +29,7 @@ from zerg.models import ThreadMessage
 from zerg.models import utcnow
 from zerg.runs.lifecycle import build_context
 from zerg.runs.lifecycle import mark_interrupted
+from zerg.runs.pool import get_runner
 
 FAST = {"OFFLINE_DELAY_SECONDS": 0.005}
 SLOW = {"OFFLINE_DELAY_SECONDS": 0.15}
@@ -486,6 +487,19 @@ def test_a_streaming_run_holds_no_database_connection(make_app: AppFactory) -> N
     assert samples == [0] * 10
     client.post(f"/api/runs/{run_id}/cancel")
     wait_run(client, run_id)
+
+
+def test_runs_leave_part_of_the_pool_to_requests(make_app: AppFactory) -> None:
+    """Runs hold at most DATABASE_POOL_SIZE connections: a run waits its turn, requests do not."""
+    app = make_app(DATABASE_POOL_SIZE=1, DATABASE_POOL_TIMEOUT=1)
+    client = app.test_client()
+    thread = new_thread(client)
+    with get_runner(app).database_turn():
+        run_id = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
+        # The run's worker waits for the turn held here; requests answer meanwhile.
+        for _ in range(3):
+            assert client.get(f"/api/runs/{run_id}").get_json()["status"] == "queued"
+    assert wait_run(client, run_id)["status"] == "success"
 
 
 def test_start_up_leaves_a_live_sibling_s_runs_alone(make_app: AppFactory) -> None:

@@ -14,9 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 
 from flask import Flask
+from sqlalchemy.orm import Session
 
 from zerg.db import session_scope
 from zerg.realtime import events
@@ -34,25 +37,32 @@ def execute(app: Flask, run_id: int, switch: threading.Event) -> None:
     """Execute one queued run; whatever fails, its end is stored, or left to the sweep."""
     execution: Execution | None = None
     try:
-        with session_scope(app) as session:
+        with database_turn(app) as session:
             execution = lifecycle.begin_run(session, run_id)
         if execution is None:
             return
         if not execution.agent_was_running:
-            with session_scope(app) as session:
+            with database_turn(app) as session:
                 lifecycle.mark_agent_running(session, execution)
         stream(app, execution, switch)
-        with session_scope(app) as session:
+        with database_turn(app) as session:
             lifecycle.finish_run(session, execution)
     except Exception:
         log.exception("run %s failed unexpectedly", run_id)
         try:
-            with session_scope(app) as session:
+            with database_turn(app) as session:
                 lifecycle.fail_run(session, run_id, "internal error while running", execution)
         except Exception:
             # The database is away: once this worker is done, the run is no
             # longer held, and this process's sweep ends it when it is back.
             log.exception("could not record the failure of run %s; the sweep will", run_id)
+
+
+@contextmanager
+def database_turn(app: Flask) -> Iterator[Session]:
+    """A unit of work of a run, on one of the connections runs may hold at once."""
+    with pool.get_runner(app).database_turn(), session_scope(app) as session:
+        yield session
 
 
 def stream(app: Flask, execution: Execution, switch: threading.Event) -> None:

@@ -13,8 +13,10 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from collections.abc import Iterator
 from concurrent.futures import Future
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 from flask import Flask
 from flask import current_app
@@ -39,6 +41,10 @@ class Runner:
         self._pool = ThreadPoolExecutor(
             max_workers=app.config["RUN_WORKERS"], thread_name_prefix="zerg-run"
         )
+        # Runs take turns on part of the database pool: 500 runs beginning at
+        # once would otherwise queue for every connection, and a request
+        # arriving meanwhile waited behind all of them.
+        self._database_turns = threading.BoundedSemaphore(app.config["DATABASE_POOL_SIZE"])
         self._lock = threading.Lock()
         self._runs: dict[int, tuple[threading.Event, Future[None]]] = {}
         self._stopping = False
@@ -67,6 +73,12 @@ class Runner:
         finally:
             with self._lock:
                 self._runs.pop(run_id, None)
+
+    @contextmanager
+    def database_turn(self) -> Iterator[None]:
+        """Wait for one of the connections runs may hold at once, and hold it meanwhile."""
+        with self._database_turns:
+            yield
 
     def cancel(self, run_id: int) -> bool:
         """Ask this process's worker to stop the run; False if it runs nowhere here."""

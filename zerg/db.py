@@ -47,7 +47,7 @@ from sqlalchemy.orm import SessionTransaction
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import QueuePool
 
-from zerg.errors import NotFound
+from zerg.domain_errors import NotFound
 from zerg.errors import StartupError
 from zerg.models import ID_MAX
 from zerg.models import Base

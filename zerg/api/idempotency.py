@@ -24,7 +24,7 @@ from zerg.auth import request_token
 from zerg.db import get_db
 from zerg.errors import APIError
 
-HEADER = idempotency.HEADER
+HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 # Where a view's claim waits, on flask.g, for the commit that keeps its response.
 KEEP = "idempotency_keep"

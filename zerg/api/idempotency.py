@@ -88,7 +88,7 @@ def idempotent(view: Callable[P, Response]) -> Callable[P, Response]:
             fingerprint=body_fingerprint(),
         )
         try:
-            with idempotency.once(get_db(), claim) as keep:
+            with idempotency.once(get_db(write=True), claim) as keep:
                 setattr(g, KEEP, keep)
                 return view(*args, **kwargs)
         except idempotency.Replayed as replayed:

@@ -98,12 +98,24 @@ def test_rest_answers_each_domain_error_as_a_problem(
     assert body == (expected if errors is None else {**expected, "errors": errors})
 
 
-def test_rest_refuses_to_guess_an_answer_for_an_unmapped_domain_error() -> None:
-    class Unheard(DomainError):
-        pass
+class Unheard(DomainError):
+    """A kind of domain error no transport has been taught."""
 
-    with pytest.raises(TypeError, match="Unheard"):
-        as_api_error(Unheard("something new"))
+
+def test_rest_answers_an_unmapped_domain_error_as_a_bug_not_a_guess(
+    app: Flask, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse() -> str:
+        raise Unheard("something new")
+
+    app.add_url_rule("/raise/unheard", "raise_unheard", refuse)
+    response = app.test_client().get("/raise/unheard")
+    assert response.status_code == 500
+    assert response.mimetype == PROBLEM
+    request_id = response.get_json()["request_id"]
+    assert "something new" not in response.get_data(as_text=True)
+    assert any(request_id in record.getMessage() and record.exc_info for record in caplog.records)
+    assert as_api_error(Unheard("something new")) is None
 
 
 @pytest.mark.parametrize(

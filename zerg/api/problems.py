@@ -21,14 +21,14 @@ from zerg.domain_errors import KeyReused
 from zerg.domain_errors import NotFound
 from zerg.errors import APIError
 from zerg.errors import api_problem
+from zerg.errors import unexpected_error
 from zerg.errors import unprocessable
 
 
-def as_api_error(exc: DomainError) -> APIError:
+def as_api_error(exc: DomainError) -> APIError | None:
     """Say a domain error as REST does: its status, detail and, where it has one, its ``loc``.
 
-    A domain error that no branch names is a bug (a new kind nobody mapped):
-    it fails loudly, as a 500 with a request id, rather than as a guess.
+    None for a kind of domain error that no branch names yet.
     """
     if isinstance(exc, KeyInUse):
         return APIError(
@@ -55,12 +55,20 @@ def as_api_error(exc: DomainError) -> APIError:
         return APIError(404, str(exc))
     if isinstance(exc, Conflict):
         return APIError(409, str(exc))
-    raise TypeError(f"the REST API has no answer for {type(exc).__name__}") from exc
+    return None
 
 
 def domain_problem(exc: DomainError) -> Response:
-    """Answer a domain error a view let through as problem+json."""
-    return api_problem(as_api_error(exc))
+    """Answer a domain error a view let through as problem+json.
+
+    One that this module does not map is a bug (a new kind nobody mapped):
+    it is logged and answered 500 with a request id, like any other, rather
+    than with a guessed status.
+    """
+    answer = as_api_error(exc)
+    if answer is None:
+        return unexpected_error(exc)
+    return api_problem(answer)
 
 
 def init_app(app: Flask) -> None:

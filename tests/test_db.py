@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Callable
 from datetime import UTC
 from datetime import datetime
 from datetime import timedelta
 from datetime import timezone
+from pathlib import Path
 
 import pytest
 from flask import Flask
@@ -128,9 +130,79 @@ def test_get_db_is_cached_per_app_context_and_closed_on_teardown(app: Flask) -> 
 
 def test_teardown_rolls_back_uncommitted_work(app: Flask, rows: Callable[..., int]) -> None:
     with app.app_context():
-        db.get_db().add(Agent(name="never committed", model="offline"))
+        db.get_db(write=True).add(Agent(name="never committed", model="offline"))
         db.get_db().flush()
     assert rows(Agent) == 0
+    assert db.get_database(app).engine.pool.checkedout() == 0
+
+
+@pytest.fixture
+def session_app(app: Flask) -> Flask:
+    """The test app with views that report which session they were given, whatever their method.
+
+    ``/session/read`` asks for a read session, ``/session/write`` for a write
+    one, which it uses to add an agent and commit.
+    """
+
+    def read() -> dict[str, bool]:
+        session = db.get_db()
+        session.execute(text("SELECT 1"))
+        return {"writer": session.get_bind() is db.get_database().writer}
+
+    def write() -> dict[str, bool]:
+        session = db.get_db(write=True)
+        session.add(Agent(name="written", model="offline"))
+        session.commit()
+        return {"writer": session.get_bind() is db.get_database().writer}
+
+    app.add_url_rule("/session/read", "read_session", read, methods=["GET", "POST"])
+    app.add_url_rule("/session/write", "write_session", write, methods=["GET", "POST"])
+    return app
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_the_view_not_the_method_chooses_the_session(
+    session_app: Flask, method: str, rows: Callable[..., int]
+) -> None:
+    client = session_app.test_client()
+    assert client.open("/session/write", method=method).get_json() == {"writer": True}
+    assert client.open("/session/read", method=method).get_json() == {"writer": False}
+    assert rows(Agent) == 1
+    assert db.get_database(session_app).engine.pool.checkedout() == 0
+
+
+def test_a_write_session_serves_later_readers_in_its_context(app: Flask) -> None:
+    with app.app_context():
+        session = db.get_db(write=True)
+        assert db.get_db() is session
+        assert session.get_bind() is db.get_database(app).writer
+
+
+def test_asking_to_write_after_reading_is_refused(app: Flask) -> None:
+    with app.app_context():
+        db.get_db().execute(text("SELECT 1"))
+        with pytest.raises(RuntimeError, match=r"get_db\(write=True\) first"):
+            db.get_db(write=True)
+    assert db.get_database(app).engine.pool.checkedout() == 0
+
+
+def test_a_read_session_refuses_to_write(app: Flask, rows: Callable[..., int]) -> None:
+    """A caller that asked for the wrong session learns it at its first flush."""
+    with pytest.raises(RuntimeError, match="read session cannot write"):
+        with db.session_scope(app, write=False) as session:
+            session.add(Agent(name="misdirected", model="offline"))
+            session.flush()
+    assert rows(Agent) == 0
+
+
+def test_db_module_knows_nothing_of_requests() -> None:
+    imported = {
+        f"{node.module}.{alias.name}"
+        for node in ast.walk(ast.parse(Path(db.__file__).read_text()))
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert not imported & {"flask.request", "flask.has_request_context"}
 
 
 def test_objects_stay_readable_after_commit(app: Flask) -> None:

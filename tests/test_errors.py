@@ -43,7 +43,7 @@ def failing_app(app: Flask) -> Flask:
     """The test app with one view that writes, then fails unexpectedly."""
 
     def explode() -> str:
-        session = get_db()
+        session = get_db(write=True)
         session.add(Agent(name="half-written", model="offline"))
         session.flush()
         raise RuntimeError("secret internals: password=hunter2")

@@ -39,6 +39,7 @@ from zerg import db
 from zerg import idempotency
 from zerg import serving
 from zerg.config import ConfigError
+from zerg.domain_errors import KeyInUse
 from zerg.models import Agent
 from zerg.models import AgentMessage
 from zerg.models import IdempotencyKey
@@ -356,7 +357,7 @@ def test_the_unique_constraint_refuses_a_second_record_for_a_key(app: Flask) -> 
     """The last word when two first requests got past the locks: the later gets 409."""
     claim = idempotency.Claim(idempotency.ANONYMOUS_SCOPE, "k-1", "POST", "/api/agents", "f")
     stored = idempotency.Stored(201, "application/json", "{}")
-    with pytest.raises(idempotency.KeyInUse), db.session_scope(app) as session:
+    with pytest.raises(KeyInUse), db.session_scope(app) as session:
         idempotency.remember(session, claim, stored)
         idempotency.remember(session, claim, stored)
     assert records(app) == []

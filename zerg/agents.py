@@ -26,9 +26,9 @@ from zerg.db import fetch_rows
 from zerg.db import like_pattern
 from zerg.db import load_row
 from zerg.db import read_row
-from zerg.errors import Conflict
-from zerg.errors import NotFound
-from zerg.errors import unprocessable
+from zerg.domain_errors import Conflict
+from zerg.domain_errors import InvalidField
+from zerg.domain_errors import NotFound
 from zerg.models import ID_MAX
 from zerg.models import Agent
 from zerg.models import AgentMessage
@@ -75,16 +75,12 @@ AGENT_MESSAGES_PAGE = (
 
 
 def check_model(session: Session, model: str) -> None:
-    """Refuse (422) a model that no configured provider offers."""
+    """Refuse a model that no configured provider offers (InvalidField ``model``)."""
     if get_providers(app_of(session)).provider_for(model) is None:
-        raise unprocessable(
-            [
-                {
-                    "loc": ["body", "model"],
-                    "msg": f"no configured provider offers model {model!r} (see GET /api/models)",
-                    "type": "unknown_model",
-                }
-            ]
+        raise InvalidField(
+            "model",
+            f"no configured provider offers model {model!r} (see GET /api/models)",
+            "unknown_model",
         )
 
 

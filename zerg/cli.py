@@ -206,7 +206,7 @@ def init_app(app: Flask) -> None:
 
         return {
             "sa": sa,
-            "db": db.get_db(),
+            "db": db.get_db(write=True),
             "session_scope": db.session_scope,
             **{name: getattr(models, name) for name in models.__all__},
         }

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from zerg.db import fetch_rows
 from zerg.db import load_row
 from zerg.db import read_row
-from zerg.errors import NotFound
+from zerg.domain_errors import NotFound
 from zerg.models import ID_MAX
 from zerg.models import Agent
 from zerg.models import Thread

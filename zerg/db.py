@@ -3,8 +3,9 @@
 ``create_app`` calls :func:`init_app`, which builds one engine and one
 sessionmaker per app and keeps them in ``app.extensions``. Everything else asks
 the app for them: views through :func:`get_db`, background work through
-:func:`session_scope`. Tables are made by migrations (``zerg.migrate``).
-See DATABASE.md for the reasons.
+:func:`session_scope`; either way the caller says whether it writes. This
+module knows nothing of requests. Tables are made by migrations
+(``zerg.migrate``). See DATABASE.md for the reasons.
 """
 
 from __future__ import annotations
@@ -27,8 +28,6 @@ from typing import cast
 from flask import Flask
 from flask import current_app
 from flask import g
-from flask import has_request_context
-from flask import request
 from pydantic_core import from_json
 from sqlalchemy import Engine
 from sqlalchemy import Executable
@@ -47,7 +46,7 @@ from sqlalchemy.orm import SessionTransaction
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import QueuePool
 
-from zerg.errors import NotFound
+from zerg.domain_errors import NotFound
 from zerg.errors import StartupError
 from zerg.models import ID_MAX
 from zerg.models import Base
@@ -56,13 +55,13 @@ EXTENSION_KEY = "zerg.db"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 # The pauses between tries for SQLite's write lock, as SQLite's own busy handler makes them.
 SQLITE_BUSY_STEPS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.025, 0.025, 0.05, 0.05, 0.1)
-SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # How SQLite write transactions begin: taking the write lock up front (see Database).
 SQLITE_BEGIN_WRITE = "BEGIN IMMEDIATE"
 # The writer engine's execution option (and connection info key) for the write lock.
 WRITE_LOCK_OPTION = "zerg_write_lock"
-# Session.info keys: the app a session belongs to, and what waits for its commit.
+# Session.info keys: the app a session belongs to, whether it may write, what waits for its commit.
 APP_KEY = "zerg.app"
+WRITES_KEY = "zerg.writes"
 AFTER_COMMIT_KEY = "zerg.after_commit"
 # The process's lock that keeps announcements in commit order, and a session's hold on it.
 COMMIT_ORDER_KEY = "zerg.commit_order"
@@ -102,8 +101,8 @@ class Database:
     def session(self, *, write: bool = True) -> Session:
         """Open a session; ``write`` sessions lock SQLite for writing when they begin."""
         if write:
-            return self.sessionmaker(bind=self.writer)
-        return self.sessionmaker()
+            return self.sessionmaker(bind=self.writer, info={WRITES_KEY: True})
+        return self.sessionmaker(info={WRITES_KEY: False})
 
 
 def make_engine(url: str, **options: Any) -> Engine:
@@ -252,6 +251,7 @@ def make_sessionmaker(engine: Engine, info: dict[str, Any] | None = None) -> ses
     commits and are dropped when it ends any other way.
     """
     factory = sessionmaker(bind=engine, expire_on_commit=False, autoflush=True, info=info)
+    event.listen(factory, "before_flush", _refuse_read_only_writes)
     event.listen(factory, "before_commit", _hold_commit_order)
     event.listen(factory, "after_commit", _run_after_commit)
     event.listen(factory, "after_transaction_end", _drop_after_commit)
@@ -302,6 +302,17 @@ def after_commit(session: Session, action: Callable[[], None]) -> None:
     back does not take them with it.
     """
     session.info.setdefault(AFTER_COMMIT_KEY, []).append(action)
+
+
+def _refuse_read_only_writes(session: Session, *_: object) -> None:
+    """Refuse to flush ORM changes from a read session, on either database.
+
+    On SQLite it skips the write turn and BEGIN IMMEDIATE, so such a write
+    would fail under load: the caller asked for the wrong session, and the
+    first test of its path says so. (Core DML is not seen here.)
+    """
+    if not session.info.get(WRITES_KEY, True) and (session.new or session.dirty or session.deleted):
+        raise RuntimeError("a read session cannot write; ask for a write session (write=True)")
 
 
 def _hold_commit_order(session: Session) -> None:
@@ -420,21 +431,23 @@ def read_row(session: Session, model: type[Base], ident: int) -> dict[str, Any]:
     return rows[0]
 
 
-def get_db() -> Session:
-    """Return this app context's session, opening it on first use.
+def get_db(*, write: bool = False) -> Session:
+    """Return this app context's session, opening it on first use; ``write`` to change data.
 
-    In a request, safe methods (GET, HEAD, OPTIONS) get a read session and the
-    rest a write session; the teardown hook closes it either way.
+    The first caller in a context chooses: a read session (never waits for a
+    writer) or a write session, which serves later readers too. Asking to
+    write once a read session is open raises. The teardown closes either.
     """
-    if "db_session" not in g:
-        write = not has_request_context() or request.method not in SAFE_METHODS
-        g.db_session = get_database().session(write=write)
-    session: Session = g.db_session
+    session: Session | None = g.get("db_session")
+    if session is None:
+        session = g.db_session = get_database().session(write=write)
+    elif write and not session.info[WRITES_KEY]:
+        raise RuntimeError("this app context has a read session; ask for get_db(write=True) first")
     return session
 
 
 def close_db(exc: BaseException | None = None) -> None:
-    """Roll back whatever the request left uncommitted and return the connection."""
+    """Roll back whatever the app context left uncommitted and return the connection."""
     session: Session | None = g.pop("db_session", None)
     if session is not None:
         # Closing rolls back an open transaction and returns the connection;

@@ -67,16 +67,6 @@ class DatabaseUnreachable(Exception):
     """Raised by zerg's own code for a database that cannot be reached: a request gets 503."""
 
 
-class NotFound(APIError):
-    def __init__(self, what: str, ident: object) -> None:
-        super().__init__(404, f"{what} {ident} not found")
-
-
-class Conflict(APIError):
-    def __init__(self, detail: str) -> None:
-        super().__init__(409, detail)
-
-
 def problem(
     status: int,
     detail: str,
@@ -123,7 +113,8 @@ def unprocessable(errors: Iterable[dict[str, Any]]) -> APIError:
     return APIError(422, "The request failed validation.", errors=list(errors))
 
 
-def _handle_api_error(exc: APIError) -> Response:
+def api_problem(exc: APIError) -> Response:
+    """Answer an error a view raised on purpose."""
     return problem(exc.status, exc.detail, errors=exc.errors, headers=exc.headers)
 
 
@@ -204,6 +195,6 @@ def unexpected_error(exc: Exception) -> Response:
 
 def init_app(app: Flask) -> None:
     """Route every error, Flask's own included, through the problem format."""
-    app.register_error_handler(APIError, _handle_api_error)
+    app.register_error_handler(APIError, api_problem)
     app.register_error_handler(HTTPException, http_problem)
     app.register_error_handler(Exception, unexpected_error)

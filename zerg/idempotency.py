@@ -14,14 +14,18 @@ decided by the database, so that it holds across processes:
 
 - PostgreSQL: the request's transaction takes ``pg_try_advisory_xact_lock``
   on a 64-bit hash of (scope, key) before looking the key up; a repeat that
-  finds it taken is refused (409) until the first commits or rolls back.
+  finds it taken is refused (:class:`KeyInUse`) until the first commits or
+  rolls back.
 - SQLite: write transactions begin with ``BEGIN IMMEDIATE`` (``zerg.db``),
   one at a time, so a repeat from another process waits for the first to
   commit and then finds its record.
 
-Within one process, a repeat of a key still in flight is refused (409) at
-once, on either database, without touching it. The unique constraint on
-(scope, key) stays the last word: if it fires, the repeat gets 409 too.
+Within one process, a repeat of a key still in flight is refused at once,
+on either database, without touching it. The unique constraint on (scope,
+key) stays the last word: if it fires, the repeat is refused the same way.
+The refusals are domain errors (``zerg.domain_errors``), which each
+transport says in its own words: a status for HTTP, an error frame for the
+websocket.
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from zerg.db import app_of
-from zerg.errors import APIError
+from zerg.domain_errors import KeyInUse
+from zerg.domain_errors import KeyReused
 from zerg.locks import lock_key
 from zerg.models import IdempotencyKey
 from zerg.models import utcnow
@@ -54,37 +59,6 @@ EXTENSION_KEY = "zerg.idempotency"
 MAX_KEY_LENGTH = 255
 # The scope of every key when the server has no API_TOKEN: there is no one else to tell apart.
 ANONYMOUS_SCOPE = "anonymous"
-# What a header or a frame calls the key, in errors.
-HEADER = "Idempotency-Key"
-
-
-class KeyRefused(APIError):
-    """A request whose key cannot be honoured now; it ran nothing."""
-
-
-class KeyInUse(KeyRefused):
-    def __init__(self) -> None:
-        super().__init__(
-            409,
-            f"A request with this {HEADER} is still being processed; "
-            "retry once it has finished to get its response.",
-        )
-
-
-class KeyReused(KeyRefused):
-    def __init__(self) -> None:
-        super().__init__(
-            422,
-            f"This {HEADER} was used for a different request (another path or body); "
-            "use a new key for a new request.",
-            errors=[
-                {
-                    "loc": ["header", HEADER],
-                    "msg": "the key was first used with another path or body",
-                    "type": "idempotency_key_reused",
-                }
-            ],
-        )
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from zerg.api import agents
 from zerg.api import health
 from zerg.api import models
 from zerg.api import openapi
+from zerg.api import problems
 from zerg.api import runs
 from zerg.api import schedules
 from zerg.api import threads
@@ -28,3 +29,4 @@ def init_app(app: Flask) -> None:
         api.register_blueprint(admin.bp)
     api.before_request(openapi.refuse_unknown_query)
     app.register_blueprint(api)
+    problems.init_app(app)

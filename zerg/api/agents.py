@@ -42,7 +42,7 @@ def list_agents() -> Response:
 def create_agent() -> Response:
     """Create an agent."""
     body = parse_body(AgentCreate)
-    session = get_db()
+    session = get_db(write=True)
     agent = agents.create_agent(session, body)
     return commit(respond(AgentOut, agent, 201))
 
@@ -57,7 +57,7 @@ def get_agent(agent_id: int) -> Response:
 def update_agent(agent_id: int) -> Response:
     """Change the fields sent and leave the others as they are."""
     body = parse_body(AgentUpdate)
-    session = get_db()
+    session = get_db(write=True)
     agent = agents.update_agent(session, agent_id, body)
     session.commit()
     return respond(AgentOut, agent)
@@ -66,7 +66,7 @@ def update_agent(agent_id: int) -> Response:
 @bp.delete("/<int:agent_id>")
 def delete_agent(agent_id: int) -> Response:
     """Delete an agent with its threads, messages and runs."""
-    session = get_db()
+    session = get_db(write=True)
     agents.delete_agent(session, agent_id)
     session.commit()
     return no_content()
@@ -76,7 +76,7 @@ def delete_agent(agent_id: int) -> Response:
 @idempotent
 def run_agent(agent_id: int) -> Response:
     """Run the agent's task instructions in a new thread of its own (202)."""
-    session = get_db()
+    session = get_db(write=True)
     run = runs.queue_agent_run(session, agent_id, "manual")
     return commit(respond(RunOut, run, 202))
 
@@ -94,6 +94,6 @@ def list_agent_messages(agent_id: int) -> Response:
 def create_agent_message(agent_id: int) -> Response:
     """Add a message to an agent."""
     body = parse_body(AgentMessageCreate)
-    session = get_db()
+    session = get_db(write=True)
     message = agents.add_agent_message(session, agent_id, body)
     return commit(respond(AgentMessageOut, message, 201))

@@ -24,7 +24,7 @@ from zerg.auth import request_token
 from zerg.db import get_db
 from zerg.errors import APIError
 
-HEADER = idempotency.HEADER
+HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 # Where a view's claim waits, on flask.g, for the commit that keeps its response.
 KEEP = "idempotency_keep"
@@ -88,7 +88,7 @@ def idempotent(view: Callable[P, Response]) -> Callable[P, Response]:
             fingerprint=body_fingerprint(),
         )
         try:
-            with idempotency.once(get_db(), claim) as keep:
+            with idempotency.once(get_db(write=True), claim) as keep:
                 setattr(g, KEEP, keep)
                 return view(*args, **kwargs)
         except idempotency.Replayed as replayed:

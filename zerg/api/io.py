@@ -101,7 +101,7 @@ def commit(response: Response) -> Response:
     transaction: a retry gets exactly this, and a crash loses both or neither.
     """
     keep_response(response)
-    get_db().commit()
+    get_db(write=True).commit()
     return response
 
 

@@ -47,6 +47,7 @@ from pydantic.json_schema import models_json_schema
 
 from zerg import idempotency
 from zerg import schemas as s
+from zerg.api.idempotency import HEADER
 from zerg.api.idempotency import KEY_PATTERN
 from zerg.api.idempotency import REPLAYED_HEADER
 from zerg.api.idempotency import takes_key
@@ -536,7 +537,7 @@ def _problem_ref(status: int) -> dict[str, str]:
 
 
 KEY_PARAMETER: dict[str, Any] = {
-    "name": idempotency.HEADER,
+    "name": HEADER,
     "in": "header",
     "required": False,
     "description": (

@@ -44,7 +44,7 @@ def get_run(run_id: int) -> Response:
 @bp.post("/<int:run_id>/cancel")
 def cancel_run(run_id: int) -> Response:
     """Cancel a run: a queued one at once (200), a running one when its stream stops (202)."""
-    session = get_db()
+    session = get_db(write=True)
     run, over = runs.cancel_run(session, run_id)
     session.commit()
     return respond(RunOut, run, 200 if over else 202)

@@ -46,7 +46,7 @@ def list_threads() -> Response:
 def create_thread() -> Response:
     """Start a thread with an agent."""
     body = parse_body(ThreadCreate)
-    session = get_db()
+    session = get_db(write=True)
     fields = body.model_dump()
     thread = conversations.create_thread(session, fields.pop("agent_id"), **fields)
     return commit(respond(ThreadOut, thread, 201))
@@ -62,7 +62,7 @@ def get_thread(thread_id: int) -> Response:
 def update_thread(thread_id: int) -> Response:
     """Change the fields sent and leave the others as they are."""
     body = parse_body(ThreadUpdate)
-    session = get_db()
+    session = get_db(write=True)
     thread = conversations.update_thread(session, thread_id, body)
     session.commit()
     return respond(ThreadOut, thread)
@@ -71,7 +71,7 @@ def update_thread(thread_id: int) -> Response:
 @bp.delete("/<int:thread_id>")
 def delete_thread(thread_id: int) -> Response:
     """Delete a thread with its messages."""
-    session = get_db()
+    session = get_db(write=True)
     conversations.delete_thread(session, thread_id)
     session.commit()
     return no_content()
@@ -88,7 +88,7 @@ def run_thread(thread_id: int) -> Response:
     in every other case, and starts once the runs before it have ended.
     """
     body = parse_optional_body(ThreadRunCreate)
-    session = get_db()
+    session = get_db(write=True)
     run = runs.queue_thread_run(session, thread_id, "api", body.multitask_strategy)
     return commit(respond(RunOut, run, 202))
 
@@ -106,6 +106,6 @@ def list_thread_messages(thread_id: int) -> Response:
 def create_thread_message(thread_id: int) -> Response:
     """Add a message to a thread."""
     body = parse_body(ThreadMessageCreate)
-    session = get_db()
+    session = get_db(write=True)
     message = conversations.add_message(session, thread_id, body)
     return commit(respond_json(message, 201))

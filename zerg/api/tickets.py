@@ -23,7 +23,7 @@ def issue_ticket() -> Response:
     and is worth nothing after that, so a URL that carries one may be logged.
     It is never stored for an Idempotency-Key: ask again for a new one.
     """
-    session = get_db()
+    session = get_db(write=True)
     ticket = tickets.issue(session, idempotency.scope_for(request_token()))
     session.commit()
     response = respond(WsTicketOut, ticket, 201)

@@ -38,8 +38,12 @@ from zerg import conversations
 from zerg import idempotency
 from zerg.auth import request_token
 from zerg.db import session_scope
+from zerg.domain_errors import DomainError
+from zerg.domain_errors import KeyInUse
+from zerg.domain_errors import KeyRefused
+from zerg.domain_errors import KeyReused
+from zerg.domain_errors import NotFound
 from zerg.errors import APIError
-from zerg.errors import NotFound
 from zerg.errors import validation_errors
 from zerg.realtime import events
 from zerg.realtime.hub import Connection
@@ -76,6 +80,29 @@ class ProtocolError(Exception):
         super().__init__(error)
         self.error = error
         self.details = details
+
+
+def refusal(exc: DomainError, **about: Any) -> ProtocolError:
+    """Say a domain error as an ``error`` frame: the websocket's one mapping of them.
+
+    ``about`` names the frame's fields the error concerns (``topic``,
+    ``thread_id``, ``idempotency_key``) and becomes the frame's ``details``.
+    A refused key names the frame's ``idempotency_key`` field, not the HTTP
+    header, and carries the status an HTTP request with that key would get.
+    """
+    if isinstance(exc, KeyInUse):
+        return ProtocolError(
+            "A request with this idempotency_key is still being processed; "
+            "retry once it has finished to get its response.",
+            {**about, "status": 409},
+        )
+    if isinstance(exc, KeyReused):
+        return ProtocolError(
+            "This idempotency_key was used for a different request (other fields); "
+            "use a new key for a new request.",
+            {**about, "status": 422},
+        )
+    return ProtocolError(str(exc), about or None)
 
 
 class Frame(Storable):
@@ -166,7 +193,7 @@ def subscribe_topic(client: Client, topic: str, message_id: Any) -> None:
                 }
     except NotFound as exc:
         client.hub.unsubscribe(client.connection, topic)
-        raise ProtocolError(exc.detail, {"topic": topic}) from None
+        raise refusal(exc, topic=topic) from None
     client.reply(reply)
 
 
@@ -260,11 +287,10 @@ def on_send_message(client: Client, frame: SendMessageFrame, message_id: Any) ->
                 "run_id": run_id,
             }
             keep(idempotency.Stored(200, "application/json", json.dumps(reply)))
-    except NotFound as exc:
-        raise ProtocolError(exc.detail, {"thread_id": frame.thread_id}) from None
-    except idempotency.KeyRefused as exc:
-        details = {"idempotency_key": frame.idempotency_key, "status": exc.status}
-        raise ProtocolError(exc.detail, details) from None
+    except KeyRefused as exc:
+        raise refusal(exc, idempotency_key=frame.idempotency_key) from None
+    except DomainError as exc:
+        raise refusal(exc, thread_id=frame.thread_id) from None
     except idempotency.Replayed as replayed:
         reply = {**json.loads(replayed.stored.body), "replayed": True}
     client.reply({**reply, "message_id": message_id})
@@ -332,6 +358,9 @@ def handle_text(client: Client, text: str) -> None:
         client.error(message_id, f"invalid {kind} message", {"errors": validation_errors(exc)})
     except ProtocolError as exc:
         client.error(message_id, exc.error, exc.details)
+    except DomainError as exc:
+        refused = refusal(exc)
+        client.error(message_id, refused.error, refused.details)
     except Exception:
         request_id = uuid.uuid4().hex
         log.exception("websocket handler failed, request id %s", request_id)

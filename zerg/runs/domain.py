@@ -38,7 +38,7 @@ from zerg.db import app_of
 from zerg.db import fetch_rows
 from zerg.db import like_pattern
 from zerg.db import load_row
-from zerg.errors import Conflict
+from zerg.domain_errors import Conflict
 from zerg.models import Agent
 from zerg.models import Run
 from zerg.models import utcnow

@@ -32,7 +32,7 @@ from zerg import agents
 from zerg import conversations
 from zerg.db import after_commit
 from zerg.db import app_of
-from zerg.errors import NotFound
+from zerg.domain_errors import NotFound
 from zerg.locks import Liveness
 from zerg.models import Agent
 from zerg.models import Run

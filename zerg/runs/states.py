@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from zerg import agents
 from zerg import conversations
 from zerg.db import app_of
-from zerg.errors import NotFound
+from zerg.domain_errors import NotFound
 from zerg.models import Run
 from zerg.realtime import events
 from zerg.realtime.events import EventType

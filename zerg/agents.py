@@ -17,6 +17,7 @@ from typing import cast
 from sqlalchemy import Table
 from sqlalchemy import bindparam
 from sqlalchemy import select
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from zerg import conversations
@@ -184,6 +185,26 @@ def is_running(session: Session, agent_id: int) -> bool:
     """Tell whether any run of the agent is executing (its status is then ``running``)."""
     running = select(Run.id).where(Run.agent_id == agent_id, Run.status == "running").limit(1)
     return session.scalar(running) is not None
+
+
+def mark_running(session: Session, agent_id: int) -> None:
+    """Set the agent's status to ``running`` if it is not and one of its runs is; announce it.
+
+    A single UPDATE whose condition PostgreSQL checks again on the newest
+    row after waiting for a concurrent writer: a status that already reads
+    ``running`` is left alone without taking the row's lock.
+    """
+    running = select(Run.id).where(Run.agent_id == agent_id, Run.status == "running").exists()
+    statement = (
+        update(Agent)
+        .where(Agent.id == agent_id, Agent.status != "running", running)
+        .values(status="running")
+        .returning(Agent)
+        .execution_options(populate_existing=True, synchronize_session=False)
+    )
+    agent = session.scalars(statement).one_or_none()
+    if agent is not None:
+        announce_update(session, agent)
 
 
 def update_agent(session: Session, agent_id: int, changes: AgentUpdate) -> Agent:

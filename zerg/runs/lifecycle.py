@@ -173,17 +173,13 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
 def mark_agent_running(session: Session, execution: Execution) -> None:
     """Mark a begun run's agent running, if it is not yet and one of its runs still is.
 
-    Under the agent's own lock, like every other change of its status: an
-    end of another of its runs committed in between may have set it idle
-    without seeing this run, and this run may itself have ended already.
+    One conditional UPDATE (``agents.mark_running``): it takes the agent's
+    lock only when it changes the row, so of the runs of an idle agent that
+    begin at once the first marks it and the others, finding it running, wait
+    for nothing. An end of another run committed in between may have set it
+    idle without seeing this run; this run may itself have ended already.
     """
-    try:
-        agent = agents.lock_agent(session, execution.agent_id)
-    except NotFound:
-        return
-    if agent.status != "running" and agents.is_running(session, agent.id):
-        agent.status = "running"
-        agents.announce_update(session, agent)
+    agents.mark_running(session, execution.agent_id)
 
 
 def finish_run(session: Session, execution: Execution) -> None:

@@ -23,13 +23,16 @@ from pydantic import BaseModel
 from pydantic import BeforeValidator
 from pydantic import ConfigDict
 from pydantic import Field
+from pydantic import GetCoreSchemaHandler
 from pydantic import StringConstraints
 from pydantic import TypeAdapter
 from pydantic import ValidationInfo
 from pydantic import field_validator
 from pydantic.json_schema import JsonDict
 from pydantic.json_schema import SkipJsonSchema
+from pydantic.json_schema import WithJsonSchema
 from pydantic_core import PydanticCustomError
+from pydantic_core import core_schema
 from typing_extensions import TypedDict
 
 from zerg.models import ID_MAX
@@ -62,7 +65,30 @@ Name = Annotated[
     Field(json_schema_extra={"pattern": NAME_PATTERN}),
 ]
 LongText = Annotated[str, Field(max_length=MAX_TEXT)]
-ModelName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class OfferedModel:
+    """Marks a model name, so the OpenAPI document lists the models the app's providers offer.
+
+    Which models those are depends on the app's configuration, so the mark is
+    read by the document's schema generator (``zerg.api.openapi_schemas``).
+    """
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        schema = handler(source)
+        schema["metadata"] = {**schema.get("metadata", {}), OFFERED_MODEL: True}
+        return schema
+
+
+# The key OfferedModel sets in the core schema's metadata.
+OFFERED_MODEL = "zerg_offered_model"
+ModelName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    OfferedModel(),
+]
 # The statuses a client may set: "running" follows the agent's runs (and a
 # client may set neither while one of them runs).
 SettableAgentStatus = Literal["idle", "error"]
@@ -122,13 +148,18 @@ _CRON_FIELD: dict[str, Any] = {
 # An agent's schedule (null: none), and a cron expression that must be given.
 Schedule = Annotated[str | None, Field(**_CRON_FIELD), AfterValidator(_check_cron)]
 CronText = Annotated[str, Field(min_length=1, **_CRON_FIELD), AfterValidator(_check_cron)]
+# The document lists the zones (WithJsonSchema: an enum says all a pattern could).
 TimeZone = Annotated[
     str,
-    Field(
-        min_length=1,
-        max_length=64,
-        description="An IANA time zone, such as Europe/Berlin.",
-        json_schema_extra={"enum": sorted(available_timezones() | {cron.DEFAULT_ZONE})},
+    Field(min_length=1, max_length=64),
+    WithJsonSchema(
+        {
+            "description": "An IANA time zone, such as Europe/Berlin.",
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 64,
+            "enum": sorted(available_timezones() | {cron.DEFAULT_ZONE}),
+        }
     ),
     AfterValidator(_check_zone),
 ]
@@ -153,6 +184,10 @@ def _storable_problem(value: Any) -> str | None:
     return None
 
 
+# Text without NUL, as a JSON Schema pattern: what Storable lets through.
+NO_NUL = "^[^\\u0000]*$"
+
+
 class Storable(BaseModel):
     """Refuses values that some supported database cannot store."""
 
@@ -171,12 +206,37 @@ class Request(Storable):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+def _partial_json_schema(schema: JsonDict, model: type[BaseModel]) -> None:
+    """Say in a PUT/PATCH body's schema what ``Partial`` checks in code.
+
+    An absent field means "unchanged", so no field has a default; and a field
+    in ``NOT_NULL`` refuses ``null``, so its ``null`` branch goes.
+    """
+    not_null: frozenset[str] = getattr(model, "NOT_NULL", frozenset())
+    properties = schema.get("properties")
+    assert isinstance(properties, dict)
+    for name, field in properties.items():
+        assert isinstance(field, dict)
+        field.pop("default", None)
+        branches = field.get("anyOf")
+        if name in not_null and isinstance(branches, list):
+            rest = [branch for branch in branches if branch != {"type": "null"}]
+            del field["anyOf"]
+            if len(rest) == 1:
+                assert isinstance(rest[0], dict)
+                field.update(rest[0])
+            else:
+                field["anyOf"] = rest
+
+
 class Partial(Request):
     """Base of PUT/PATCH bodies: absent fields stay as they are.
 
     ``null`` is accepted only for nullable columns; subclasses list the rest in
     ``NOT_NULL`` so that ``{"name": null}`` is refused instead of stored.
     """
+
+    model_config = ConfigDict(json_schema_extra=_partial_json_schema)
 
     NOT_NULL: ClassVar[frozenset[str]] = frozenset()
 
@@ -209,7 +269,7 @@ SearchText = Annotated[
     Field(
         min_length=1,
         max_length=255,
-        pattern="^[^\\u0000]*$",
+        pattern=NO_NUL,
         description="Keep only items containing this text, ignoring case.",
     ),
 ]
@@ -298,7 +358,7 @@ _CONTENT_OR_TOOL_CALLS: JsonDict = {
     "then": {},
     "else": {
         "required": ["content"],
-        "properties": {"content": {"type": "string", "minLength": 1}},
+        "properties": {"content": {"type": "string", "minLength": 1, "pattern": NO_NUL}},
     },
 }
 

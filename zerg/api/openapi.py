@@ -69,6 +69,8 @@ EXTENSION_KEY = "zerg.openapi"
 PATH_PARAM = re.compile(r"{(\w+)}")
 FLASK_PARAM = re.compile(r"<(?:\w+:)?(\w+)>")
 METHODS = ("GET", "PUT", "PATCH", "POST", "DELETE")
+# The docs page's Swagger UI, vendored under zerg/web/static (see its vendor/README.md).
+SWAGGER_UI = "vendor/swagger-ui-dist-5.35.0"
 
 bp = Blueprint("openapi", __name__)
 
@@ -416,5 +418,5 @@ def openapi_json() -> Response:
 )
 def docs() -> Response:
     """Show the OpenAPI document as a page to browse and try, fetching nothing from elsewhere."""
-    page = render_template("web/api_docs.html", spec=get_spec()[0])
+    page = render_template("web/api_docs.html", spec=get_spec()[0], swagger_ui=SWAGGER_UI)
     return secure_page(Response(page, mimetype=HTML))

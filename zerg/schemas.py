@@ -15,6 +15,7 @@ from typing import Annotated
 from typing import Any
 from typing import ClassVar
 from typing import Literal
+from typing import cast
 from zoneinfo import available_timezones
 
 from pydantic import AfterValidator
@@ -78,7 +79,9 @@ class OfferedModel:
         self, source: Any, handler: GetCoreSchemaHandler
     ) -> core_schema.CoreSchema:
         schema = handler(source)
-        schema["metadata"] = {**schema.get("metadata", {}), OFFERED_MODEL: True}
+        # A core schema is a TypedDict union; each member's metadata is a plain dict.
+        fields = cast(dict[str, Any], schema)
+        fields["metadata"] = {**fields.get("metadata", {}), OFFERED_MODEL: True}
         return schema
 
 

@@ -46,6 +46,7 @@ from zerg import schemas as s
 from zerg.api.idempotency import KEY_PATTERN
 from zerg.api.idempotency import REPLAYED_HEADER
 from zerg.api.idempotency import takes_key
+from zerg.api.openapi_description import PROBLEMS
 from zerg.api.openapi_description import TAGS
 from zerg.api.openapi_description import description
 from zerg.api.openapi_schemas import REF_TEMPLATE
@@ -104,57 +105,6 @@ def routes_of(app: Flask) -> list[Route]:
             path = FLASK_PARAM.sub(r"{\1}", rule.rule)
             found.append(Route(method, path, op_id, view, described))
     return found
-
-
-# The generic problem answers, shared through components/responses.
-PROBLEMS: dict[int, tuple[str, str, type[BaseModel], dict[str, str]]] = {
-    400: ("BadRequest", "The body is empty or not JSON.", s.Problem, {}),
-    401: (
-        "Unauthorized",
-        "The bearer token is missing or wrong.",
-        s.Problem,
-        {"WWW-Authenticate": 'Always `Bearer realm="zerg"`.'},
-    ),
-    403: (
-        "Forbidden",
-        "A cross-site request: its `Origin` is neither this server's nor in CORS_ORIGINS, "
-        "or the browser marked it `Sec-Fetch-Site: cross-site`.",
-        s.Problem,
-        {},
-    ),
-    404: ("NotFound", "No resource has the id in the path.", s.Problem, {}),
-    405: (
-        "MethodNotAllowed",
-        "The path exists but not with this method.",
-        s.Problem,
-        {"Allow": "The methods the path accepts."},
-    ),
-    413: ("ContentTooLarge", "The body is over MAX_CONTENT_LENGTH.", s.Problem, {}),
-    415: (
-        "UnsupportedMediaType",
-        "The body is not sent as `application/json` (a charset parameter is fine).",
-        s.Problem,
-        {},
-    ),
-    422: (
-        "UnprocessableContent",
-        "The JSON or the query failed validation; `errors` says where and why.",
-        s.ValidationProblem,
-        {},
-    ),
-    500: (
-        "InternalServerError",
-        "Something failed unexpectedly; nothing was written. Quote `request_id`.",
-        s.ServerProblem,
-        {"X-Request-ID": "The same request id as in the body."},
-    ),
-    503: (
-        "ServiceUnavailable",
-        "The database does not answer; retry later.",
-        s.Problem,
-        {"Retry-After": "Seconds to wait before retrying."},
-    ),
-}
 
 
 def _models(routes: list[Route]) -> list[tuple[type[BaseModel], JsonSchemaMode]]:

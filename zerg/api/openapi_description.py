@@ -1,4 +1,4 @@
-"""The prose of the OpenAPI document: its tags and the description a reader starts from.
+"""The prose of the OpenAPI document: its tags, its generic errors, and its description.
 
 Kept apart from the generator because it is text, not logic; what it says of
 the websocket is generated from ``zerg.realtime.websocket.HANDLERS``, so a new
@@ -7,6 +7,9 @@ frame type cannot go unmentioned.
 
 from __future__ import annotations
 
+from pydantic import BaseModel
+
+from zerg import schemas as s
 from zerg.api.idempotency import REPLAYED_HEADER
 from zerg.realtime import websocket
 
@@ -20,6 +23,57 @@ TAGS = {
     "health": "Liveness, database and event bus reachability (never needs the token).",
     "admin": "Development tooling; absent outside ENVIRONMENT=development.",
     "docs": "This document and the page that renders it.",
+}
+
+
+# The generic problem answers, shared through components/responses.
+PROBLEMS: dict[int, tuple[str, str, type[BaseModel], dict[str, str]]] = {
+    400: ("BadRequest", "The body is empty or not JSON.", s.Problem, {}),
+    401: (
+        "Unauthorized",
+        "The bearer token is missing or wrong.",
+        s.Problem,
+        {"WWW-Authenticate": 'Always `Bearer realm="zerg"`.'},
+    ),
+    403: (
+        "Forbidden",
+        "A cross-site request: its `Origin` is neither this server's nor in CORS_ORIGINS, "
+        "or the browser marked it `Sec-Fetch-Site: cross-site`.",
+        s.Problem,
+        {},
+    ),
+    404: ("NotFound", "No resource has the id in the path.", s.Problem, {}),
+    405: (
+        "MethodNotAllowed",
+        "The path exists but not with this method.",
+        s.Problem,
+        {"Allow": "The methods the path accepts."},
+    ),
+    413: ("ContentTooLarge", "The body is over MAX_CONTENT_LENGTH.", s.Problem, {}),
+    415: (
+        "UnsupportedMediaType",
+        "The body is not sent as `application/json` (a charset parameter is fine).",
+        s.Problem,
+        {},
+    ),
+    422: (
+        "UnprocessableContent",
+        "The JSON or the query failed validation; `errors` says where and why.",
+        s.ValidationProblem,
+        {},
+    ),
+    500: (
+        "InternalServerError",
+        "Something failed unexpectedly; nothing was written. Quote `request_id`.",
+        s.ServerProblem,
+        {"X-Request-ID": "The same request id as in the body."},
+    ),
+    503: (
+        "ServiceUnavailable",
+        "The database does not answer; retry later.",
+        s.Problem,
+        {"Retry-After": "Seconds to wait before retrying."},
+    ),
 }
 
 

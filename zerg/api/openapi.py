@@ -88,7 +88,7 @@ class Route:
 
 
 def routes_of(app: Flask) -> list[Route]:
-    """Every HTTP route under /api (not the websocket), with what its view says of it."""
+    """List every HTTP route under /api (not the websocket), with what its view says of it."""
     found = []
     for rule in app.url_map.iter_rules():
         if not rule.rule.startswith("/api") or rule.websocket:

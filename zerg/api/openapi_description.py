@@ -78,7 +78,7 @@ PROBLEMS: dict[int, tuple[str, str, type[BaseModel], dict[str, str]]] = {
 
 
 def websocket_section() -> str:
-    """The websocket protocol, which OpenAPI cannot describe, generated from its handlers."""
+    """Describe the websocket protocol, which OpenAPI cannot, from its handlers."""
     rows = "\n".join(
         f"| `{kind}` | `{schema.__name__}` |" for kind, (schema, _) in websocket.HANDLERS.items()
     )
@@ -123,6 +123,7 @@ too slow to read its queue is dropped.
 
 
 def description(secured: bool, page_cap: int, ttl: int) -> str:
+    """Write the document's description for the app as configured."""
     token = (
         "This server requires it: every route but `/api/health` (this document and "
         "`/api/docs` included) needs `Authorization: Bearer <token>`."

@@ -42,7 +42,7 @@ class DocumentJsonSchema(GenerateJsonSchema):
 
     @classmethod
     def offering(cls, model_ids: list[str]) -> type[DocumentJsonSchema]:
-        """This generator for an app whose providers offer ``model_ids``."""
+        """Return this generator for an app whose providers offer ``model_ids``."""
         return type(cls.__name__, (cls,), {"offered_models": tuple(model_ids)})
 
     def _in_storable_request(self) -> bool:
@@ -77,7 +77,7 @@ class DocumentJsonSchema(GenerateJsonSchema):
 
 
 def storable_json() -> dict[str, Any]:
-    """Any JSON value a request may carry inside an object: no NUL in any text, keys included."""
+    """Describe any JSON value a request may carry in an object: no NUL in text or keys."""
     ref = {"$ref": REF_TEMPLATE.format(model=STORABLE_JSON)}
     return {
         "description": "Any JSON value, but no text (keys included) may contain NUL.",
@@ -95,7 +95,7 @@ def storable_json() -> dict[str, Any]:
 def component_schemas(
     models: list[tuple[type[BaseModel], JsonSchemaMode]], model_ids: list[str]
 ) -> dict[str, Any]:
-    """The components: every model's schema, as pydantic generates it, and ``StorableJSON``."""
+    """Return the components: each model's schema as pydantic generates it, and StorableJSON."""
     generator = DocumentJsonSchema.offering(model_ids)
     _, top = models_json_schema(models, ref_template=REF_TEMPLATE, schema_generator=generator)
     components: dict[str, Any] = {**top["$defs"], STORABLE_JSON: storable_json()}
@@ -118,7 +118,7 @@ class QueryJsonSchema(GenerateJsonSchema):
 
 
 def query_parameters(model: type[BaseModel], page_cap: int) -> list[dict[str, Any]]:
-    """One query parameter per field of a query model."""
+    """Describe each field of a query model as a query parameter."""
     schema = model.model_json_schema(ref_template=REF_TEMPLATE, schema_generator=QueryJsonSchema)
     required = set(schema.get("required", ()))
     notes = {
@@ -141,7 +141,7 @@ def query_parameters(model: type[BaseModel], page_cap: int) -> list[dict[str, An
 
 
 def path_parameters(names: list[str]) -> list[dict[str, Any]]:
-    """The path's ids, each a ``schemas.Id``."""
+    """Describe the path's ids, each a ``schemas.Id``."""
     id_schema = TypeAdapter(Id).json_schema()
     return [
         {

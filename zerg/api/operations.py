@@ -95,38 +95,38 @@ def takes_query(*names: str) -> Callable[[ViewT], ViewT]:
 
 
 def operation_of(view: Callable[..., Any] | None) -> Operation | None:
-    """The view's ``@operation``, if it has one."""
+    """Return the view's ``@operation``, if it has one."""
     return getattr(view, OPERATION_ATTRIBUTE, None)
 
 
 def query_of(view: Callable[..., Any] | None) -> frozenset[str]:
-    """The query parameters the view accepts (none unless it says so)."""
+    """Return the query parameters the view accepts (none unless it says so)."""
     names: frozenset[str] = getattr(view, QUERY_ATTRIBUTE, frozenset())
     return names
 
 
 def ok(model: type[BaseModel], description: str = "OK", *, many: bool = False) -> Reply:
-    """A 200 with ``model`` (or an array of it)."""
+    """Describe a 200 with ``model`` (or an array of it)."""
     return Reply(200, description, model, many)
 
 
 def created(model: type[BaseModel]) -> Reply:
-    """A 201 with the new resource."""
+    """Describe a 201 with the new resource."""
     return Reply(201, "Created: the new resource.", model)
 
 
 def started(description: str) -> Reply:
-    """A 202 with the run that was queued."""
+    """Describe a 202 with the run that was queued."""
     return Reply(202, description, RunOut)
 
 
 def conflict(description: str) -> Reply:
-    """A 409: the resource's state forbids the request."""
+    """Describe a 409: the resource's state forbids the request."""
     return Reply(409, description, Problem, problem=True)
 
 
 def missing(description: str) -> Reply:
-    """A 404 for an id named in the body (a path id's 404 is derived)."""
+    """Describe a 404 for an id named in the body (a path id's 404 is derived)."""
     return Reply(404, description, Problem, problem=True)
 
 

@@ -1014,3 +1014,29 @@ def test_a_reply_is_rendered_as_markdown_while_it_streams(
         assert XSS in browser.text(reply)
         _nothing_ran(browser, reply)
         browser.screenshot("thread-markdown-stored")
+
+
+def test_the_api_docs_page_lists_every_operation_and_tries_one(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    """The vendored Swagger UI runs under the UI's strict CSP (any refusal is a console error)."""
+    api(live_server, "POST", "/agents", {"name": "Listed by the docs"})
+    spec = requests.get(f"{live_server.url}/api/openapi.json", timeout=10).json()
+    browser.driver.get(live_server.url + "/api/docs")
+    browser.wait_for(lambda: browser.all(".opblock"), "the operations to show")
+    browser.screenshot("api-docs")
+    for path, item in spec["paths"].items():
+        for method, operation in item.items():
+            block = f"#operations-{operation['tags'][0]}-{operation['operationId']}"
+            assert browser.all(block), (method, path)
+    block = "#operations-agents-list_agents"
+    browser.css(f"{block} .opblock-summary-control").click()
+    browser.wait_for(lambda: browser.all(f"{block} .try-out__btn"), "the Try it out button")
+    browser.css(f"{block} .try-out__btn").click()
+    browser.wait_for(lambda: browser.all(f"{block} .execute"), "the Execute button")
+    browser.css(f"{block} .execute").click()
+    browser.wait_for(
+        lambda: "Listed by the docs" in browser.text(f"{block} .live-responses-table"),
+        "the answer of GET /api/agents",
+    )
+    browser.screenshot("api-docs-tried")

@@ -1,8 +1,8 @@
 """The OpenAPI document and the docs page: valid, complete, and unable to drift.
 
-The document is generated from a table in ``zerg/api/openapi.py`` and the
-pydantic models; these tests hold the table to the routes Flask actually
-serves (both ways), the errors to what the views really answer, and the page
+The document is generated from the routes Flask serves, the ``@operation``
+on each view and the pydantic models; these tests hold it to those routes
+(both ways), the errors to what the views really answer, and the page
 to what a browser without internet can show. ``tests/test_fuzz.py`` then
 checks the server against the document with schemathesis.
 """
@@ -10,6 +10,7 @@ checks the server against the document with schemathesis.
 from __future__ import annotations
 
 import inspect
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,10 +27,11 @@ from pydantic import BaseModel
 
 from tests.conftest import AppFactory
 from zerg import schemas
-from zerg.api.openapi import OPERATIONS
 from zerg.api.openapi import build_spec
+from zerg.api.openapi import routes_of
 from zerg.auth import OPEN_PATHS
 from zerg.realtime.websocket import HANDLERS
+from zerg.web import CONTENT_SECURITY_POLICY
 
 TOKEN = "s3cret-token"
 # The operations that answer without the database, so never 503.
@@ -105,14 +107,21 @@ def test_the_document_is_valid_openapi_3_1(any_app: Flask) -> None:
 
 
 def test_every_route_is_an_operation_and_every_operation_a_route(any_app: Flask) -> None:
-    """The check that keeps the table in openapi.py honest: a new route must be documented."""
+    """Every route of the url map is documented, from its own view."""
     spec = spec_of(any_app)
     served = routes(any_app)
     documented = {(method, path) for method, path, _ in operations(spec)}
     assert documented == set(served)
-    for op in OPERATIONS:
-        if (op.method, op.path) in served:
-            assert served[(op.method, op.path)] == op.endpoint, op
+    for route in routes_of(any_app):
+        assert any_app.view_functions[served[(route.method, route.path)]] is route.view
+
+
+def test_a_route_without_an_operation_stops_the_document(make_app: AppFactory) -> None:
+    """A new view must say what it is: the build names it rather than leaving it out."""
+    app = make_app()
+    app.add_url_rule("/api/undocumented", "undocumented", lambda: "")
+    with pytest.raises(LookupError, match="undocumented"):
+        build_spec(app)
 
 
 def test_the_admin_route_is_documented_only_where_it_exists(make_app: AppFactory) -> None:
@@ -130,11 +139,9 @@ def test_operation_ids_are_unique_and_descriptions_come_from_the_views(app: Flas
     spec = spec_of(app)
     ids = [operation["operationId"] for _, _, operation in operations(spec)]
     assert len(ids) == len(set(ids))
-    for op in OPERATIONS:
-        if op.path in spec["paths"]:
-            view = app.view_functions[op.endpoint]
-            description = spec["paths"][op.path][op.method.lower()]["description"]
-            assert description == inspect.cleandoc(view.__doc__ or ""), op
+    for route in routes_of(app):
+        description = spec["paths"][route.path][route.method.lower()]["description"]
+        assert description == inspect.cleandoc(route.view.__doc__ or ""), route
 
 
 def test_every_reference_resolves_and_every_schema_is_pydantics(app: Flask) -> None:
@@ -262,25 +269,33 @@ def test_the_websocket_is_described_not_offered_as_an_operation(app: Flask) -> N
         assert model.__name__ in spec["components"]["schemas"]
 
 
-def test_the_docs_page_shows_everything_without_the_internet(
+def test_the_docs_page_embeds_the_document_and_fetches_nothing_from_elsewhere(
     app: Flask, client: FlaskClient
 ) -> None:
+    """The page is Swagger UI (vendored) over the document it carries, under the UI's CSP.
+
+    tests/test_browser.py drives it: every operation shows and "Try it out" answers.
+    """
     response = client.get("/api/docs")
     assert response.status_code == 200
     assert response.mimetype == "text/html"
+    assert response.headers["Content-Security-Policy"] == CONTENT_SECURITY_POLICY
     page = response.get_data(as_text=True)
-    spec = spec_of(app)
-    for method, path, operation in operations(spec):
-        assert f'id="op-{operation["operationId"]}"' in page, (method, path)
-        assert path in page
-    for name in spec["components"]["schemas"]:
-        assert f'id="schema-{name}"' in page
-    # Nothing to fetch: no scripts, stylesheets, images or fonts from elsewhere.
-    assert "<script" not in page
+    [document] = re.findall(
+        r'<script type="application/json" id="openapi-document">(.*?)</script>', page, re.S
+    )
+    assert json.loads(document) == spec_of(app)
+    # Every script is a file of this server (the CSP would refuse any other) or that data.
+    scripts = re.findall(r"<script\b([^>]*)>", page)
+    assert len(scripts) == 3
+    for attributes in scripts:
+        assert 'type="application/json"' in attributes or 'src="/assets/' in attributes
+    for asset in re.findall(r'(?:src|href)="(/assets/[^"]+)"', page):
+        with client.get(asset) as served:
+            assert served.status_code == 200, asset
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", page)
-    assert "@import" not in page and "url(" not in page
-    # Text from the document is escaped, not injected.
-    assert "<text>" not in page and "&lt;text&gt;" in page
+    # Text from the document cannot close the data block or open a tag.
+    assert "<text>" not in page and "</script>" not in document
 
 
 # The document also caps a schedule at 100 characters.

@@ -11,6 +11,7 @@ load.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import site
 import subprocess
@@ -136,4 +137,10 @@ def test_the_installed_server_migrates_and_serves_the_api_and_ui(server: str) ->
     assert page.status_code == 200 and 'src="/assets/js/' in page.text
     for asset in ("/assets/js/agents.js", "/assets/js/live.js", "/assets/style.css"):
         assert requests.get(f"{server}{asset}", timeout=5).status_code == 200, asset
-    assert requests.get(f"{server}/api/docs", timeout=5).status_code == 200
+    docs = requests.get(f"{server}/api/docs", timeout=5)
+    assert docs.status_code == 200
+    # The docs page's vendored Swagger UI and its start-up script ship too.
+    assets = re.findall(r'(?:src|href)="(/assets/[^"]+)"', docs.text)
+    assert any("swagger-ui-bundle.js" in asset for asset in assets), assets
+    for asset in assets:
+        assert requests.get(f"{server}{asset}", timeout=5).status_code == 200, asset

@@ -112,13 +112,26 @@ VENDOR = WEB / "static" / "vendor"
 
 
 def test_the_vendored_libraries_are_the_pinned_releases_with_their_licences() -> None:
-    """Each file is byte for byte the one its README row names, beside its licence."""
+    """Each file is byte for byte the one its README row names, beside its licence, and used."""
     table = (VENDOR / "README.md").read_text()
-    pinned = dict(re.findall(r"^\| `([\w.-]+)` \|.*\| `([0-9a-f]{64})` \|", table, re.MULTILINE))
-    assert set(pinned) == {p.name for p in VENDOR.iterdir() if p.is_dir()}
-    for folder, digest in pinned.items():
-        [script] = (VENDOR / folder).glob("*.js")
-        assert hashlib.sha256(script.read_bytes()).hexdigest() == digest, script.name
+    rows = re.findall(
+        r"^\| `([\w.-]+)` \| `[^`]+` \| `([\w.-]+)` \|.*\| `([0-9a-f]{64})` \|",
+        table,
+        re.MULTILINE,
+    )
+    assert {folder for folder, _, _ in rows} == {p.name for p in VENDOR.iterdir() if p.is_dir()}
+    users = {
+        "marked": WEB / "static" / "js" / "markdown.js",
+        "dompurify": WEB / "static" / "js" / "markdown.js",
+        "swagger-ui-dist": WEB.parent / "api" / "openapi.py",
+    }
+    for folder, name, digest in rows:
+        path = VENDOR / folder / name
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest, name
         assert (VENDOR / folder / "LICENSE").is_file(), folder
-        imported = f"../vendor/{folder}/{script.name}"
-        assert imported in (WEB / "static" / "js" / "markdown.js").read_text()
+        assert folder in users[folder.rpartition("-")[0]].read_text(), folder
+    # Nothing else is shipped but the licence files.
+    for folder in {folder for folder, _, _ in rows}:
+        listed = {name for f, name, _ in rows if f == folder}
+        for path in (VENDOR / folder).iterdir():
+            assert path.name in listed or "LICENSE" in path.name or path.name == "NOTICE", path

@@ -8,6 +8,7 @@ from flask import Flask
 from zerg.api import admin
 from zerg.api import agents
 from zerg.api import health
+from zerg.api import io
 from zerg.api import models
 from zerg.api import openapi
 from zerg.api import problems
@@ -27,6 +28,6 @@ def init_app(app: Flask) -> None:
         api.register_blueprint(resource.bp)
     if app.config["ENVIRONMENT"] == "development":
         api.register_blueprint(admin.bp)
-    api.before_request(openapi.refuse_unknown_query)
+    api.before_request(io.refuse_unknown_query)
     app.register_blueprint(api)
     problems.init_app(app)

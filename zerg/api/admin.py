@@ -14,8 +14,11 @@ from flask import jsonify
 from zerg import db
 from zerg import migrate
 from zerg.api.io import respond
+from zerg.api.operations import ok
+from zerg.api.operations import operation
 from zerg.realtime.hub import get_hub
 from zerg.runs.pool import get_runner
+from zerg.schemas import ResetOut
 from zerg.schemas import StatsOut
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -25,6 +28,7 @@ _THREAD_SUFFIX = re.compile(r"([-_][0-9a-f]+)+$")
 
 
 @bp.post("/reset-database")
+@operation("admin", "Drop and recreate every table (development only)", ok(ResetOut))
 def reset_database() -> Response:
     """Drop every table and migrate an empty database to head."""
     migrate.reset(current_app)
@@ -32,6 +36,12 @@ def reset_database() -> Response:
 
 
 @bp.get("/stats")
+@operation(
+    "admin",
+    "This process's pool, threads, websockets and runs (development only)",
+    ok(StatsOut),
+    database=False,
+)
 def stats() -> Response:
     """Report this process's connections, threads, websockets and runs.
 

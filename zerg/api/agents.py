@@ -15,6 +15,12 @@ from zerg.api.io import parse_query
 from zerg.api.io import respond
 from zerg.api.io import respond_row
 from zerg.api.io import respond_rows
+from zerg.api.operations import DELETED
+from zerg.api.operations import conflict
+from zerg.api.operations import created
+from zerg.api.operations import ok
+from zerg.api.operations import operation
+from zerg.api.operations import started
 from zerg.db import get_db
 from zerg.runs import domain as runs
 from zerg.schemas import AgentCreate
@@ -28,8 +34,13 @@ from zerg.schemas import RunOut
 
 bp = Blueprint("agents", __name__, url_prefix="/agents")
 
+AGENT_RUNNING = conflict("A status was sent while one of the agent's runs executes.")
+
 
 @bp.get("")
+@operation(
+    "agents", "List agents", ok(AgentOut, "Agents, oldest first.", many=True), query=AgentQuery
+)
 def list_agents() -> Response:
     """List agents in creation order, optionally only those whose name contains ``q``."""
     query = parse_query(AgentQuery)
@@ -38,6 +49,7 @@ def list_agents() -> Response:
 
 
 @bp.post("")
+@operation("agents", "Create an agent", created(AgentOut), body=AgentCreate)
 @idempotent
 def create_agent() -> Response:
     """Create an agent."""
@@ -48,12 +60,20 @@ def create_agent() -> Response:
 
 
 @bp.get("/<int:agent_id>")
+@operation("agents", "Get an agent", ok(AgentOut))
 def get_agent(agent_id: int) -> Response:
     """Return one agent."""
     return respond_row(AgentOut, agents.get_agent(get_db(), agent_id))
 
 
 @bp.route("/<int:agent_id>", methods=["PUT", "PATCH"])
+@operation(
+    "agents",
+    "Update an agent (the fields sent)",
+    ok(AgentOut),
+    body=AgentUpdate,
+    also=(AGENT_RUNNING,),
+)
 def update_agent(agent_id: int) -> Response:
     """Change the fields sent and leave the others as they are."""
     body = parse_body(AgentUpdate)
@@ -64,6 +84,7 @@ def update_agent(agent_id: int) -> Response:
 
 
 @bp.delete("/<int:agent_id>")
+@operation("agents", "Delete an agent", DELETED)
 def delete_agent(agent_id: int) -> Response:
     """Delete an agent with its threads, messages and runs."""
     session = get_db(write=True)
@@ -73,6 +94,12 @@ def delete_agent(agent_id: int) -> Response:
 
 
 @bp.post("/<int:agent_id>/run")
+@operation(
+    "agents",
+    "Run an agent's task instructions",
+    started("Accepted: the run, queued in a new thread of the agent's."),
+    also=(conflict("The agent has no task instructions to run."),),
+)
 @idempotent
 def run_agent(agent_id: int) -> Response:
     """Run the agent's task instructions in a new thread of its own (202)."""
@@ -82,6 +109,12 @@ def run_agent(agent_id: int) -> Response:
 
 
 @bp.get("/<int:agent_id>/messages")
+@operation(
+    "agents",
+    "List an agent's messages",
+    ok(AgentMessageOut, "Messages, oldest first.", many=True),
+    query=Page,
+)
 def list_agent_messages(agent_id: int) -> Response:
     """List an agent's messages, oldest first."""
     skip, limit = page_params(parse_query(Page))
@@ -90,6 +123,7 @@ def list_agent_messages(agent_id: int) -> Response:
 
 
 @bp.post("/<int:agent_id>/messages")
+@operation("agents", "Add a message to an agent", created(AgentMessageOut), body=AgentMessageCreate)
 @idempotent
 def create_agent_message(agent_id: int) -> Response:
     """Add a message to an agent."""

@@ -7,14 +7,24 @@ from flask import Response
 
 from zerg import db
 from zerg.api.io import respond_json
+from zerg.api.operations import Reply
+from zerg.api.operations import ok
+from zerg.api.operations import operation
 from zerg.errors import RETRY_AFTER_SECONDS
 from zerg.realtime import events
 from zerg.runs.pool import get_runner
+from zerg.schemas import HealthOut
 
 bp = Blueprint("health", __name__, url_prefix="/health")
 
 
 @bp.get("")
+@operation(
+    "health",
+    "Check health",
+    ok(HealthOut, "The process and its database answer (the event bus may not)."),
+    also=(Reply(503, "The database does not answer (with `Retry-After`).", HealthOut),),
+)
 def health() -> Response:
     """Report whether the process, its database and its event bus answer.
 

@@ -13,10 +13,12 @@ from pydantic import BaseModel
 from pydantic import ValidationError
 
 from zerg.api.idempotency import keep_response
+from zerg.api.operations import query_of
 from zerg.db import get_db
 from zerg.errors import APIError
 from zerg.errors import unprocessable
 from zerg.errors import validation_errors
+from zerg.realtime import websocket
 from zerg.schemas import Page
 from zerg.schemas import row_adapter
 from zerg.schemas import rows_adapter
@@ -64,6 +66,32 @@ def parse_query(schema: type[RequestT]) -> RequestT:
         return schema.model_validate(request.args.to_dict())
     except ValidationError as exc:
         raise unprocessable(validation_errors(exc, "query")) from None
+
+
+def refuse_unknown_query() -> None:
+    """Refuse (422) a query parameter the route does not take; run before every /api view.
+
+    A view takes the fields of its ``@operation`` query model (and the
+    websocket handshake its own few). Views with a query model refuse extras
+    themselves; this covers every route, item routes and POSTs included, so
+    one added later cannot forget.
+    """
+    if request.url_rule is None or request.method == "OPTIONS":
+        return
+    if request.endpoint == websocket.ENDPOINT:
+        accepted = websocket.QUERY_PARAMETERS
+    else:
+        accepted = query_of(current_app.view_functions.get(request.endpoint or ""))
+    unknown = sorted(set(request.args) - accepted)
+    if unknown:
+        raise unprocessable(
+            {
+                "loc": ["query", name],
+                "msg": "Extra inputs are not permitted",
+                "type": "extra_forbidden",
+            }
+            for name in unknown
+        )
 
 
 def page_params(page: Page) -> tuple[int, int]:

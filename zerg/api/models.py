@@ -6,6 +6,8 @@ from flask import Blueprint
 from flask import Response
 
 from zerg.api.io import respond_rows
+from zerg.api.operations import ok
+from zerg.api.operations import operation
 from zerg.runs.providers import get_providers
 from zerg.schemas import ModelOut
 
@@ -13,6 +15,12 @@ bp = Blueprint("models", __name__, url_prefix="/models")
 
 
 @bp.get("")
+@operation(
+    "models",
+    "List the models agents may name",
+    ok(ModelOut, "Every model the configured providers offer.", many=True),
+    database=False,
+)
 def list_models() -> Response:
     """List every model an agent may name."""
     return respond_rows(ModelOut, [vars(model) for model in get_providers().models()])

@@ -7,6 +7,8 @@ from flask import Response
 
 from zerg.api.io import parse_query
 from zerg.api.io import respond
+from zerg.api.operations import ok
+from zerg.api.operations import operation
 from zerg.runs import cron
 from zerg.schemas import SchedulePreviewOut
 from zerg.schemas import SchedulePreviewQuery
@@ -15,6 +17,13 @@ bp = Blueprint("schedules", __name__, url_prefix="/schedules")
 
 
 @bp.get("/preview")
+@operation(
+    "schedules",
+    "Preview a schedule",
+    ok(SchedulePreviewOut, "The next fire times and a description."),
+    query=SchedulePreviewQuery,
+    database=False,
+)
 def preview() -> Response:
     """List when a schedule would fire next in its time zone, and say it in words."""
     query = parse_query(SchedulePreviewQuery)

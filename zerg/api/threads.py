@@ -17,6 +17,13 @@ from zerg.api.io import respond
 from zerg.api.io import respond_json
 from zerg.api.io import respond_row
 from zerg.api.io import respond_rows
+from zerg.api.operations import DELETED
+from zerg.api.operations import conflict
+from zerg.api.operations import created
+from zerg.api.operations import missing
+from zerg.api.operations import ok
+from zerg.api.operations import operation
+from zerg.api.operations import started
 from zerg.db import get_db
 from zerg.runs import domain as runs
 from zerg.schemas import Page
@@ -33,6 +40,9 @@ bp = Blueprint("threads", __name__, url_prefix="/threads")
 
 
 @bp.get("")
+@operation(
+    "threads", "List threads", ok(ThreadOut, "Threads, oldest first.", many=True), query=ThreadQuery
+)
 def list_threads() -> Response:
     """List threads in creation order, optionally of one agent."""
     query = parse_query(ThreadQuery)
@@ -42,6 +52,13 @@ def list_threads() -> Response:
 
 
 @bp.post("")
+@operation(
+    "threads",
+    "Start a thread",
+    created(ThreadOut),
+    body=ThreadCreate,
+    also=(missing("No agent has the body's `agent_id`."),),
+)
 @idempotent
 def create_thread() -> Response:
     """Start a thread with an agent."""
@@ -53,12 +70,14 @@ def create_thread() -> Response:
 
 
 @bp.get("/<int:thread_id>")
+@operation("threads", "Get a thread", ok(ThreadOut))
 def get_thread(thread_id: int) -> Response:
     """Return one thread."""
     return respond_row(ThreadOut, conversations.get_thread(get_db(), thread_id))
 
 
 @bp.route("/<int:thread_id>", methods=["PUT", "PATCH"])
+@operation("threads", "Update a thread (the fields sent)", ok(ThreadOut), body=ThreadUpdate)
 def update_thread(thread_id: int) -> Response:
     """Change the fields sent and leave the others as they are."""
     body = parse_body(ThreadUpdate)
@@ -69,6 +88,7 @@ def update_thread(thread_id: int) -> Response:
 
 
 @bp.delete("/<int:thread_id>")
+@operation("threads", "Delete a thread", DELETED)
 def delete_thread(thread_id: int) -> Response:
     """Delete a thread with its messages."""
     session = get_db(write=True)
@@ -78,6 +98,22 @@ def delete_thread(thread_id: int) -> Response:
 
 
 @bp.post("/<int:thread_id>/run")
+@operation(
+    "threads",
+    "Answer a thread's unanswered messages",
+    started(
+        "Accepted: the run, queued (behind or instead of an active run, as "
+        "`multitask_strategy` says)."
+    ),
+    body=ThreadRunCreate,
+    body_required=False,
+    also=(
+        conflict(
+            "A run of this thread is active and `multitask_strategy` is `reject`, "
+            "or no message awaits an answer."
+        ),
+    ),
+)
 @idempotent
 def run_thread(thread_id: int) -> Response:
     """Run the thread's agent on its unanswered messages (202).
@@ -94,6 +130,12 @@ def run_thread(thread_id: int) -> Response:
 
 
 @bp.get("/<int:thread_id>/messages")
+@operation(
+    "threads",
+    "List a thread's messages",
+    ok(ThreadMessageOut, "Messages, oldest first.", many=True),
+    query=Page,
+)
 def list_thread_messages(thread_id: int) -> Response:
     """List a thread's messages, oldest first."""
     skip, limit = page_params(parse_query(Page))
@@ -102,6 +144,9 @@ def list_thread_messages(thread_id: int) -> Response:
 
 
 @bp.post("/<int:thread_id>/messages")
+@operation(
+    "threads", "Add a message to a thread", created(ThreadMessageOut), body=ThreadMessageCreate
+)
 @idempotent
 def create_thread_message(thread_id: int) -> Response:
     """Add a message to a thread."""

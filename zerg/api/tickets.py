@@ -8,6 +8,8 @@ from flask import Response
 from zerg import idempotency
 from zerg import tickets
 from zerg.api.io import respond
+from zerg.api.operations import Reply
+from zerg.api.operations import operation
 from zerg.auth import request_token
 from zerg.db import get_db
 from zerg.schemas import WsTicketOut
@@ -16,6 +18,16 @@ bp = Blueprint("tickets", __name__, url_prefix="/ws/tickets")
 
 
 @bp.post("")
+@operation(
+    "websocket",
+    "Get a ticket for one websocket connection",
+    Reply(
+        201,
+        "Created: connect to `/api/ws?ticket=<ticket>` within `expires_in` seconds; "
+        "the ticket lets one connection in.",
+        WsTicketOut,
+    ),
+)
 def issue_ticket() -> Response:
     """Issue a ticket that lets one websocket connection in, within `expires_in` seconds (201).
 

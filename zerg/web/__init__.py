@@ -38,7 +38,8 @@ bp = Blueprint(
 
 
 @bp.after_request
-def _secure(response: Response) -> Response:
+def secure_page(response: Response) -> Response:
+    """Give a page the UI's strict policy (the API docs page, served under /api, too)."""
     response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
@@ -76,7 +77,7 @@ def page_not_found(exc: NotFound) -> Response:
     if request.path.startswith("/api/") or request.path == "/api" or not wants_page:
         return http_problem(exc)
     page = render_template("web/not_found.html", page="not-found", path=request.path)
-    return _secure(make_response(page, 404))
+    return secure_page(make_response(page, 404))
 
 
 def init_app(app: Flask) -> None:

@@ -1,0 +1,140 @@
+"""Agents and their messages: what a client sends and what it gets back."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from typing import Any
+from typing import Literal
+from typing import cast
+
+from pydantic import BaseModel
+from pydantic import Field
+from pydantic import GetCoreSchemaHandler
+from pydantic import StringConstraints
+from pydantic_core import core_schema
+
+from zerg.schemas.base import MAX_TEXT
+from zerg.schemas.base import LongText
+from zerg.schemas.base import Name
+from zerg.schemas.base import Page
+from zerg.schemas.base import Partial
+from zerg.schemas.base import Request
+from zerg.schemas.base import Response
+from zerg.schemas.base import SearchText
+from zerg.schemas.schedules import Schedule
+from zerg.schemas.schedules import TimeZone
+
+
+class OfferedModel:
+    """Marks a model name, so the OpenAPI document lists the models the app's providers offer.
+
+    Which models those are depends on the app's configuration, so the mark is
+    read by the document's schema generator (``zerg.api.openapi_schemas``).
+    """
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        schema = handler(source)
+        # A core schema is a TypedDict union; each member's metadata is a plain dict.
+        fields = cast(dict[str, Any], schema)
+        fields["metadata"] = {**fields.get("metadata", {}), OFFERED_MODEL: True}
+        return schema
+
+
+# The key OfferedModel sets in the core schema's metadata.
+OFFERED_MODEL = "zerg_offered_model"
+ModelName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
+    OfferedModel(),
+]
+
+
+# The statuses a client may set: "running" follows the agent's runs (and a
+# client may set neither while one of them runs).
+SettableAgentStatus = Literal["idle", "error"]
+
+
+AgentMessageRole = Literal["system", "user", "assistant"]
+
+
+class AgentQuery(Page):
+    q: SearchText | None = None
+
+
+class AgentCreate(Request):
+    name: Name
+    system_instructions: LongText = ""
+    task_instructions: LongText = ""
+    model: ModelName | None = None
+    schedule: Schedule = None
+    timezone: TimeZone = "UTC"
+    run_on_schedule: bool | None = None
+    config: dict[str, Any] | None = None
+
+
+class AgentUpdate(Partial):
+    NOT_NULL = frozenset(
+        {
+            "name",
+            "system_instructions",
+            "task_instructions",
+            "model",
+            "timezone",
+            "run_on_schedule",
+            "status",
+        }
+    )
+
+    name: Name | None = None
+    system_instructions: LongText | None = None
+    task_instructions: LongText | None = None
+    model: ModelName | None = None
+    schedule: Schedule = None
+    timezone: TimeZone | None = None
+    run_on_schedule: bool | None = None
+    config: dict[str, Any] | None = None
+    status: SettableAgentStatus | None = None
+
+
+class AgentMessageCreate(Request):
+    role: AgentMessageRole = "user"
+    content: Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]
+
+
+class AgentOut(Response):
+    id: int
+    name: str
+    status: str
+    system_instructions: str
+    task_instructions: str
+    model: str
+    schedule: str | None
+    timezone: str
+    run_on_schedule: bool
+    config: dict[str, Any] | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    next_run_at: datetime | None
+    last_run_at: datetime | None
+    last_run_status: str | None
+    consecutive_failures: int = Field(
+        description="Scheduled runs failed in a row; SCHEDULE_MAX_FAILURES pauses the schedule."
+    )
+
+
+class AgentMessageOut(Response):
+    id: int
+    agent_id: int
+    role: str
+    content: str
+    timestamp: datetime
+
+
+class ModelOut(BaseModel):
+    id: str
+    display_name: str
+    provider: str

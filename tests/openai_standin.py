@@ -38,7 +38,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response
 
-Failure = Literal["disconnect", "truncate", "error", "garbage"]
+Failure = Literal["disconnect", "truncate", "error", "garbage", "malformed"]
 
 _DEFAULT_ERRORS = {
     400: ("invalid_request_error", "Bad request (stand-in)"),
@@ -62,8 +62,8 @@ class Reply:
     then fail as ``failure`` says: ``"disconnect"`` drops the connection,
     ``"truncate"`` ends the body cleanly without a finish chunk or ``[DONE]``,
     ``"error"`` sends an SSE ``{"error": ...}`` event as OpenAI does,
-    ``"garbage"`` sends an event that is not JSON (the SDK raises no error
-    of its own on it).
+    ``"garbage"`` sends an event that is not JSON, ``"malformed"`` a chunk
+    whose ``choices`` are not objects (no client expects that).
     ``usage``: the usage to report instead of the stand-in's word counts.
     """
 
@@ -361,6 +361,8 @@ class OpenAIStandIn:
                 yield _sse({"error": {"message": message, "type": "server_error", "code": None}})
             elif reply.failure == "garbage":
                 yield _sse("{this is not json")
+            elif reply.failure == "malformed":
+                yield _sse({"choices": ["not an object"]})
             return
         yield delta({}, "stop")
         if usage is not None:

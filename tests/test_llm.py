@@ -274,6 +274,7 @@ def test_openai_slow_first_answer_times_out_with_retries_off(
         ("disconnect", "model service broke off the reply: "),
         ("truncate", "model service ended the reply before finishing it"),
         ("error", "model service reported an error: overloaded mid-reply"),
+        ("garbage", "model service sent an event that is not JSON: "),
     ],
 )
 def test_openai_failure_mid_stream_comes_after_the_first_deltas(

@@ -164,8 +164,10 @@ HUGE = 2**64
 @pytest.mark.parametrize(
     "reply",
     [
-        # The SDK raises a JSONDecodeError mid-stream: not a ProviderError.
-        pytest.param(Reply(pieces=["Once ", "upon"], fail_after=1, failure="garbage"), id="stream"),
+        # A chunk no client expects: the provider fails with no ProviderError.
+        pytest.param(
+            Reply(pieces=["Once ", "upon"], fail_after=1, failure="malformed"), id="stream"
+        ),
         # Token counts no integer column holds: storing the outcome fails.
         pytest.param(
             Reply(

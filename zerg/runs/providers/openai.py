@@ -10,15 +10,15 @@ run, so callers never need to know the SDK's or httpx's exception types.
 from __future__ import annotations
 
 from collections.abc import Generator
+from collections.abc import Iterator
 from typing import Any
 from typing import cast
 
 import httpx
 import openai
 from openai import OpenAI
-from openai import Stream
-from openai.types.chat import ChatCompletionChunk
 from openai.types.chat import ChatCompletionMessageParam
+from pydantic_core import from_json
 
 from zerg.runs.providers.base import ChatMessages
 from zerg.runs.providers.base import ModelInfo
@@ -86,48 +86,51 @@ class OpenAIProvider:
         without the server saying the reply is finished. Closing the generator
         closes the HTTP response, so the server stops generating; it is typed
         as a generator so that callers may ``close()`` it.
+
+        The SDK sends the request (its retries, its errors for a refused one);
+        the events are read here, as plain JSON: turning each into the SDK's
+        typed chunk cost more than everything else a streamed piece costs
+        (bench/capacity.py, 500 replies at once).
         """
         payload = cast(
             "list[ChatCompletionMessageParam]",
             [{"role": m["role"], "content": m["content"]} for m in messages],
         )
-        response: Stream[ChatCompletionChunk] | None = None
+        started = False
         try:
-            response = self._client.chat.completions.create(
+            with self._client.chat.completions.with_streaming_response.create(
                 model=model,
                 messages=payload,
                 stream=True,
                 stream_options={"include_usage": True},
-            )
-            finished = False
-            usage: Usage | None = None
-            for chunk in response:
-                # The usage chunk has no choices; role-only and finish chunks
-                # carry no (or empty) content.
-                for choice in getattr(chunk, "choices", None) or ():
-                    content = choice.delta.content if choice.delta is not None else None
-                    if content:
-                        yield content
-                    if choice.finish_reason is not None:
-                        finished = True
-                reported = getattr(chunk, "usage", None)
-                if reported is not None:
-                    usage = Usage(
-                        prompt_tokens=reported.prompt_tokens,
-                        completion_tokens=reported.completion_tokens,
-                        total_tokens=reported.total_tokens,
-                    )
-            if not finished:
-                # A server that closes the body cleanly mid-reply would
-                # otherwise pass a truncated answer off as complete.
-                raise ProviderError("model service ended the reply before finishing it")
-            if usage is not None:
-                yield usage
+            ) as response:
+                started = True
+                finished = False
+                usage: Usage | None = None
+                for data in _sse_data(response.iter_lines()):
+                    if data == "[DONE]":
+                        break
+                    chunk = _chunk(data)
+                    for choice in chunk.get("choices") or ():
+                        delta = choice.get("delta") or {}
+                        if content := delta.get("content"):
+                            yield content
+                        if choice.get("finish_reason") is not None:
+                            finished = True
+                    if reported := chunk.get("usage"):
+                        usage = Usage(
+                            prompt_tokens=reported.get("prompt_tokens"),
+                            completion_tokens=reported.get("completion_tokens"),
+                            total_tokens=reported.get("total_tokens"),
+                        )
+                if not finished:
+                    # A server that closes the body cleanly mid-reply would
+                    # otherwise pass a truncated answer off as complete.
+                    raise ProviderError("model service ended the reply before finishing it")
+                if usage is not None:
+                    yield usage
         except (openai.OpenAIError, httpx.HTTPError) as error:
-            raise ProviderError(self._describe(error, started=response is not None)) from error
-        finally:
-            if response is not None:
-                response.close()
+            raise ProviderError(self._describe(error, started=started)) from error
 
     def _describe(self, error: Exception, *, started: bool) -> str:
         """Say what failed in one line, without the API key."""
@@ -155,6 +158,37 @@ class OpenAIProvider:
         if self._api_key:
             text = text.replace(self._api_key, "***")
         return text
+
+
+def _sse_data(lines: Iterator[str]) -> Iterator[str]:
+    """Yield the data of each server-sent event: its ``data:`` lines, joined."""
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield "\n".join(data)
+                data = []
+        elif line.startswith("data:"):
+            data.append(line[6:] if line.startswith("data: ") else line[5:])
+    if data:
+        yield "\n".join(data)
+
+
+def _chunk(data: str) -> dict[str, Any]:
+    """Read one chunk of the reply; an error the server streams instead is a ProviderError."""
+    try:
+        chunk = from_json(data)
+    except ValueError:
+        raise ProviderError(
+            f"model service sent an event that is not JSON: {_shorten(data)}"
+        ) from None
+    if not isinstance(chunk, dict):
+        raise ProviderError(f"model service sent an event that is not an object: {_shorten(data)}")
+    error = chunk.get("error")
+    if error:
+        message = error.get("message") if isinstance(error, dict) else None
+        raise ProviderError(f"model service reported an error: {_shorten(str(message or error))}")
+    return chunk
 
 
 def _status_detail(error: openai.APIStatusError) -> str:

@@ -155,6 +155,9 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", "/api/agents/{agent_id}/messages", "api.agents.create_agent_message",
               "agents", "Add a message to an agent", created(s.AgentMessageOut),
               body=s.AgentMessageCreate),
+    Operation("GET", "/api/agents/{agent_id}/messages/{message_id}",
+              "api.agents.get_agent_message", "agents", "Get one of an agent's messages",
+              ok(s.AgentMessageOut)),
     # threads
     Operation("GET", "/api/threads", "api.threads.list_threads", "threads", "List threads",
               ok(s.ThreadOut, "Threads, oldest first.", many=True), query=s.ThreadQuery),
@@ -182,6 +185,9 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("POST", "/api/threads/{thread_id}/messages", "api.threads.create_thread_message",
               "threads", "Add a message to a thread", created(s.ThreadMessageOut),
               body=s.ThreadMessageCreate),
+    Operation("GET", "/api/threads/{thread_id}/messages/{message_id}",
+              "api.threads.get_thread_message", "threads", "Get one of a thread's messages",
+              ok(s.ThreadMessageOut)),
     # runs
     Operation("GET", "/api/runs", "api.runs.list_runs", "runs", "List runs",
               ok(s.RunOut, "Runs, newest first.", many=True), query=s.RunQuery),
@@ -497,7 +503,33 @@ ID_PARAMETERS: dict[type[BaseModel], str] = {
     s.AgentOut: "agent_id",
     s.ThreadOut: "thread_id",
     s.RunOut: "run_id",
+    s.AgentMessageOut: "message_id",
+    s.ThreadMessageOut: "message_id",
 }
+
+# What the Location header of a create names, by the model it answers with.
+LOCATIONS: dict[type[BaseModel], str] = {
+    s.AgentOut: "`/api/agents/{id}`: the new agent.",
+    s.ThreadOut: "`/api/threads/{id}`: the new thread.",
+    s.AgentMessageOut: "`/api/agents/{agent_id}/messages/{id}`: the new message.",
+    s.ThreadMessageOut: "`/api/threads/{thread_id}/messages/{id}`: the new message.",
+    s.RunOut: "`/api/runs/{id}`: the queued run, to follow until it ends.",
+    s.WsTicketOut: "`/api/ws?ticket={ticket}`: the websocket URL that redeems the ticket.",
+}
+
+
+def _location(op: Operation) -> dict[str, Any]:
+    """Document the Location header of the operation's success, if it creates something."""
+    reply = op.reply
+    if op.method != "POST" or reply.status not in (201, 202) or reply.model is None:
+        return {}
+    return {
+        "Location": {
+            "description": LOCATIONS[reply.model] + " Sent again with a replayed response.",
+            "required": True,
+            "schema": {"type": "string", "format": "uri-reference"},
+        }
+    }
 
 
 def _links(app: Flask, reply: Reply) -> dict[str, Any]:
@@ -560,12 +592,10 @@ KEY_ERRORS = {
 
 def _with_key(responses: dict[str, Any], success: str) -> None:
     """Document what the Idempotency-Key header adds to an operation's answers."""
-    responses[success]["headers"] = {
-        REPLAYED_HEADER: {
-            "description": "`true` when this is the stored response to an earlier request "
-            "with the same Idempotency-Key, sent again; absent otherwise.",
-            "schema": {"type": "string", "enum": ["true"]},
-        }
+    responses[success].setdefault("headers", {})[REPLAYED_HEADER] = {
+        "description": "`true` when this is the stored response to an earlier request "
+        "with the same Idempotency-Key, sent again; absent otherwise.",
+        "schema": {"type": "string", "enum": ["true"]},
     }
     components = _problem_responses()
     for status, text in KEY_ERRORS.items():
@@ -591,6 +621,9 @@ def _operation(app: Flask, op: Operation, secured: bool) -> dict[str, Any]:
         links = _links(app, reply)
         if links:
             responses[str(reply.status)]["links"] = links
+    location = _location(op)
+    if location:
+        responses[str(op.reply.status)]["headers"] = location
     # Unknown query parameters are refused on every route.
     errors = {422, 500}
     if secured and op.path not in OPEN_PATHS:
@@ -700,6 +733,11 @@ def _description(secured: bool, page_cap: int, ttl: int) -> str:
     return f"""zerg's HTTP API: agents, the threads in which you talk to them, and the
 runs that answer. JSON in and out, under `/api`.
 
+## Creating
+
+A `201` names what it created in its `Location` header (a path); a run's `202`
+names the run, which `GET /api/runs/{{id}}` follows until it ends.
+
 ## Lists
 
 Collections take `skip` and `limit` (default 100, at most {page_cap}) and return
@@ -729,7 +767,8 @@ The `POST`s that create something (an agent, a thread, a message, a run) take an
 `Idempotency-Key` header (1 to 255 printable ASCII characters; the IETF draft of that
 name). The first request with a key runs, and its response, if a success, is kept
 with the key for {ttl} seconds, in the same transaction as the work. A retry with the same key,
-path and body gets that response again with `{REPLAYED_HEADER}: true`, and changes
+path and body gets that response again (its `Location` too) with
+`{REPLAYED_HEADER}: true`, and changes
 nothing. The same key with another path or body: 422. A retry while the first is
 still being processed: 409 (retry later). An error response is not kept: the work
 rolled back, so a retry runs again. Keys are scoped to the bearer token.

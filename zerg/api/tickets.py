@@ -7,9 +7,11 @@ from flask import Response
 
 from zerg import idempotency
 from zerg import tickets
+from zerg.api.io import located
 from zerg.api.io import respond
 from zerg.auth import request_token
 from zerg.db import get_db
+from zerg.realtime import websocket
 from zerg.schemas import WsTicketOut
 
 bp = Blueprint("tickets", __name__, url_prefix="/ws/tickets")
@@ -26,6 +28,7 @@ def issue_ticket() -> Response:
     session = get_db()
     ticket = tickets.issue(session, idempotency.scope_for(request_token()))
     session.commit()
-    response = respond(WsTicketOut, ticket, 201)
+    # What a ticket is for: the websocket URL that redeems it.
+    response = located(respond(WsTicketOut, ticket, 201), websocket.ENDPOINT, ticket=ticket.ticket)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -6,7 +6,9 @@ import json
 import signal
 import socket
 import subprocess
+import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +27,7 @@ from zerg import db
 from zerg.locks import make_locks
 from zerg.models import Base
 from zerg.models import Run
+from zerg.realtime import events
 from zerg.runs import lifecycle
 
 Rows = Callable[[type[Base]], int]
@@ -184,6 +187,46 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
+
+
+class StreamWatch:
+    """The pieces each run has streamed since the watch began, as the app's event bus saw them."""
+
+    def __init__(self) -> None:
+        self._pieces: Counter[int] = Counter()
+        self._changed = threading.Condition()
+
+    def seen(self, event: events.Event) -> None:
+        """Count a streamed piece (a bus subscriber: it must not wait, and does not)."""
+        if event.type is events.EventType.STREAM_CHUNK:
+            with self._changed:
+                self._pieces[event.data["run_id"]] += 1
+                self._changed.notify_all()
+
+    def wait(self, run_id: int, pieces: int = 2, timeout: float = 10) -> None:
+        """Wait until the run has streamed ``pieces`` pieces, failing after ``timeout`` seconds.
+
+        What a test that acts on a run mid-stream waits for (a cancel that must
+        leave a partial reply, a newer run that must interrupt one), rather
+        than sleeping for about as long as the pieces should take.
+        """
+        with self._changed:
+            if not self._changed.wait_for(lambda: self._pieces[run_id] >= pieces, timeout):
+                raise AssertionError(
+                    f"run {run_id} streamed {self._pieces[run_id]} of {pieces} pieces"
+                    f" in {timeout} s"
+                )
+
+
+@contextmanager
+def stream_watch(app: Flask) -> Iterator[StreamWatch]:
+    """Watch the runs' streams on ``app``'s event bus for the block's length."""
+    watch = StreamWatch()
+    unsubscribe = events.get_bus(app).subscribe(watch.seen)
+    try:
+        yield watch
+    finally:
+        unsubscribe()
 
 
 def orphan_run(

@@ -457,15 +457,18 @@ def test_a_run_is_cancelled_through_the_other_worker(
     server = start_gunicorn(OFFLINE_DELAY_SECONDS="0.2")
     api = f"{server.url}/api"
     owner, instance, thread = thread_on_one_worker(server)
-    run = owner.post(f"{api}/threads/{thread['id']}/run", timeout=10).json()
-    owner.close()
+    # A watcher on either worker (the stream crosses through Redis) sees the pieces.
+    with WSClient(f"{server.ws_url}?initial_topics=thread:{thread['id']}") as watcher:
+        watcher.recv_until(lambda frame: frame["type"] == "thread_history")
+        run = owner.post(f"{api}/threads/{thread['id']}/run", timeout=10).json()
+        owner.close()
+        # A few pieces, so that there is a partial reply to keep.
+        for _ in range(2):
+            watcher.recv_until(lambda frame: frame["type"] == "stream_chunk")
 
     def status() -> str:
         return str(requests.get(f"{api}/runs/{run['id']}", timeout=5).json()["status"])
 
-    wait_for(lambda: status() == "running", "the run to start", timeout=30)
-    # Long enough for a few pieces, so that there is a partial reply to keep.
-    time.sleep(0.5)
     other = server.session_on(avoid=instance)
 
     response = other.post(f"{api}/runs/{run['id']}/cancel", timeout=10)

@@ -24,6 +24,7 @@ from sqlalchemy import func
 from sqlalchemy import inspect
 from sqlalchemy import select
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from tests.conftest import AppFactory
 from zerg import db
@@ -474,3 +475,78 @@ def test_a_development_server_upgrades_at_start_up(
     serving.start(app)
     assert migrate.status(app).at_head
     assert_release_rows_intact(app)
+
+
+def runs_shape(app: Flask) -> tuple[bool, set[str], set[str]]:
+    """Whether runs.thread_id is nullable, the runs' index names, idempotency_keys' columns."""
+    with db.get_database(app).engine.connect() as connection:
+        found = inspect(connection)
+        nullable = {c["name"]: c["nullable"] for c in found.get_columns("runs")}["thread_id"]
+        indexes = {index["name"] or "" for index in found.get_indexes("runs")}
+        columns = {c["name"] for c in found.get_columns("idempotency_keys")}
+    return bool(nullable), indexes, columns
+
+
+def test_0008_requires_a_thread_for_every_run_and_indexes_the_listing_order(
+    empty_app: Flask,
+) -> None:
+    """Runs without a thread (only a hand-written INSERT makes one) are deleted; the rest kept."""
+    migrate.upgrade(empty_app, "0007")
+    nullable, indexes, columns = runs_shape(empty_app)
+    assert nullable and "ix_runs_created_at" not in indexes and "location" not in columns
+    with db.get_database(empty_app).engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO agents (name, status, system_instructions,"
+                " task_instructions, model, run_on_schedule, timezone,"
+                " consecutive_failures, created_at, updated_at) VALUES"
+                " ('a', 'idle', '', '', 'offline', false, 'UTC', 0,"
+                " '2026-01-01', '2026-01-01')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO agent_threads (agent_id, title, thread_type, active,"
+                " memory_strategy, created_at, updated_at) VALUES"
+                " (1, 't', 'chat', true, 'buffer', '2026-01-01', '2026-01-01')"
+            )
+        )
+        for thread_id in (1, None, 1):
+            connection.execute(
+                text(
+                    "INSERT INTO runs (agent_id, thread_id, trigger, status, created_at)"
+                    " VALUES (1, :thread_id, 'api', 'success', '2026-01-01')"
+                ),
+                {"thread_id": thread_id},
+            )
+
+    migrate.upgrade(empty_app, "0008")
+
+    nullable, indexes, columns = runs_shape(empty_app)
+    assert not nullable
+    assert "ix_runs_created_at" in indexes
+    assert "location" in columns
+    with db.get_database(empty_app).engine.connect() as connection:
+        kept = connection.execute(text("SELECT id, thread_id FROM runs ORDER BY id")).all()
+        assert [tuple(row) for row in kept] == [(1, 1), (3, 1)]
+        if connection.dialect.name == "sqlite":
+            made = dict(connection.execute(text("SELECT name, sql FROM sqlite_master")).all())
+            assert "AUTOINCREMENT" in made["runs"] and "AUTOINCREMENT" in made["idempotency_keys"]
+            assert "WHERE status = 'running'" in made["uq_runs_running_thread"]
+        with pytest.raises(IntegrityError):
+            connection.execute(
+                text(
+                    "INSERT INTO runs (agent_id, trigger, status, created_at)"
+                    " VALUES (1, 'api', 'queued', '2026-01-01')"
+                )
+            )
+    assert flask_db(empty_app, "check").exit_code == 0
+
+    migrate.downgrade(empty_app, "0007")
+
+    nullable, indexes, columns = runs_shape(empty_app)
+    assert nullable and "ix_runs_created_at" not in indexes and "location" not in columns
+    with db.get_database(empty_app).engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM runs")).scalar() == 2
+    migrate.upgrade(empty_app)
+    assert migrate.status(empty_app).at_head

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,12 +14,12 @@ from sqlalchemy import select
 from tests.conftest import AppFactory
 from tests.conftest import serve
 from tests.helpers import assert_problem
+from tests.helpers import stream_watch
 from tests.helpers import wait_for
 from tests.test_runs import SLOW
 from tests.test_runs import messages
 from tests.test_runs import new_thread
 from tests.test_runs import wait_run
-from tests.test_runs import wait_status
 from tests.wsclient import WSClient
 from zerg import db
 from zerg import serving
@@ -41,9 +40,9 @@ def say(client: FlaskClient, thread_id: int, content: str) -> None:
 
 def streaming(client: FlaskClient, thread_id: int) -> int:
     """Start a run and wait until it has streamed a few pieces; return its id."""
-    run_id: int = run(client, thread_id).get_json()["id"]
-    wait_status(client, run_id, "running")
-    time.sleep(0.4)
+    with stream_watch(client.application) as watch:
+        run_id: int = run(client, thread_id).get_json()["id"]
+        watch.wait(run_id)
     return run_id
 
 

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from tests.conftest import AppFactory
 from tests.conftest import LiveServer
 from tests.conftest import serve
+from tests.helpers import stream_watch
 from tests.helpers import wait_for
 from tests.wsclient import WSClient
 from zerg import db
@@ -27,6 +28,7 @@ from zerg.models import Run
 from zerg.models import Thread
 from zerg.models import ThreadMessage
 from zerg.models import utcnow
+from zerg.realtime import events
 from zerg.runs.lifecycle import build_context
 from zerg.runs.lifecycle import mark_interrupted
 from zerg.runs.pool import get_runner
@@ -35,24 +37,25 @@ FAST = {"OFFLINE_DELAY_SECONDS": 0.005}
 SLOW = {"OFFLINE_DELAY_SECONDS": 0.15}
 
 
+def get_run(client: FlaskClient, run_id: int) -> dict[str, Any]:
+    run: dict[str, Any] = client.get(f"/api/runs/{run_id}").get_json()
+    return run
+
+
 def wait_run(client: FlaskClient, run_id: int, timeout: float = 10) -> dict[str, Any]:
     """Poll a run until it has finished; return it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        run: dict[str, Any] = client.get(f"/api/runs/{run_id}").get_json()
-        if run["status"] not in ("queued", "running"):
-            return run
-        if time.monotonic() > deadline:
-            raise AssertionError(f"run {run_id} still {run['status']} after {timeout} s")
-        time.sleep(0.02)
+    wait_for(
+        lambda: get_run(client, run_id)["status"] not in ("queued", "running"),
+        f"run {run_id} to finish",
+        timeout,
+    )
+    return get_run(client, run_id)
 
 
 def wait_status(client: FlaskClient, run_id: int, status: str, timeout: float = 5) -> None:
-    deadline = time.monotonic() + timeout
-    while client.get(f"/api/runs/{run_id}").get_json()["status"] != status:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"run {run_id} never became {status}")
-        time.sleep(0.01)
+    wait_for(
+        lambda: get_run(client, run_id)["status"] == status, f"run {run_id} to be {status}", timeout
+    )
 
 
 def new_thread(client: FlaskClient, message: str | None = "Hello, agent") -> dict[str, Any]:
@@ -181,11 +184,12 @@ def test_an_agent_without_task_instructions_cannot_run(
 
 
 def test_cancelling_a_running_run_keeps_the_partial_reply(make_app: AppFactory) -> None:
-    client = make_app(**SLOW).test_client()
+    app = make_app(**SLOW)
+    client = app.test_client()
     thread = new_thread(client)
-    run_id = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
-    wait_status(client, run_id, "running")
-    time.sleep(0.4)
+    with stream_watch(app) as watch:
+        run_id = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
+        watch.wait(run_id)
 
     response = client.post(f"/api/runs/{run_id}/cancel")
 
@@ -201,7 +205,8 @@ def test_cancelling_a_running_run_keeps_the_partial_reply(make_app: AppFactory) 
 
 
 def test_cancelling_a_queued_run_stops_it_before_it_starts(make_app: AppFactory) -> None:
-    client = make_app(RUN_WORKERS=1, **SLOW).test_client()
+    app = make_app(RUN_WORKERS=1, **SLOW)
+    client = app.test_client()
     busy = new_thread(client)
     waiting = new_thread(client)
     busy_run = client.post(f"/api/threads/{busy['id']}/run").get_json()["id"]
@@ -215,7 +220,8 @@ def test_cancelling_a_queued_run_stops_it_before_it_starts(make_app: AppFactory)
     assert response.get_json()["stop_requested"] == "cancel"
     client.post(f"/api/runs/{busy_run}/cancel")
     wait_run(client, busy_run)
-    time.sleep(0.2)
+    # The one worker, free again, is done with every run handed to it, the cancelled one too.
+    wait_for(lambda: get_runner(app).in_flight() == 0, "the pool to be done with its runs")
     assert client.get(f"/api/runs/{queued_run}").get_json()["status"] == "cancelled"
     assert [m["role"] for m in messages(client, waiting["id"])] == ["user"]
 
@@ -317,7 +323,7 @@ def test_startup_marks_unfinished_runs_interrupted(fast_app: Flask) -> None:
         session.flush()
         session.add(Run(agent_id=thread["agent_id"], thread_id=other.id, trigger="api"))
         session.add(
-            Run(agent_id=thread["agent_id"], thread_id=None, trigger="api", status="success")
+            Run(agent_id=thread["agent_id"], thread_id=other.id, trigger="api", status="success")
         )
 
     serving.start(fast_app)
@@ -452,12 +458,13 @@ def test_messages_that_arrive_mid_run_get_a_follow_up_run(make_app: AppFactory) 
     client.post(f"/api/threads/{thread['id']}/messages", json={"content": "second"})
 
     assert wait_run(client, first)["status"] == "success"
-    deadline = time.monotonic() + 10
-    while len(runs := client.get(f"/api/runs?thread_id={thread['id']}").get_json()) < 2 or any(
-        r["status"] in ("queued", "running") for r in runs
-    ):
-        assert time.monotonic() < deadline, runs
-        time.sleep(0.02)
+
+    def both_ended() -> bool:
+        runs = client.get(f"/api/runs?thread_id={thread['id']}").get_json()
+        return len(runs) == 2 and all(r["status"] not in ("queued", "running") for r in runs)
+
+    wait_for(both_ended, "the follow-up run to end")
+    runs = client.get(f"/api/runs?thread_id={thread['id']}").get_json()
 
     assert [r["status"] for r in runs] == ["success", "success"]
     assert {r["trigger"] for r in runs} == {"api"}
@@ -472,19 +479,21 @@ def test_a_streaming_run_holds_no_database_connection(make_app: AppFactory) -> N
     app = make_app(**SLOW)
     client = app.test_client()
     thread = new_thread(client)
-    run_id = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
-    wait_status(client, run_id, "running")
-    # The worker's last scope before it streams marks the agent running.
-    agent_url = f"/api/agents/{thread['agent_id']}"
-    wait_for(lambda: client.get(agent_url).get_json()["status"] == "running", "agent running")
     pool = db.get_database(app).engine.pool
-    # Sample while the model streams: the worker waits on it with no session open.
-    samples = []
-    for _ in range(10):
-        samples.append(pool.checkedout())
-        time.sleep(0.05)
+    samples: list[int] = []
+
+    def sample(event: events.Event) -> None:
+        # In the worker, as it hands on each piece: it waits on the model with no session open.
+        if event.type is events.EventType.STREAM_CHUNK:
+            samples.append(pool.checkedout())
+
+    unsubscribe = events.get_bus(app).subscribe(sample)
+    with stream_watch(app) as watch:
+        run_id = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
+        watch.wait(run_id, pieces=5)
+    unsubscribe()
     assert client.get(f"/api/runs/{run_id}").get_json()["status"] == "running"
-    assert samples == [0] * 10
+    assert len(samples) >= 5 and set(samples) == {0}
     client.post(f"/api/runs/{run_id}/cancel")
     wait_run(client, run_id)
 
@@ -544,9 +553,9 @@ def test_a_run_is_cancelled_from_another_worker(
         serving.start(worker)  # the Redis listener starts with the serving process
     client = owner.test_client()
     thread = new_thread(client)
-    run_id = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
-    wait_status(client, run_id, "running")
-    time.sleep(0.4)
+    with stream_watch(owner) as watch:
+        run_id = client.post(f"/api/threads/{thread['id']}/run").get_json()["id"]
+        watch.wait(run_id)
 
     response = other.test_client().post(f"/api/runs/{run_id}/cancel")
 

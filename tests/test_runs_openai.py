@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -11,9 +10,11 @@ from flask.testing import FlaskClient
 
 from tests.conftest import STANDIN_MODEL
 from tests.conftest import AppFactory
+from tests.helpers import stream_watch
 from tests.helpers import wait_for
 from tests.openai_standin import OpenAIStandIn
 from tests.openai_standin import Reply
+from tests.test_runs import wait_run
 from zerg.realtime import events
 from zerg.realtime.events import STREAM_EVENTS
 from zerg.realtime.events import Event
@@ -44,16 +45,6 @@ def start(client: FlaskClient, content: str = "Tell me a story") -> tuple[dict[s
     return thread, response.get_json()["id"]
 
 
-def finished(client: FlaskClient, run_id: int, timeout: float = 10) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        run: dict[str, Any] = client.get(f"/api/runs/{run_id}").get_json()
-        if run["status"] not in ("queued", "running"):
-            return run
-        assert time.monotonic() < deadline, f"run {run_id} did not finish"
-        time.sleep(0.02)
-
-
 def thread_messages(client: FlaskClient, thread_id: int) -> list[dict[str, Any]]:
     result: list[dict[str, Any]] = client.get(f"/api/threads/{thread_id}/messages").get_json()
     return result
@@ -65,7 +56,7 @@ def test_a_run_streams_from_the_model_and_stores_its_reply(
     standin.script(Reply(pieces=["Once ", "upon ", "a time."]))
     thread, run_id = start(client)
 
-    run = finished(client, run_id)
+    run = wait_run(client, run_id)
 
     assert run["status"] == "success"
     assert run["prompt_tokens"] is not None and run["completion_tokens"] == 3
@@ -95,7 +86,7 @@ def test_a_failing_model_fails_the_run_and_loses_nothing(
     standin.script(reply)
     thread, run_id = start(client)
 
-    run = finished(client, run_id)
+    run = wait_run(client, run_id)
 
     assert run["status"] == "failed"
     assert error in run["error"]
@@ -110,7 +101,7 @@ def test_a_failing_model_fails_the_run_and_loses_nothing(
     standin.script(Reply(pieces=["Better ", "now."]))
     retry = client.post(f"/api/threads/{thread['id']}/run")
     assert retry.status_code == 202
-    assert finished(client, retry.get_json()["id"])["status"] == "success"
+    assert wait_run(client, retry.get_json()["id"])["status"] == "success"
     assert thread_messages(client, thread["id"])[-1]["content"] == "Better now."
     agent = client.get(f"/api/agents/{thread['agent_id']}").get_json()
     assert agent["status"] == "idle" and agent["last_error"] is None
@@ -134,7 +125,7 @@ def test_rate_limits_are_retried_when_configured(
     )
     thread, run_id = start(client)
 
-    assert finished(client, run_id)["status"] == "success"
+    assert wait_run(client, run_id)["status"] == "success"
     assert len(standin.requests) == 3
     assert thread_messages(client, thread["id"])[-1]["content"] == "Third time lucky."
 
@@ -143,13 +134,14 @@ def test_cancel_hangs_up_on_the_model_and_keeps_the_partial_reply(
     client: FlaskClient, standin: OpenAIStandIn
 ) -> None:
     standin.script(Reply(pieces=[f"word{i} " for i in range(50)], delay=0.1))
-    thread, run_id = start(client)
-    (request,) = standin.wait_for_requests(1)
-    time.sleep(0.5)
+    with stream_watch(client.application) as watch:
+        thread, run_id = start(client)
+        (request,) = standin.wait_for_requests(1)
+        watch.wait(run_id)
 
     assert client.post(f"/api/runs/{run_id}/cancel").status_code == 202
 
-    run = finished(client, run_id)
+    run = wait_run(client, run_id)
     assert run["status"] == "cancelled"
     reply = thread_messages(client, thread["id"])[-1]
     assert reply["partial"] is True
@@ -186,7 +178,7 @@ def test_an_unexpected_failure_ends_the_stream_with_its_error(
     standin.script(reply)
     thread, run_id = start(client)
 
-    run = finished(client, run_id)
+    run = wait_run(client, run_id)
 
     assert run["status"] == "failed"
     assert run["error"]

@@ -268,6 +268,14 @@ def add_agent_message(session: Session, agent_id: int, fields: AgentMessageCreat
     return message
 
 
+def get_agent_message(session: Session, agent_id: int, message_id: int) -> dict[str, Any]:
+    """Read one message of an agent, or raise NotFound (also if it is another agent's)."""
+    row = read_row(session, AgentMessage, message_id)
+    if row["agent_id"] != agent_id:
+        raise NotFound("AgentMessage", message_id)
+    return row
+
+
 def list_agent_messages(
     session: Session, agent_id: int, skip: int, limit: int
 ) -> list[dict[str, Any]]:

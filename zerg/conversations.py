@@ -191,6 +191,14 @@ def list_messages(session: Session, thread_id: int, skip: int, limit: int) -> li
     return fetch_rows(session, THREAD_MESSAGES_PAGE, params)
 
 
+def get_message(session: Session, thread_id: int, message_id: int) -> dict[str, Any]:
+    """Read one message of a thread, or raise NotFound (also if it is another thread's)."""
+    row = read_row(session, ThreadMessage, message_id)
+    if row["thread_id"] != thread_id:
+        raise NotFound("ThreadMessage", message_id)
+    return row
+
+
 def newest_messages(session: Session, thread_id: int, limit: int) -> list[dict[str, Any]]:
     """Read a thread's newest ``limit`` messages, oldest first, or raise NotFound.
 

@@ -79,6 +79,8 @@ class Stored:
     status_code: int
     content_type: str
     body: str
+    # The Location header of a create, naming what it made; None without one.
+    location: str | None = None
 
 
 class Replayed(Exception):
@@ -144,7 +146,7 @@ def claim(session: Session, request: Claim, now: datetime | None = None) -> Stor
         request.fingerprint,
     ):
         raise KeyReused()
-    return Stored(row.status_code, row.content_type, row.body)
+    return Stored(row.status_code, row.content_type, row.body, row.location)
 
 
 def remember(session: Session, request: Claim, response: Stored) -> None:
@@ -161,6 +163,7 @@ def remember(session: Session, request: Claim, response: Stored) -> None:
             status_code=response.status_code,
             content_type=response.content_type,
             body=response.body,
+            location=response.location,
             created_at=now,
             expires_at=now + ttl,
         )

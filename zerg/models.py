@@ -219,6 +219,8 @@ class Run(Base):
     __table_args__ = (
         UniqueConstraint("agent_id", "scheduled_for"),
         Index("ix_runs_status", "status"),
+        # Runs are listed newest first: this order exactly.
+        Index("ix_runs_created_at", "created_at", "id"),
         Index(
             "uq_runs_running_thread",
             "thread_id",
@@ -231,7 +233,8 @@ class Run(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     agent_id: Mapped[int] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
-    thread_id: Mapped[int | None] = mapped_column(
+    # Every run answers a thread.
+    thread_id: Mapped[int] = mapped_column(
         ForeignKey("agent_threads.id", ondelete="CASCADE"), index=True
     )
     trigger: Mapped[str] = mapped_column(String(16))
@@ -278,6 +281,8 @@ class IdempotencyKey(Base):
     status_code: Mapped[int] = mapped_column(Integer)
     content_type: Mapped[str] = mapped_column(String(255))
     body: Mapped[str] = mapped_column(Text)
+    # The response's Location header (a 201's new resource), replayed with it.
+    location: Mapped[str | None] = mapped_column(String(2048))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # The purge job deletes rows past it; a lookup treats them as absent already.
     expires_at: Mapped[datetime] = mapped_column(index=True)

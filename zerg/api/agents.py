@@ -8,6 +8,7 @@ from flask import Response
 from zerg import agents
 from zerg.api.idempotency import idempotent
 from zerg.api.io import commit
+from zerg.api.io import located
 from zerg.api.io import no_content
 from zerg.api.io import page_params
 from zerg.api.io import parse_body
@@ -56,7 +57,8 @@ def create_agent() -> Response:
     body = parse_body(AgentCreate)
     session = get_db(write=True)
     agent = agents.create_agent(session, body)
-    return commit(respond(AgentOut, agent, 201))
+    response = respond(AgentOut, agent, 201)
+    return commit(located(response, "api.agents.get_agent", agent_id=agent.id))
 
 
 @bp.get("/<int:agent_id>")
@@ -105,7 +107,7 @@ def run_agent(agent_id: int) -> Response:
     """Run the agent's task instructions in a new thread of its own (202)."""
     session = get_db(write=True)
     run = runs.queue_agent_run(session, agent_id, "manual")
-    return commit(respond(RunOut, run, 202))
+    return commit(located(respond(RunOut, run, 202), "api.runs.get_run", run_id=run.id))
 
 
 @bp.get("/<int:agent_id>/messages")
@@ -130,4 +132,14 @@ def create_agent_message(agent_id: int) -> Response:
     body = parse_body(AgentMessageCreate)
     session = get_db(write=True)
     message = agents.add_agent_message(session, agent_id, body)
-    return commit(respond(AgentMessageOut, message, 201))
+    response = respond(AgentMessageOut, message, 201)
+    return commit(
+        located(response, "api.agents.get_agent_message", agent_id=agent_id, message_id=message.id)
+    )
+
+
+@bp.get("/<int:agent_id>/messages/<int:message_id>")
+@operation("agents", "Get one of an agent's messages", ok(AgentMessageOut))
+def get_agent_message(agent_id: int, message_id: int) -> Response:
+    """Return one of an agent's messages."""
+    return respond_row(AgentMessageOut, agents.get_agent_message(get_db(), agent_id, message_id))

@@ -68,6 +68,8 @@ def body_fingerprint() -> str:
 def replay(stored: idempotency.Stored) -> Response:
     """Answer again what the key's first request was answered."""
     response = Response(stored.body, status=stored.status_code, content_type=stored.content_type)
+    if stored.location is not None:
+        response.headers["Location"] = stored.location
     response.headers[REPLAYED_HEADER] = "true"
     return response
 
@@ -113,5 +115,6 @@ def keep_response(response: Response) -> None:
             status_code=response.status_code,
             content_type=response.content_type or "",
             body=response.get_data(as_text=True),
+            location=response.headers.get("Location"),
         )
     )

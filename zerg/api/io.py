@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 from typing import TypeVar
+from urllib.parse import urlsplit
 
 from flask import Response
 from flask import current_app
 from flask import request
+from flask import url_for
 from pydantic import BaseModel
 from pydantic import ValidationError
 
@@ -119,6 +121,19 @@ def respond_json(payload: dict[str, Any], status: int = 200) -> Response:
     """Send an already serialised payload (one that was also announced as an event)."""
     body = json.dumps(payload, separators=(",", ":")).encode()
     return Response(body, status=status, mimetype=JSON_MIMETYPE)
+
+
+def located(response: Response, endpoint: str, **values: Any) -> Response:
+    """Name the resource a create made, in the response's ``Location`` header, and return it.
+
+    A path, not an absolute URL: it resolves against the request's own URL
+    (RFC 9110), so it holds behind any proxy. Set before :func:`commit`, so
+    that a replay for the request's Idempotency-Key names the same resource.
+    """
+    # Werkzeug builds a websocket route's URL absolute (ws://), whatever is asked.
+    url = urlsplit(url_for(endpoint, **values))
+    response.headers["Location"] = url._replace(scheme="", netloc="").geturl()
+    return response
 
 
 def commit(response: Response) -> Response:

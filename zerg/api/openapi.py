@@ -145,7 +145,33 @@ ID_PARAMETERS: dict[type[BaseModel], str] = {
     s.AgentOut: "agent_id",
     s.ThreadOut: "thread_id",
     s.RunOut: "run_id",
+    s.AgentMessageOut: "message_id",
+    s.ThreadMessageOut: "message_id",
 }
+
+# What the Location header of a create names, by the model it answers with.
+LOCATIONS: dict[type[BaseModel], str] = {
+    s.AgentOut: "`/api/agents/{id}`: the new agent.",
+    s.ThreadOut: "`/api/threads/{id}`: the new thread.",
+    s.AgentMessageOut: "`/api/agents/{agent_id}/messages/{id}`: the new message.",
+    s.ThreadMessageOut: "`/api/threads/{thread_id}/messages/{id}`: the new message.",
+    s.RunOut: "`/api/runs/{id}`: the queued run, to follow until it ends.",
+    s.WsTicketOut: "`/api/ws?ticket={ticket}`: the websocket URL that redeems the ticket.",
+}
+
+
+def _location(route: Route) -> dict[str, Any]:
+    """Document the Location header of the operation's success, if it creates something."""
+    reply = route.op.reply
+    if route.method != "POST" or reply.status not in (201, 202) or reply.model is None:
+        return {}
+    return {
+        "Location": {
+            "description": LOCATIONS[reply.model] + " Sent again with a replayed response.",
+            "required": True,
+            "schema": {"type": "string", "format": "uri-reference"},
+        }
+    }
 
 
 def _links(routes: list[Route], reply: Reply) -> dict[str, Any]:
@@ -209,12 +235,10 @@ KEY_ERRORS = {
 
 def _with_key(responses: dict[str, Any], success: str) -> None:
     """Document what the Idempotency-Key header adds to an operation's answers."""
-    responses[success]["headers"] = {
-        REPLAYED_HEADER: {
-            "description": "`true` when this is the stored response to an earlier request "
-            "with the same Idempotency-Key, sent again; absent otherwise.",
-            "schema": {"type": "string", "enum": ["true"]},
-        }
+    responses[success].setdefault("headers", {})[REPLAYED_HEADER] = {
+        "description": "`true` when this is the stored response to an earlier request "
+        "with the same Idempotency-Key, sent again; absent otherwise.",
+        "schema": {"type": "string", "enum": ["true"]},
     }
     components = _problem_responses()
     for status, text in KEY_ERRORS.items():
@@ -239,6 +263,9 @@ def _operation(app: Flask, routes: list[Route], route: Route, secured: bool) -> 
         links = _links(routes, reply)
         if links:
             responses[str(reply.status)]["links"] = links
+    location = _location(route)
+    if location:
+        responses[str(op.reply.status)]["headers"] = location
     # Unknown query parameters are refused on every route.
     errors = {422, 500}
     if secured and route.path not in OPEN_PATHS:

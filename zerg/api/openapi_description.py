@@ -133,6 +133,11 @@ def description(secured: bool, page_cap: int, ttl: int) -> str:
     return f"""zerg's HTTP API: agents, the threads in which you talk to them, and the
 runs that answer. JSON in and out, under `/api`.
 
+## Creating
+
+A `201` names what it created in its `Location` header (a path); a run's `202`
+names the run, which `GET /api/runs/{{id}}` follows until it ends.
+
 ## Lists
 
 Collections take `skip` and `limit` (default 100, at most {page_cap}) and return
@@ -162,7 +167,8 @@ The `POST`s that create something (an agent, a thread, a message, a run) take an
 `Idempotency-Key` header (1 to 255 printable ASCII characters; the IETF draft of that
 name). The first request with a key runs, and its response, if a success, is kept
 with the key for {ttl} seconds, in the same transaction as the work. A retry with the same key,
-path and body gets that response again with `{REPLAYED_HEADER}: true`, and changes
+path and body gets that response again (its `Location` too) with
+`{REPLAYED_HEADER}: true`, and changes
 nothing. The same key with another path or body: 422. A retry while the first is
 still being processed: 409 (retry later). An error response is not kept: the work
 rolled back, so a retry runs again. Keys are scoped to the bearer token.

@@ -8,6 +8,7 @@ from flask import Response
 from zerg import conversations
 from zerg.api.idempotency import idempotent
 from zerg.api.io import commit
+from zerg.api.io import located
 from zerg.api.io import no_content
 from zerg.api.io import page_params
 from zerg.api.io import parse_body
@@ -66,7 +67,8 @@ def create_thread() -> Response:
     session = get_db(write=True)
     fields = body.model_dump()
     thread = conversations.create_thread(session, fields.pop("agent_id"), **fields)
-    return commit(respond(ThreadOut, thread, 201))
+    response = respond(ThreadOut, thread, 201)
+    return commit(located(response, "api.threads.get_thread", thread_id=thread.id))
 
 
 @bp.get("/<int:thread_id>")
@@ -126,7 +128,7 @@ def run_thread(thread_id: int) -> Response:
     body = parse_optional_body(ThreadRunCreate)
     session = get_db(write=True)
     run = runs.queue_thread_run(session, thread_id, "api", body.multitask_strategy)
-    return commit(respond(RunOut, run, 202))
+    return commit(located(respond(RunOut, run, 202), "api.runs.get_run", run_id=run.id))
 
 
 @bp.get("/<int:thread_id>/messages")
@@ -153,4 +155,20 @@ def create_thread_message(thread_id: int) -> Response:
     body = parse_body(ThreadMessageCreate)
     session = get_db(write=True)
     message = conversations.add_message(session, thread_id, body)
-    return commit(respond_json(message, 201))
+    response = respond_json(message, 201)
+    return commit(
+        located(
+            response,
+            "api.threads.get_thread_message",
+            thread_id=thread_id,
+            message_id=message["id"],
+        )
+    )
+
+
+@bp.get("/<int:thread_id>/messages/<int:message_id>")
+@operation("threads", "Get one of a thread's messages", ok(ThreadMessageOut))
+def get_thread_message(thread_id: int, message_id: int) -> Response:
+    """Return one of a thread's messages."""
+    row = conversations.get_message(get_db(), thread_id, message_id)
+    return respond_row(ThreadMessageOut, row)

@@ -7,11 +7,13 @@ from flask import Response
 
 from zerg import idempotency
 from zerg import tickets
+from zerg.api.io import located
 from zerg.api.io import respond
 from zerg.api.operations import Reply
 from zerg.api.operations import operation
 from zerg.auth import request_token
 from zerg.db import get_db
+from zerg.realtime import websocket
 from zerg.schemas import WsTicketOut
 
 bp = Blueprint("tickets", __name__, url_prefix="/ws/tickets")
@@ -38,6 +40,7 @@ def issue_ticket() -> Response:
     session = get_db(write=True)
     ticket = tickets.issue(session, idempotency.scope_for(request_token()))
     session.commit()
-    response = respond(WsTicketOut, ticket, 201)
+    # What a ticket is for: the websocket URL that redeems it.
+    response = located(respond(WsTicketOut, ticket, 201), websocket.ENDPOINT, ticket=ticket.ticket)
     response.headers["Cache-Control"] = "no-store"
     return response

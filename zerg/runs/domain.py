@@ -225,7 +225,7 @@ def after_end(session: Session, run: Run, answered: Collection[int] | None = Non
     caller knows them; otherwise the ones stored before the run began are
     taken to be them. A run that never began owes nothing.
     """
-    if run.thread_id is None or _start_next(session, run.thread_id) is not None:
+    if _start_next(session, run.thread_id) is not None:
         return
     if run.started_at is None:
         return

@@ -123,7 +123,7 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
     each waiting for the other's shared lock.
     """
     run = session.get(Run, run_id)
-    if run is None or run.status != "queued" or run.thread_id is None:
+    if run is None or run.status != "queued":
         return None
     thread_id = run.thread_id
     if not lock_thread(session, thread_id):
@@ -283,8 +283,7 @@ def mark_interrupted(
 
     by_thread: dict[int, list[Run]] = {}
     for run in session.scalars(select(Run).where(Run.status.in_(ACTIVE)).order_by(Run.id)):
-        if run.thread_id is not None:
-            by_thread.setdefault(run.thread_id, []).append(run)
+        by_thread.setdefault(run.thread_id, []).append(run)
     return _end_runs(
         session,
         [thread_id for thread_id, runs in by_thread.items() if stale(runs)],
@@ -299,7 +298,7 @@ def mark_interrupted(
     )
 
 
-def _unheld(session: Session) -> list[tuple[int, str, int | None]]:
+def _unheld(session: Session) -> list[tuple[int, str, int]]:
     """Return (id, status, thread) of this process's active runs that its pool does not hold.
 
     The runs are read first, then the pool: a run not held by then has left
@@ -348,7 +347,7 @@ def sweep_lost(session: Session) -> int:
 
 def _end_runs(
     session: Session,
-    thread_ids: Iterable[int | None],
+    thread_ids: Iterable[int],
     choose: Callable[[list[Run]], list[Run]],
     status: str,
     reason: Callable[[Run], str],
@@ -362,7 +361,7 @@ def _end_runs(
     each other.
     """
     chosen: list[Run] = []
-    for thread_id in sorted(thread_id for thread_id in set(thread_ids) if thread_id is not None):
+    for thread_id in sorted(set(thread_ids)):
         if lock_thread(session, thread_id):
             chosen += choose(active_runs(session, thread_id))
     ended: list[tuple[Run, bool]] = []
@@ -396,7 +395,7 @@ def _close(
 
     ``streamed``: its stream started and its end is not announced yet.
     """
-    if streamed and run.thread_id is not None:
+    if streamed:
         announce_stream_end(session, run.thread_id, run.id, run.status, run.error)
     log.info(
         "run %s ended: agent %s, trigger %s, status %s, %s ms, %s tokens",

@@ -43,10 +43,8 @@ ACTIVE = ("queued", "running")
 log = logging.getLogger(__name__)
 
 
-def lock_thread(session: Session, thread_id: int | None) -> bool:
+def lock_thread(session: Session, thread_id: int) -> bool:
     """Take a run's thread's lock before its run starts or ends; False if the thread is gone."""
-    if thread_id is None:
-        return False
     try:
         conversations.load_thread(session, thread_id, lock=True)
     except NotFound:

@@ -52,7 +52,7 @@ class RunQuery(Page):
 class RunOut(Response):
     id: int
     agent_id: int
-    thread_id: int | None
+    thread_id: int
     trigger: str
     status: str
     stop_requested: str | None = Field(

@@ -28,6 +28,8 @@ from werkzeug.test import TestResponse
 
 from tests.conftest import AppFactory
 from tests.conftest import LiveServer
+from tests.conftest import app_config
+from tests.conftest import migrate_to_head
 from tests.conftest import serve
 from tests.helpers import Rows
 from tests.helpers import assert_problem
@@ -351,6 +353,30 @@ def test_another_process_holding_the_key_decides_what_a_repeat_gets(
         assert answer.get_json() == {"id": agent.id}
         assert answer.headers[REPLAYED] == "true"
     assert (rows(Agent), rows(IdempotencyKey)) == (1, 1)
+
+
+def test_a_key_held_in_another_database_on_the_server_is_not_in_use(
+    make_app: AppFactory, new_schema: Callable[[], str]
+) -> None:
+    """Advisory locks span the server: the key's lock is namespaced by the database.
+
+    Two deployments (here two schemas) on one PostgreSQL server may see the
+    same key at once; neither is refused because the other holds it.
+    """
+    first = make_app(**FAST)
+    if db.get_database(first).engine.dialect.name != "postgresql":
+        pytest.skip("needs PostgreSQL (TEST_DATABASE_URL): advisory locks are its own")
+    elsewhere_url = new_schema()
+    migrate_to_head(elsewhere_url)
+    elsewhere = create_app(app_config(elsewhere_url))
+    claim = idempotency.Claim(idempotency.ANONYMOUS_SCOPE, "k-1", "POST", "/api/agents", "f")
+    try:
+        with db.session_scope(first) as session:
+            assert idempotency.claim(session, claim) is None
+            with db.session_scope(elsewhere) as other:
+                assert idempotency.claim(other, claim) is None
+    finally:
+        db.get_database(elsewhere).engine.dispose()
 
 
 def test_the_unique_constraint_refuses_a_second_record_for_a_key(app: Flask) -> None:

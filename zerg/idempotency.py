@@ -51,7 +51,7 @@ from sqlalchemy.orm import Session
 from zerg.db import app_of
 from zerg.domain_errors import KeyInUse
 from zerg.domain_errors import KeyReused
-from zerg.locks import lock_key
+from zerg.locks import database_lock_key
 from zerg.models import IdempotencyKey
 from zerg.models import utcnow
 
@@ -125,8 +125,9 @@ def claim(session: Session, request: Claim, now: datetime | None = None) -> Stor
     (PostgreSQL), :class:`KeyReused` if it was used for another request. An
     expired record is deleted here, in this transaction, as if it were gone.
     """
-    if session.get_bind().dialect.name == "postgresql":
-        lock = lock_key(f"idempotency:{request.scope}:{request.key}")
+    bind = session.get_bind()
+    if bind.dialect.name == "postgresql":
+        lock = database_lock_key(bind.engine, f"idempotency:{request.scope}:{request.key}")
         if not session.scalar(select(func.pg_try_advisory_xact_lock(lock))):
             raise KeyInUse()
     row = session.scalar(

@@ -36,6 +36,16 @@ def lock_key(name: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+def database_lock_key(engine: Engine, name: str) -> int:
+    """Map a lock name to its key in ``engine``'s database, apart from other deployments'.
+
+    Advisory locks span the whole server: the key is namespaced by the
+    database URL (schema options included), so two deployments, or two test
+    runs, sharing a server do not block each other.
+    """
+    return lock_key(f"{engine.url.render_as_string(hide_password=True)}|{name}")
+
+
 def split_key(key: int) -> tuple[int, int]:
     """Split an advisory key as ``pg_locks`` shows it: (classid, objid), the high and low halves."""
     unsigned = key & 0xFFFF_FFFF_FFFF_FFFF
@@ -85,13 +95,11 @@ class Locks(Liveness, Protocol):
 class AdvisoryLocks:
     """PostgreSQL session advisory locks on one dedicated connection.
 
-    Keys are namespaced by the database URL (schema options included), so two
-    deployments, or two test runs, sharing a server do not block each other.
+    Keys are namespaced by the database (:func:`database_lock_key`).
     """
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        self._namespace = engine.url.render_as_string(hide_password=True)
         self._guard = threading.Lock()
         self._connection: Connection | None = None
         self._held: set[str] = set()
@@ -106,7 +114,7 @@ class AdvisoryLocks:
 
     def key(self, name: str) -> int:
         """Return the advisory key of a lock name in this database."""
-        return lock_key(f"{self._namespace}|{name}")
+        return database_lock_key(self._engine, name)
 
     def _execute(self, query: TextClause, params: dict[str, int]) -> object:
         """Run a query on the lock connection; if it fails, its locks are gone with it."""

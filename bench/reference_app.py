@@ -25,10 +25,10 @@ from zerg.conversations import LOCK_THREAD
 from zerg.conversations import THREAD_EXISTS
 from zerg.conversations import THREAD_MESSAGES_PAGE
 from zerg.conversations import TOUCH_THREAD
-from zerg.db import WRITE_LOCK_OPTION
 from zerg.db import by_id
 from zerg.db import fetch_rows
 from zerg.db import make_engine
+from zerg.dialects import WRITE_LOCK_OPTION
 from zerg.models import Agent
 from zerg.models import utcnow
 from zerg.schemas import AgentOut

@@ -12,12 +12,16 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from sqlalchemy import create_engine
 from sqlalchemy import select
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
+from tests.conftest import TEST_DATABASE_URL
 from tests.conftest import AppFactory
 from zerg import create_app
 from zerg import db
+from zerg import dialects
 from zerg.models import Agent
 
 
@@ -91,12 +95,32 @@ def test_sqlite_write_sessions_take_turns_on_the_write_lock(app: Flask) -> None:
     assert database.engine.pool.checkedout() == 0
 
 
-def test_postgresql_engine_pings_before_use() -> None:
-    engine = db.make_engine("postgresql+psycopg://user:secret@127.0.0.1:1/none")
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="needs PostgreSQL (TEST_DATABASE_URL)")
+@pytest.mark.parametrize("idle_seconds", [0.0, 3600.0], ids=["idle", "just-used"])
+def test_a_pooled_connection_is_pinged_only_after_sitting_idle(idle_seconds: float) -> None:
+    """A dead connection that sat idle is replaced unseen; one used a moment ago is trusted.
+
+    The server cuts the pooled connection (as a restart does). Pinged, it is
+    replaced and the next query works; trusted (used within the window), the
+    query that finds it dead fails once, and the pool opens fresh ones after.
+    """
+    assert TEST_DATABASE_URL
+    engine = create_engine(TEST_DATABASE_URL, pool_size=1, max_overflow=0)
+    dialects.check_idle_connections(engine, idle_seconds=idle_seconds)
+    admin = db.make_engine(TEST_DATABASE_URL)
     try:
-        assert engine.pool._pre_ping is True  # type: ignore[attr-defined]
+        with engine.connect() as connection:
+            pid = connection.execute(text("SELECT pg_backend_pid()")).scalar()
+        with admin.begin() as other:
+            other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+        if idle_seconds:
+            with pytest.raises(DBAPIError), engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        with engine.connect() as connection:
+            assert connection.execute(text("SELECT pg_backend_pid()")).scalar() != pid
     finally:
         engine.dispose()
+        admin.dispose()
 
 
 def test_session_scope_commits_on_success(app: Flask, rows: Callable[..., int]) -> None:

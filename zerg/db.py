@@ -10,11 +10,8 @@ module knows nothing of requests. Tables are made by migrations
 
 from __future__ import annotations
 
-import itertools
 import logging
-import sqlite3
 import threading
-import time
 from collections.abc import Callable
 from collections.abc import Iterator
 from collections.abc import Mapping
@@ -46,19 +43,14 @@ from sqlalchemy.orm import SessionTransaction
 from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import QueuePool
 
+from zerg import dialects
+from zerg.dialects import WRITE_LOCK_OPTION
 from zerg.domain_errors import NotFound
 from zerg.errors import StartupError
 from zerg.models import ID_MAX
 from zerg.models import Base
 
 EXTENSION_KEY = "zerg.db"
-SQLITE_BUSY_TIMEOUT_MS = 30_000
-# The pauses between tries for SQLite's write lock, as SQLite's own busy handler makes them.
-SQLITE_BUSY_STEPS = (0.001, 0.002, 0.005, 0.01, 0.015, 0.02, 0.025, 0.025, 0.025, 0.05, 0.05, 0.1)
-# How SQLite write transactions begin: taking the write lock up front (see Database).
-SQLITE_BEGIN_WRITE = "BEGIN IMMEDIATE"
-# The writer engine's execution option (and connection info key) for the write lock.
-WRITE_LOCK_OPTION = "zerg_write_lock"
 # Session.info keys: the app a session belongs to, whether it may write, what waits for its commit.
 APP_KEY = "zerg.app"
 WRITES_KEY = "zerg.writes"
@@ -116,11 +108,12 @@ def make_engine(url: str, **options: Any) -> Engine:
     if backend == "sqlite":
         options.setdefault("connect_args", {}).setdefault("check_same_thread", False)
         engine = _create_engine(url, options)
-        _configure_sqlite(engine)
+        dialects.configure_sqlite(engine)
         return engine
+    engine = _create_engine(url, options)
     if backend == "postgresql":
-        options.setdefault("pool_pre_ping", True)
-    return _create_engine(url, options)
+        dialects.check_idle_connections(engine)
+    return engine
 
 
 def _create_engine(url: str, options: dict[str, Any]) -> Engine:
@@ -135,111 +128,6 @@ def _create_engine(url: str, options: dict[str, Any]) -> Engine:
         raise StartupError(
             f"DATABASE_URL needs the driver {exc.name!r}, which is not installed: {hint}"
         ) from None
-
-
-def _use_wal(cursor: sqlite3.Cursor) -> None:
-    """Put the database in WAL mode, also when another connection is switching it.
-
-    Switching needs the database to itself, and SQLite refuses at once ("database
-    is locked": the busy timeout does not apply) while another connection, which
-    found a new database too, has switched it and begun writing. Either the mode
-    is WAL by then, or the other connection's transaction ends and we try again.
-    """
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError:
-            if cursor.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
-                return
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
-
-
-def _configure_sqlite(engine: Engine) -> None:
-    """Apply per-connection PRAGMAs and let SQLAlchemy, not pysqlite, issue BEGIN."""
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: sqlite3.Connection, _record: object) -> None:
-        # pysqlite would otherwise emit its own deferred BEGIN before DML; with
-        # isolation_level None it stays out of the way and the "begin" hook
-        # below decides. Python 3.11 has no ``autocommit`` attribute.
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-            _use_wal(cursor)
-            cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute("PRAGMA synchronous=NORMAL")
-        finally:
-            cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        # A write connection carries its app's write lock as an execution
-        # option (Database.writer): it waits its turn, then takes SQLite's
-        # write lock up front. BEGIN goes straight to the driver: through
-        # exec_driver_sql it cost ~15 us of every request.
-        lock = connection.get_execution_options().get(WRITE_LOCK_OPTION)
-        driver = connection.connection.driver_connection
-        if lock is None:
-            driver.execute("BEGIN")
-            return
-        acquire_write_lock(lock)
-        connection.connection.info[WRITE_LOCK_OPTION] = lock
-        begin_write(driver)
-
-    def _give_back(_dbapi_connection: Any, record: Any, *_: Any) -> None:
-        # A session returns its connection as soon as it has committed or
-        # rolled back, so the turn ends with the transaction.
-        lock = record.info.pop(WRITE_LOCK_OPTION, None)
-        if lock is not None:
-            lock.release()
-
-    event.listen(engine, "checkin", _give_back)
-    event.listen(engine, "invalidate", _give_back)
-
-
-def begin_write(driver: sqlite3.Connection) -> None:
-    """Begin a write transaction, waiting for another process's write lock in Python.
-
-    SQLite's busy handler sleeps in C: under gevent that froze every request
-    and websocket of the worker while one write waited for another process.
-    So the busy timeout is off for this statement, the only one of a write
-    transaction that waits (in WAL mode, readers never wait and the lock is
-    taken up front), and the pauses between tries are ``time.sleep``, which
-    gevent makes cooperative. Threads wait exactly as they did.
-    """
-    driver.execute("PRAGMA busy_timeout=0")
-    try:
-        deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-        for attempt in itertools.count():
-            try:
-                driver.execute(SQLITE_BEGIN_WRITE)
-                return
-            except sqlite3.OperationalError as exc:
-                if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY or time.monotonic() > deadline:
-                    raise
-                if attempt == 0:
-                    log.debug("another process holds SQLite's write lock; waiting for it")
-                time.sleep(SQLITE_BUSY_STEPS[min(attempt, len(SQLITE_BUSY_STEPS) - 1)])
-    finally:
-        driver.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-
-
-def acquire_write_lock(lock: threading.Lock) -> None:
-    """Wait for this process's SQLite write turn, no longer than the busy timeout.
-
-    SQLite lets one writer in at a time, and a writer that finds it taken
-    sleeps in the busy handler, backing off in steps of up to 100 ms however
-    soon the database frees up: with 16 request threads writing, POST p99 was
-    ~760 ms. Writers queued on a lock are woken the moment the last one is
-    done (p99 ~35 ms); the busy handler is left to arbitrate between processes.
-    """
-    if not lock.acquire(timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
-        raise sqlite3.OperationalError("database is locked (by this process's other writers)")
 
 
 def make_sessionmaker(engine: Engine, info: dict[str, Any] | None = None) -> sessionmaker[Session]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
+from sqlalchemy import Connection
 from sqlalchemy import create_engine
 from sqlalchemy import select
 from sqlalchemy import text
@@ -121,6 +122,23 @@ def test_a_pooled_connection_is_pinged_only_after_sitting_idle(idle_seconds: flo
     finally:
         engine.dispose()
         admin.dispose()
+
+
+@pytest.mark.skipif(not TEST_DATABASE_URL, reason="needs PostgreSQL (TEST_DATABASE_URL)")
+def test_postgresql_reads_send_no_transaction_around_their_statements(app: Flask) -> None:
+    """A read session runs in autocommit (no BEGIN, no ROLLBACK); a write session does not."""
+    database = db.get_database(app)
+
+    def autocommit(connection: Connection) -> bool:
+        return bool(connection.connection.driver_connection.autocommit)  # type: ignore[union-attr]
+
+    with db.session_scope(app, write=False) as reading:
+        assert autocommit(reading.connection())
+    with db.session_scope(app) as writing:
+        assert not autocommit(writing.connection())
+    # The pool gives the connection back as it found it.
+    with database.engine.connect() as connection:
+        assert not autocommit(connection)
 
 
 def test_session_scope_commits_on_success(app: Flask, rows: Callable[..., int]) -> None:

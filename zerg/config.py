@@ -155,7 +155,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
 DEFAULTS: dict[str, Any] = {
     "ENVIRONMENT": "development",
     "DATABASE_URL": None,
-    "DATABASE_POOL_SIZE": 10,
+    "DATABASE_POOL_SIZE": 20,
     "DATABASE_POOL_TIMEOUT": 5,
     "API_TOKEN": None,
     "LLM_PROVIDER": "offline",

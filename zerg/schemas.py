@@ -489,6 +489,52 @@ class RunOut(Response):
     created_at: datetime
 
 
+# A run asked for with a message answers a person: the message must be theirs.
+_RUN_ANSWERS_A_USER_MESSAGE: JsonDict = {
+    "if": {"required": ["run"], "properties": {"run": {"type": "object"}}},
+    "then": {"properties": {"role": {"const": "user"}}},
+}
+
+
+class ThreadMessagePost(ThreadMessageCreate):
+    """A message for ``POST /api/threads/{id}/messages``: with ``run``, also a run to answer it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"allOf": [_CONTENT_OR_TOOL_CALLS, _RUN_ANSWERS_A_USER_MESSAGE]}
+    )
+
+    run: ThreadRunCreate | None = Field(
+        default=None,
+        description=(
+            "Also queue a run of the thread's agent to answer this user message, in the same "
+            "transaction. With `reject` and a busy thread no run is queued: the message "
+            "waits, and the active run's follow-up answers it."
+        ),
+    )
+
+    @field_validator("run", mode="after")
+    @classmethod
+    def _answers_a_user_message(
+        cls, run: ThreadRunCreate | None, info: ValidationInfo
+    ) -> ThreadRunCreate | None:
+        if run is not None and info.data.get("role", "user") != "user":
+            raise PydanticCustomError("run_needs_user_message", "a run answers a user message")
+        return run
+
+
+class ThreadMessageSentOut(ThreadMessageOut):
+    """The stored message; with ``run`` in the request, the run queued to answer it."""
+
+    run: RunOut | None = Field(
+        default=None,
+        description=(
+            "Present when the request asked for a run: the run queued, or null when the "
+            "thread was busy and `multitask_strategy` was `reject` (the active run's "
+            "follow-up answers the message)."
+        ),
+    )
+
+
 class SchedulePreviewOut(BaseModel):
     """When a schedule fires next, and what it means in words."""
 

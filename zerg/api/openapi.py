@@ -180,8 +180,8 @@ OPERATIONS: tuple[Operation, ...] = (
               "threads", "List a thread's messages",
               ok(s.ThreadMessageOut, "Messages, oldest first.", many=True), query=s.Page),
     Operation("POST", "/api/threads/{thread_id}/messages", "api.threads.create_thread_message",
-              "threads", "Add a message to a thread", created(s.ThreadMessageOut),
-              body=s.ThreadMessageCreate),
+              "threads", "Add a message to a thread, and with `run` have it answered",
+              created(s.ThreadMessageSentOut), body=s.ThreadMessagePost),
     # runs
     Operation("GET", "/api/runs", "api.runs.list_runs", "runs", "List runs",
               ok(s.RunOut, "Runs, newest first.", many=True), query=s.RunQuery),

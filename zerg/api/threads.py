@@ -22,12 +22,13 @@ from zerg.runs import domain as runs
 from zerg.schemas import Page
 from zerg.schemas import RunOut
 from zerg.schemas import ThreadCreate
-from zerg.schemas import ThreadMessageCreate
 from zerg.schemas import ThreadMessageOut
+from zerg.schemas import ThreadMessagePost
 from zerg.schemas import ThreadOut
 from zerg.schemas import ThreadQuery
 from zerg.schemas import ThreadRunCreate
 from zerg.schemas import ThreadUpdate
+from zerg.schemas import serialize
 
 bp = Blueprint("threads", __name__, url_prefix="/threads")
 
@@ -104,8 +105,17 @@ def list_thread_messages(thread_id: int) -> Response:
 @bp.post("/<int:thread_id>/messages")
 @idempotent
 def create_thread_message(thread_id: int) -> Response:
-    """Add a message to a thread."""
-    body = parse_body(ThreadMessageCreate)
+    """Add a message to a thread; with ``run``, also queue the run that answers it.
+
+    The message and its run are stored together or not at all. The answer's
+    ``run`` is the run queued, or null if the thread was busy and
+    ``multitask_strategy`` is ``reject``: the active run's follow-up then
+    answers the message.
+    """
+    body = parse_body(ThreadMessagePost)
     session = get_db()
-    message = conversations.add_message(session, thread_id, body)
-    return commit(respond_json(message, 201))
+    if body.run is None:
+        return commit(respond_json(conversations.add_message(session, thread_id, body), 201))
+    sent = runs.send_message(session, thread_id, body, "api", body.run.multitask_strategy)
+    run = None if sent.run is None else serialize(RunOut, sent.run)
+    return commit(respond_json({**sent.message, "run": run}, 201))

@@ -18,9 +18,12 @@ from tests.test_runs import messages
 from tests.test_runs import new_thread
 from tests.test_runs import wait_run
 from tests.wsclient import WSClient
+from zerg import db
 from zerg.models import IdempotencyKey
 from zerg.models import Run
 from zerg.models import ThreadMessage
+from zerg.runs import domain
+from zerg.schemas import ThreadMessageCreate
 
 Rows = Callable[..., int]
 
@@ -114,6 +117,15 @@ def test_a_send_to_a_missing_thread_is_404_and_writes_nothing(
 ) -> None:
     assert_problem(send(fast, 999, asked("anyone?")), 404)
     assert (rows(ThreadMessage), rows(Run)) == (0, 0)
+
+
+def test_only_a_user_message_is_sent_to_be_answered(fast: FlaskClient, fast_app: Flask) -> None:
+    """A transport that let another role through would be a bug: the domain says so."""
+    thread = new_thread(fast, message=None)
+    reply = ThreadMessageCreate(role="assistant", content="I answer myself")
+    with db.session_scope(fast_app) as session, pytest.raises(ValueError, match="user message"):
+        domain.send_message(session, thread["id"], reply, "api")
+    assert messages(fast, thread["id"]) == []
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
+from sqlalchemy import select
 from sqlalchemy import text
 
 from tests.browser import DESKTOP
@@ -34,8 +35,10 @@ from tests.conftest import serve
 from tests.helpers import orphan_run
 from tests.helpers import reap_dead_owners
 from tests.helpers import wait_for
+from tests.wsclient import WSClient
 from zerg import db
 from zerg.models import Agent
+from zerg.models import IdempotencyKey
 from zerg.models import Run
 from zerg.models import WsTicket
 from zerg.realtime import events
@@ -272,6 +275,45 @@ def test_a_reply_streams_in_pieces_and_ends_as_stored(
         assert pieces[-1] == reply["content"] and not reply["partial"]
         assert len(browser.all("#messages li")) == 2
         assert not browser.css("#cancel-run").is_displayed()
+
+
+def test_offline_a_message_is_sent_and_answered_in_one_rest_request(
+    make_app: AppFactory, browser: Browser
+) -> None:
+    """With no websocket place free, the composer falls back to one idempotent POST."""
+    app = make_app(OFFLINE_DELAY_SECONDS=0.01, WS_MAX_CONNECTIONS=1)
+    with serve(app) as server, WSClient(f"{server.ws_url}/api/ws") as holder:
+        browser.base = server.url
+        _, thread = _thread(server)
+        browser.driver.get(f"{server.url}/threads/{thread['id']}")
+        browser.wait_for(
+            lambda: browser.css("#live-status").get_attribute("data-state") == "offline",
+            "the page to find no websocket place",
+        )
+        _send(browser, "Sent without a socket")
+        browser.wait_for(lambda: browser.all("#messages li[data-role=user]"), "my message")
+        browser.screenshot("thread-sent-offline")
+
+        def answered() -> bool:
+            return [m["role"] for m in _stored_messages(server, thread["id"])] == [
+                "user",
+                "assistant",
+            ]
+
+        wait_for(answered, "the reply to be stored")
+        [run] = api(server, "GET", f"/runs?thread_id={thread['id']}")
+        assert (run["status"], run["trigger"]) == ("success", "api")
+        with db.session_scope(app, write=False) as session:
+            keys = session.scalars(select(IdempotencyKey.path)).all()
+        assert keys == [f"/api/threads/{thread['id']}/messages"]
+        holder.close()
+        # Live again, the page shows the reply it could not watch.
+        browser.wait_live()
+        browser.wait_for(
+            lambda: browser.all("#messages li[data-role=assistant][data-id]"), "the stored reply"
+        )
+        refused = browser.console_errors()
+        assert all("WebSocket" in error and "503" in error for error in refused), refused
 
 
 def test_cancelling_a_run_keeps_the_reply_marked_partial(

@@ -152,7 +152,7 @@ def test_every_reference_resolves_and_every_schema_is_pydantics(app: Flask) -> N
     for name in ("AgentOut", "ThreadOut", "RunOut", "ThreadMessageOut", "HealthOut"):
         model: type[BaseModel] = getattr(schemas, name)
         assert set(components[name]["properties"]) == set(model.model_fields), name
-    for model in (schemas.AgentCreate, schemas.ThreadCreate, schemas.ThreadMessageCreate):
+    for model in (schemas.AgentCreate, schemas.ThreadCreate, schemas.ThreadMessagePost):
         assert components[model.__name__]["additionalProperties"] is False
 
 

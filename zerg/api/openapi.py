@@ -147,6 +147,7 @@ ID_PARAMETERS: dict[type[BaseModel], str] = {
     s.RunOut: "run_id",
     s.AgentMessageOut: "message_id",
     s.ThreadMessageOut: "message_id",
+    s.ThreadMessageSentOut: "message_id",
 }
 
 # What the Location header of a create names, by the model it answers with.
@@ -155,6 +156,7 @@ LOCATIONS: dict[type[BaseModel], str] = {
     s.ThreadOut: "`/api/threads/{id}`: the new thread.",
     s.AgentMessageOut: "`/api/agents/{agent_id}/messages/{id}`: the new message.",
     s.ThreadMessageOut: "`/api/threads/{thread_id}/messages/{id}`: the new message.",
+    s.ThreadMessageSentOut: "`/api/threads/{thread_id}/messages/{id}`: the new message.",
     s.RunOut: "`/api/runs/{id}`: the queued run, to follow until it ends.",
     s.WsTicketOut: "`/api/ws?ticket={ticket}`: the websocket URL that redeems the ticket.",
 }

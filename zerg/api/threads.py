@@ -30,12 +30,14 @@ from zerg.runs import domain as runs
 from zerg.schemas import Page
 from zerg.schemas import RunOut
 from zerg.schemas import ThreadCreate
-from zerg.schemas import ThreadMessageCreate
 from zerg.schemas import ThreadMessageOut
+from zerg.schemas import ThreadMessagePost
+from zerg.schemas import ThreadMessageSentOut
 from zerg.schemas import ThreadOut
 from zerg.schemas import ThreadQuery
 from zerg.schemas import ThreadRunCreate
 from zerg.schemas import ThreadUpdate
+from zerg.schemas import serialize
 
 bp = Blueprint("threads", __name__, url_prefix="/threads")
 
@@ -147,21 +149,35 @@ def list_thread_messages(thread_id: int) -> Response:
 
 @bp.post("/<int:thread_id>/messages")
 @operation(
-    "threads", "Add a message to a thread", created(ThreadMessageOut), body=ThreadMessageCreate
+    "threads",
+    "Add a message to a thread, and with `run` have it answered",
+    created(ThreadMessageSentOut),
+    body=ThreadMessagePost,
 )
 @idempotent
 def create_thread_message(thread_id: int) -> Response:
-    """Add a message to a thread."""
-    body = parse_body(ThreadMessageCreate)
+    """Add a message to a thread; with ``run``, also queue the run that answers it.
+
+    The message and its run are stored together or not at all. The answer's
+    ``run`` is the run queued, or null if the thread was busy and
+    ``multitask_strategy`` is ``reject``: the active run's follow-up then
+    answers the message.
+    """
+    body = parse_body(ThreadMessagePost)
     session = get_db(write=True)
-    message = conversations.add_message(session, thread_id, body)
-    response = respond_json(message, 201)
+    if body.run is None:
+        answer = conversations.add_message(session, thread_id, body)
+    else:
+        sent = runs.send_message(session, thread_id, body, "api", body.run.multitask_strategy)
+        run = None if sent.run is None else serialize(RunOut, sent.run)
+        answer = {**sent.message, "run": run}
+    response = respond_json(answer, 201)
     return commit(
         located(
             response,
             "api.threads.get_thread_message",
             thread_id=thread_id,
-            message_id=message["id"],
+            message_id=answer["id"],
         )
     )
 

@@ -275,16 +275,14 @@ def on_send_message(client: Client, frame: SendMessageFrame, message_id: Any) ->
     claim = frame_claim(client, frame)
     try:
         with session_scope(client.app) as session, idempotency.once(session, claim) as keep:
-            stored = conversations.add_message(session, frame.thread_id, message)
-            run = runs.try_queue_thread_run(
-                session, frame.thread_id, "websocket", frame.multitask_strategy
+            sent = runs.send_message(
+                session, frame.thread_id, message, "websocket", frame.multitask_strategy
             )
-            run_id = run.id if run is not None else None
             reply = {
                 "type": "message_sent",
                 "thread_id": frame.thread_id,
-                "message": stored,
-                "run_id": run_id,
+                "message": sent.message,
+                "run_id": sent.run.id if sent.run is not None else None,
             }
             keep(idempotency.Stored(200, "application/json", json.dumps(reply)))
     except KeyRefused as exc:

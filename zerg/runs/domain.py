@@ -1,10 +1,12 @@
 """Runs as transports ask for them: queued, cancelled, listed; and what follows a run's end.
 
-A run is queued by a request, a websocket message or the scheduler, and
-reaches the worker pool once the caller commits; what a worker then does with
-it (begin, finish, fail) and how runs of lost or dead processes end is
-:mod:`zerg.runs.lifecycle`. Each function here takes the caller's session and
-leaves the commit to the caller; what it announces goes out after that commit.
+A run is queued by a request, a websocket message or the scheduler (a
+person's message and the run that answers it go in together, by
+:func:`send_message`), and reaches the worker pool once the caller commits;
+what a worker then does with it (begin, finish, fail) and how runs of lost or
+dead processes end is :mod:`zerg.runs.lifecycle`. Each function here takes
+the caller's session and leaves the commit to the caller; what it announces
+goes out after that commit.
 
 A thread runs one run at a time. A run asked for while another is active is
 refused, queued behind it, or takes its place, as its ``multitask_strategy``
@@ -20,6 +22,7 @@ and a message never waits for a run that has.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any
@@ -194,6 +197,40 @@ def try_queue_thread_run(
             return queue_thread_run(session, thread_id, trigger, strategy)
     except Conflict:
         return None
+
+
+@dataclass(frozen=True)
+class Sent:
+    """A user message stored, and the run queued to answer it.
+
+    ``run`` is None when the thread was busy and the strategy ``reject``: the
+    message waits, and the active run's follow-up answers it.
+    """
+
+    message: dict[str, Any]
+    run: Run | None
+
+
+def send_message(
+    session: Session,
+    thread_id: int,
+    message: ThreadMessageCreate,
+    trigger: str,
+    strategy: MultitaskStrategy = "reject",
+) -> Sent:
+    """Store a user message and queue a run to answer it, in the caller's transaction.
+
+    The one way a person's message gets answered, whichever transport brings
+    it: the message and its run commit together or not at all, and their
+    events go out after that commit. While the thread has an active run,
+    ``strategy`` decides as for :func:`queue_thread_run`, except that
+    ``reject`` keeps the message rather than refusing it (see :class:`Sent`).
+    Raises NotFound if there is no such thread.
+    """
+    if message.role != "user":
+        raise ValueError(f"only a user message is answered, not a {message.role!r} one")
+    stored = conversations.add_message(session, thread_id, message)
+    return Sent(stored, try_queue_thread_run(session, thread_id, trigger, strategy))
 
 
 def _start_next(session: Session, thread_id: int) -> Run | None:

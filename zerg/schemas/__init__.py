@@ -68,6 +68,8 @@ from zerg.schemas.threads import Role
 from zerg.schemas.threads import ThreadCreate
 from zerg.schemas.threads import ThreadMessageCreate
 from zerg.schemas.threads import ThreadMessageOut
+from zerg.schemas.threads import ThreadMessagePost
+from zerg.schemas.threads import ThreadMessageSentOut
 from zerg.schemas.threads import ThreadOut
 from zerg.schemas.threads import ThreadQuery
 from zerg.schemas.threads import ThreadUpdate
@@ -123,6 +125,8 @@ __all__ = [
     "ThreadCreate",
     "ThreadMessageCreate",
     "ThreadMessageOut",
+    "ThreadMessagePost",
+    "ThreadMessageSentOut",
     "ThreadOut",
     "ThreadQuery",
     "ThreadRunCreate",

@@ -23,6 +23,8 @@ from zerg.schemas.base import Page
 from zerg.schemas.base import Partial
 from zerg.schemas.base import Request
 from zerg.schemas.base import Response
+from zerg.schemas.runs import RunOut
+from zerg.schemas.runs import ThreadRunCreate
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -126,3 +128,49 @@ class ThreadMessageOut(Response):
     timestamp: datetime
     # The ORM attribute is ``meta`` (see zerg.models); rows carry the column's name.
     metadata: dict[str, Any] | None = Field(validation_alias=AliasChoices("meta", "metadata"))
+
+
+# A run asked for with a message answers a person: the message must be theirs.
+_RUN_ANSWERS_A_USER_MESSAGE: JsonDict = {
+    "if": {"required": ["run"], "properties": {"run": {"type": "object"}}},
+    "then": {"properties": {"role": {"const": "user"}}},
+}
+
+
+class ThreadMessagePost(ThreadMessageCreate):
+    """A message for ``POST /api/threads/{id}/messages``: with ``run``, also a run to answer it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"allOf": [_CONTENT_OR_TOOL_CALLS, _RUN_ANSWERS_A_USER_MESSAGE]}
+    )
+
+    run: ThreadRunCreate | None = Field(
+        default=None,
+        description=(
+            "Also queue a run of the thread's agent to answer this user message, in the same "
+            "transaction. With `reject` and a busy thread no run is queued: the message "
+            "waits, and the active run's follow-up answers it."
+        ),
+    )
+
+    @field_validator("run", mode="after")
+    @classmethod
+    def _answers_a_user_message(
+        cls, run: ThreadRunCreate | None, info: ValidationInfo
+    ) -> ThreadRunCreate | None:
+        if run is not None and info.data.get("role", "user") != "user":
+            raise PydanticCustomError("run_needs_user_message", "a run answers a user message")
+        return run
+
+
+class ThreadMessageSentOut(ThreadMessageOut):
+    """The stored message; with ``run`` in the request, the run queued to answer it."""
+
+    run: RunOut | None = Field(
+        default=None,
+        description=(
+            "Present when the request asked for a run: the run queued, or null when the "
+            "thread was busy and `multitask_strategy` was `reject` (the active run's "
+            "follow-up answers the message)."
+        ),
+    )

@@ -54,8 +54,8 @@ export function askForToken() {
   dialog.showModal();
 }
 
-export async function request(method, path, body) {
-  const headers = { Accept: "application/json" };
+export async function request(method, path, body, extraHeaders = {}) {
+  const headers = { Accept: "application/json", ...extraHeaders };
   if (token()) headers.Authorization = `Bearer ${token()}`;
   const init = { method, headers };
   if (body !== undefined) {
@@ -75,10 +75,16 @@ export async function request(method, path, body) {
 
 export const api = {
   get: (path, query) => request("GET", withQuery(path, query)),
-  post: (path, body) => request("POST", path, body),
+  post: (path, body, headers) => request("POST", path, body, headers),
   patch: (path, body) => request("PATCH", path, body),
   delete: (path) => request("DELETE", path),
 };
+
+// A fresh Idempotency-Key. Not crypto.randomUUID: that needs a secure context,
+// and a server on a LAN address over plain HTTP is not one.
+export function newKey() {
+  return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+}
 
 // Only the parameters that have a value: the API refuses unknown or empty ones.
 export function withQuery(path, query = {}) {

@@ -1,7 +1,7 @@
 // A thread as a chat: history, a composer, the reply streamed over the
 // websocket, and a cancel button while a run is active.
 
-import { ApiError, api } from "./api.js";
+import { ApiError, api, newKey } from "./api.js";
 import { $, clearFieldErrors, el, report, showFieldErrors, showNotice, when } from "./dom.js";
 import { all, livePage } from "./page.js";
 import { renderMarkdown } from "./markdown.js";
@@ -16,6 +16,9 @@ const messages = new Map();
 const streams = new Map();
 let activeRun = null;
 let thread = null;
+// A message sent over REST that got no answer yet: trying it again reuses its
+// Idempotency-Key, so the server stores it once however many tries reach it.
+let unsent = null;
 
 const { live, start } = livePage({ topics: [`thread:${threadId}`], load, onEvent });
 
@@ -224,12 +227,16 @@ async function send(event) {
   const strategy = form.elements.multitask_strategy.value;
   form.elements.content.value = "";
   if (live.send({ type: "send_message", thread_id: threadId, content, multitask_strategy: strategy })) return;
-  // Offline: the same thing through REST.
+  // Offline: the same thing through REST, one request that stores both or neither.
+  if (unsent?.content !== content || unsent.strategy !== strategy) unsent = { content, strategy, key: newKey() };
   try {
-    await api.post(`/api/threads/${threadId}/messages`, { content });
-    await api.post(`/api/threads/${threadId}/run`, { multitask_strategy: strategy }).catch((error) => {
-      if (!(error instanceof ApiError && error.status === 409)) throw error;
+    const body = { content, run: { multitask_strategy: strategy } };
+    const { run, ...message } = await api.post(`/api/threads/${threadId}/messages`, body, {
+      "Idempotency-Key": unsent.key,
     });
+    unsent = null;
+    addMessage(message);
+    if (run) setActiveRun(run);
   } catch (error) {
     form.elements.content.value = content;
     report(error);

@@ -52,6 +52,7 @@ from zerg.runs.states import announce_run
 from zerg.runs.states import announce_stream_end
 from zerg.runs.states import lock_agent_of
 from zerg.runs.states import lock_thread
+from zerg.runs.states import lock_thread_of
 from zerg.runs.states import record_end
 from zerg.runs.states import transition
 from zerg.schemas import ThreadMessageCreate
@@ -122,13 +123,11 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
     marking it here would mean two runs of one agent beginning at once
     each waiting for the other's shared lock.
     """
-    run = session.get(Run, run_id)
+    run = lock_thread_of(session, run_id)
     if run is None or run.status != "queued":
         return None
     thread_id = run.thread_id
-    if not lock_thread(session, thread_id):
-        return None
-    # Read again under the thread's lock: a newer run may have superseded it.
+    # Read under the thread's lock: a newer run may have superseded it.
     if active_runs(session, thread_id)[:1] != [run]:
         return None  # cancelled, or its turn comes when the runs ahead of it end
     try:

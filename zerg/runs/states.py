@@ -33,6 +33,7 @@ from zerg import conversations
 from zerg.db import app_of
 from zerg.domain_errors import NotFound
 from zerg.models import Run
+from zerg.models import Thread
 from zerg.realtime import events
 from zerg.realtime.events import EventType
 from zerg.schemas import RunOut
@@ -50,6 +51,24 @@ def lock_thread(session: Session, thread_id: int) -> bool:
     except NotFound:
         return False
     return True
+
+
+def lock_thread_of(session: Session, run_id: int) -> Run | None:
+    """Load a run and take its thread's lock, in one statement; None if either is gone.
+
+    What :func:`lock_thread` does for a run about to begin, a round trip
+    sooner: under gevent, every round trip of a transaction is another turn
+    waiting for the hub while it holds its locks.
+    """
+    statement = (
+        select(Run)
+        .join(Thread, Thread.id == Run.thread_id)
+        .where(Run.id == run_id)
+        .with_for_update(of=Thread)
+        .execution_options(populate_existing=True)
+    )
+    run: Run | None = session.scalars(statement).one_or_none()
+    return run
 
 
 def active_runs(session: Session, thread_id: int) -> list[Run]:

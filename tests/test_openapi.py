@@ -28,8 +28,8 @@ from tests.conftest import AppFactory
 from zerg import schemas
 from zerg.api.openapi import OPERATIONS
 from zerg.api.openapi import build_spec
+from zerg.api.websocket import HANDLERS
 from zerg.auth import OPEN_PATHS
-from zerg.realtime.websocket import HANDLERS
 
 TOKEN = "s3cret-token"
 # The operations that answer without the database, so never 503.

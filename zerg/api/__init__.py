@@ -14,7 +14,7 @@ from zerg.api import runs
 from zerg.api import schedules
 from zerg.api import threads
 from zerg.api import tickets
-from zerg.realtime import websocket
+from zerg.api import websocket
 
 
 def init_app(app: Flask) -> None:

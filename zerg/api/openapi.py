@@ -47,6 +47,7 @@ from pydantic.json_schema import models_json_schema
 
 from zerg import idempotency
 from zerg import schemas as s
+from zerg.api import websocket
 from zerg.api.idempotency import KEY_PATTERN
 from zerg.api.idempotency import REPLAYED_HEADER
 from zerg.api.idempotency import takes_key
@@ -54,7 +55,6 @@ from zerg.auth import OPEN_PATHS
 from zerg.errors import PROBLEM_MIMETYPE
 from zerg.errors import unprocessable
 from zerg.origins import UNSAFE_METHODS
-from zerg.realtime import websocket
 from zerg.runs.providers import get_providers
 
 EXTENSION_KEY = "zerg.openapi"

@@ -16,11 +16,11 @@ from zerg import db
 from zerg import errors
 from zerg import idempotency
 from zerg import origins
+from zerg import providers
 from zerg import web
 from zerg.realtime import events
 from zerg.realtime import hub
 from zerg.runs import execution
-from zerg.runs import providers
 from zerg.runs import scheduler
 
 

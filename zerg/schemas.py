@@ -32,8 +32,8 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 from typing_extensions import TypedDict
 
+from zerg import cron
 from zerg.models import ID_MAX
-from zerg.runs import cron
 
 MAX_TEXT = 100_000
 

@@ -6,7 +6,7 @@ from flask import Blueprint
 from flask import Response
 
 from zerg.api.io import respond_rows
-from zerg.runs.providers import get_providers
+from zerg.providers import get_providers
 from zerg.schemas import ModelOut
 
 bp = Blueprint("models", __name__, url_prefix="/models")

@@ -55,7 +55,7 @@ from zerg.auth import OPEN_PATHS
 from zerg.errors import PROBLEM_MIMETYPE
 from zerg.errors import unprocessable
 from zerg.origins import UNSAFE_METHODS
-from zerg.runs.providers import get_providers
+from zerg.providers import get_providers
 
 EXTENSION_KEY = "zerg.openapi"
 REF_TEMPLATE = "#/components/schemas/{model}"

@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint
 from flask import Response
 
+from zerg import cron
 from zerg.api.io import parse_query
 from zerg.api.io import respond
-from zerg.runs import cron
 from zerg.schemas import SchedulePreviewOut
 from zerg.schemas import SchedulePreviewQuery
 

@@ -18,13 +18,13 @@ from functools import partial
 from flask import Flask
 
 from zerg.db import session_scope
+from zerg.providers.base import ProviderError
+from zerg.providers.base import Usage
 from zerg.realtime import events
 from zerg.realtime.events import EventType
 from zerg.runs import lifecycle
 from zerg.runs import pool
 from zerg.runs.lifecycle import Execution
-from zerg.runs.providers.base import ProviderError
-from zerg.runs.providers.base import Usage
 
 log = logging.getLogger(__name__)
 

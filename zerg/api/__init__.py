@@ -8,7 +8,7 @@ from flask import Flask
 from zerg.api import admin
 from zerg.api import agents
 from zerg.api import health
-from zerg.api import models
+from zerg.api import llm_models
 from zerg.api import openapi
 from zerg.api import runs
 from zerg.api import schedules
@@ -22,7 +22,8 @@ def init_app(app: Flask) -> None:
     # "/api/agents" and "/api/agents/" both answer, without a redirect.
     app.url_map.strict_slashes = False
     api = Blueprint("api", __name__, url_prefix="/api")
-    for resource in (agents, threads, runs, schedules, models, health, openapi, tickets, websocket):
+    resources = (agents, threads, runs, schedules, llm_models, health, openapi, tickets, websocket)
+    for resource in resources:
         api.register_blueprint(resource.bp)
     if app.config["ENVIRONMENT"] == "development":
         api.register_blueprint(admin.bp)

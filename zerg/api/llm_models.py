@@ -1,4 +1,4 @@
-"""The models the configured providers offer."""
+"""``GET /api/models``: the LLM models the providers offer (the ORM is ``zerg.models``)."""
 
 from __future__ import annotations
 

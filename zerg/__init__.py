@@ -18,7 +18,7 @@ from zerg import idempotency
 from zerg import origins
 from zerg import providers
 from zerg import web
-from zerg.realtime import events
+from zerg.realtime import backend
 from zerg.realtime import hub
 from zerg.runs import execution
 from zerg.runs import scheduler
@@ -39,7 +39,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     db.init_app(app)
     idempotency.init_app(app)
-    events.init_app(app)
+    backend.init_app(app)
     hub.init_app(app)
     providers.init_app(app)
     execution.init_app(app)

@@ -11,7 +11,7 @@ dialect OpenAPI 3.1 uses. So this module keeps a declarative table of the
 operations next to the code, takes every schema from the pydantic models
 themselves (``models_json_schema``), the path-id schema from ``schemas.Id``,
 the descriptions from the views' docstrings and the websocket frames from
-``zerg.websocket.HANDLERS``, and ``tests/test_openapi.py`` fails when a route of
+``zerg.api.websocket.HANDLERS``, and ``tests/test_openapi.py`` fails when a route of
 ``app.url_map`` and an operation of this table do not match one to one. The
 document cannot drift from the models or from the routes without a test saying so.
 

@@ -12,7 +12,6 @@ from flask import Flask
 
 from zerg.realtime.events import EXTENSION_KEY
 from zerg.realtime.events import EventBus
-from zerg.realtime.redis_bus import RedisEventBus
 
 
 def init_app(app: Flask) -> None:
@@ -22,6 +21,11 @@ def init_app(app: Flask) -> None:
     window = app.config["EVENT_REPLAY_WINDOW"]
     bus: EventBus
     if app.config["EVENT_BACKEND"] == "redis":
+        # Imported here, not at the top: redis imports ssl, and a gevent worker
+        # must patch ssl before anything imports it, which an app without Redis
+        # should not have to arrange.
+        from zerg.realtime.redis_bus import RedisEventBus
+
         bus = RedisEventBus(
             app.config["REDIS_URL"],
             stream=app.config["EVENT_STREAM"],

@@ -38,7 +38,7 @@ from common import free_port
 from common import wait_healthy
 from websockets.sync.client import connect
 
-from zerg.runs.providers.offline import OfflineProvider
+from zerg.providers.offline import OfflineProvider
 
 START_TIMEOUT = 30.0
 TAKEOVER_STRATEGIES = ("interrupt", "rollback")

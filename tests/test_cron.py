@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from zerg.runs import cron
+from zerg import cron
 
 # A Wednesday.
 START = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

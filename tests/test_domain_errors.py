@@ -2,7 +2,7 @@
 
 The REST API answers problem+json with a status and ``loc``
 (``zerg.api.problems``); the websocket answers an ``error`` frame naming the
-frame's fields (``zerg.realtime.websocket.refusal``). The domain itself
+frame's fields (``zerg.api.websocket.refusal``). The domain itself
 carries no status, no body or header location.
 """
 
@@ -20,13 +20,13 @@ import zerg
 from tests.conftest import LiveServer
 from tests.wsclient import WSClient
 from zerg.api.problems import as_api_error
+from zerg.api.websocket import refusal
 from zerg.domain_errors import Conflict
 from zerg.domain_errors import DomainError
 from zerg.domain_errors import InvalidField
 from zerg.domain_errors import KeyInUse
 from zerg.domain_errors import KeyReused
 from zerg.domain_errors import NotFound
-from zerg.realtime.websocket import refusal
 
 PACKAGE_DIR = Path(zerg.__file__).parent
 PROBLEM = "application/problem+json"

@@ -12,6 +12,7 @@ from flask.testing import FlaskClient
 
 from tests.conftest import AppFactory
 from zerg import db
+from zerg.realtime import backend
 from zerg.realtime import events
 from zerg.realtime.events import Event
 from zerg.realtime.events import EventType
@@ -100,7 +101,7 @@ def test_frames_follow_the_protocol() -> None:
 
 def test_init_app_refuses_a_second_bus(app: Flask) -> None:
     with pytest.raises(RuntimeError, match="already registered"):
-        events.init_app(app)
+        backend.init_app(app)
 
 
 def test_concurrent_publishers_deliver_in_id_order() -> None:

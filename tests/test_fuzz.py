@@ -49,9 +49,9 @@ from tests.wsclient import WSClient
 from zerg import create_app
 from zerg import db
 from zerg.api.openapi import build_spec
+from zerg.api.websocket import HANDLERS
 from zerg.auth import OPEN_PATHS
 from zerg.realtime.hub import get_hub
-from zerg.realtime.websocket import HANDLERS
 
 # Slow by nature; `.ci/run` runs them on one database only.
 pytestmark = pytest.mark.fuzz

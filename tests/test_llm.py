@@ -18,12 +18,12 @@ import pytest
 from tests.conftest import AppFactory
 from tests.openai_standin import OpenAIStandIn
 from tests.openai_standin import Reply
-from zerg.runs.providers import get_providers
-from zerg.runs.providers.base import ProviderError
-from zerg.runs.providers.base import StreamItem
-from zerg.runs.providers.base import Usage
-from zerg.runs.providers.offline import OfflineProvider
-from zerg.runs.providers.openai import OpenAIProvider
+from zerg.providers import get_providers
+from zerg.providers.base import ProviderError
+from zerg.providers.base import StreamItem
+from zerg.providers.base import Usage
+from zerg.providers.offline import OfflineProvider
+from zerg.providers.openai import OpenAIProvider
 
 MESSAGES = [
     {"role": "system", "content": "You are terse."},

@@ -29,8 +29,8 @@ from tests.conftest import AppFactory
 from zerg import schemas
 from zerg.api.openapi import build_spec
 from zerg.api.openapi import routes_of
+from zerg.api.websocket import HANDLERS
 from zerg.auth import OPEN_PATHS
-from zerg.realtime.websocket import HANDLERS
 from zerg.web import CONTENT_SECURITY_POLICY
 
 TOKEN = "s3cret-token"

@@ -27,6 +27,7 @@ from tests.helpers import create_agent
 from tests.helpers import get_agent
 from tests.helpers import parse_utc
 from tests.helpers import wait_for
+from zerg import cron
 from zerg import serving
 from zerg.config import ConfigError
 from zerg.db import session_scope
@@ -35,7 +36,6 @@ from zerg.models import Base
 from zerg.models import Run
 from zerg.models import Thread
 from zerg.models import ThreadMessage
-from zerg.runs import cron
 from zerg.runs.scheduler import Scheduler
 from zerg.runs.scheduler import get_scheduler
 from zerg.runs.scheduler import job_id

@@ -10,7 +10,7 @@ from flask.testing import FlaskClient
 
 from tests.helpers import assert_problem
 from tests.helpers import parse_utc
-from zerg.runs import cron
+from zerg import cron
 
 
 def test_preview_lists_the_next_fire_times_in_utc(client: FlaskClient) -> None:

@@ -1,4 +1,35 @@
-"""zerg: a self-hostable backend for an AI-agent platform."""
+"""zerg: a self-hostable backend for an AI-agent platform.
+
+The package is layered, and imports point down this list only: a module uses
+its own layer and the ones below it, never one above, and no two modules
+import each other (``tests/test_architecture.py`` keeps the list as data and
+fails otherwise).
+
+1. **transports** take a request, a frame, a command, a timer or a queued run,
+   call the domain and answer: ``api/`` (the REST views, one blueprint per
+   resource, and the websocket handler ``api/websocket.py``), ``web/`` (the
+   browser UI), ``cli.py`` and ``serving.py`` (the ``flask`` commands and the
+   serving process), ``auth.py``, ``origins.py`` and ``cors.py`` (who may call),
+   ``runs/scheduler.py`` (the scheduler's jobs) and ``runs/execution.py`` (a
+   worker's job: one queued run);
+2. **domain**: every change to the data, once, as plain functions taking a
+   session; what they announce goes out after the caller commits:
+   ``agents.py``, ``conversations.py``, ``tickets.py``, ``idempotency.py`` and
+   ``runs/`` (``states``, ``domain``, ``lifecycle``);
+3. **services** the domain uses, which own no data: ``schemas.py`` (the
+   pydantic shapes), ``cron.py`` (schedules), ``providers/`` (the model
+   services) and ``runs/pool.py`` (the worker threads);
+4. **bus**: ``realtime/``, the event bus (in memory or through Redis) and the
+   websocket hub; events are announced on a session and published once it
+   commits, so the bus sits on storage;
+5. **storage**: ``db.py`` (engines, sessions), ``models.py`` (the tables),
+   ``migrate.py`` and ``migrations/``, ``locks.py``;
+6. **base**, for everyone: ``errors.py`` (problem+json), ``config.py``
+   (settings), ``logs.py``.
+
+:func:`create_app`, here, sits above them all and wires one ``init_app`` per
+concern.
+"""
 
 from __future__ import annotations
 
@@ -16,11 +47,11 @@ from zerg import db
 from zerg import errors
 from zerg import idempotency
 from zerg import origins
+from zerg import providers
 from zerg import web
-from zerg.realtime import events
+from zerg.realtime import backend
 from zerg.realtime import hub
 from zerg.runs import execution
-from zerg.runs import providers
 from zerg.runs import scheduler
 
 
@@ -39,7 +70,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     auth.init_app(app)
     db.init_app(app)
     idempotency.init_app(app)
-    events.init_app(app)
+    backend.init_app(app)
     hub.init_app(app)
     providers.init_app(app)
     execution.init_app(app)

@@ -21,6 +21,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from zerg import conversations
+from zerg import cron
 from zerg.db import LIKE_ESCAPE
 from zerg.db import app_of
 from zerg.db import fetch_rows
@@ -34,10 +35,9 @@ from zerg.models import ID_MAX
 from zerg.models import Agent
 from zerg.models import AgentMessage
 from zerg.models import Run
+from zerg.providers import get_providers
 from zerg.realtime import events
 from zerg.realtime.events import EventType
-from zerg.runs import cron
-from zerg.runs.providers import get_providers
 from zerg.schemas import AgentCreate
 from zerg.schemas import AgentMessageCreate
 from zerg.schemas import AgentOut

@@ -15,13 +15,13 @@ from werkzeug.serving import is_running_from_reloader
 from werkzeug.serving import run_simple
 
 from zerg import agents
+from zerg import cron
 from zerg import db
 from zerg import logs
 from zerg import migrate
 from zerg import origins
 from zerg import serving
 from zerg.errors import StartupError
-from zerg.runs import cron
 
 db_cli = AppGroup("db", help="Create, migrate or reset zerg's database tables.")
 

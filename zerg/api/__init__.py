@@ -9,14 +9,14 @@ from zerg.api import admin
 from zerg.api import agents
 from zerg.api import health
 from zerg.api import io
-from zerg.api import models
+from zerg.api import llm_models
 from zerg.api import openapi
 from zerg.api import problems
 from zerg.api import runs
 from zerg.api import schedules
 from zerg.api import threads
 from zerg.api import tickets
-from zerg.realtime import websocket
+from zerg.api import websocket
 
 
 def init_app(app: Flask) -> None:
@@ -24,7 +24,8 @@ def init_app(app: Flask) -> None:
     # "/api/agents" and "/api/agents/" both answer, without a redirect.
     app.url_map.strict_slashes = False
     api = Blueprint("api", __name__, url_prefix="/api")
-    for resource in (agents, threads, runs, schedules, models, health, openapi, tickets, websocket):
+    resources = (agents, threads, runs, schedules, llm_models, health, openapi, tickets, websocket)
+    for resource in resources:
         api.register_blueprint(resource.bp)
     if app.config["ENVIRONMENT"] == "development":
         api.register_blueprint(admin.bp)

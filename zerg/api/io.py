@@ -14,13 +14,13 @@ from flask import url_for
 from pydantic import BaseModel
 from pydantic import ValidationError
 
+from zerg.api import websocket
 from zerg.api.idempotency import keep_response
 from zerg.api.operations import query_of
 from zerg.db import get_db
 from zerg.errors import APIError
 from zerg.errors import unprocessable
 from zerg.errors import validation_errors
-from zerg.realtime import websocket
 from zerg.schemas import Page
 from zerg.schemas import row_adapter
 from zerg.schemas import rows_adapter

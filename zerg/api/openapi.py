@@ -43,6 +43,7 @@ from pydantic.json_schema import JsonSchemaMode
 
 from zerg import idempotency
 from zerg import schemas as s
+from zerg.api import websocket
 from zerg.api.idempotency import HEADER
 from zerg.api.idempotency import KEY_PATTERN
 from zerg.api.idempotency import REPLAYED_HEADER
@@ -63,8 +64,7 @@ from zerg.api.operations import operation_of
 from zerg.auth import OPEN_PATHS
 from zerg.errors import PROBLEM_MIMETYPE
 from zerg.origins import UNSAFE_METHODS
-from zerg.realtime import websocket
-from zerg.runs.providers import get_providers
+from zerg.providers import get_providers
 from zerg.web import secure_page
 
 EXTENSION_KEY = "zerg.openapi"

@@ -1,7 +1,7 @@
 """The prose of the OpenAPI document: its tags, its generic errors, and its description.
 
 Kept apart from the generator because it is text, not logic; what it says of
-the websocket is generated from ``zerg.realtime.websocket.HANDLERS``, so a new
+the websocket is generated from ``zerg.api.websocket.HANDLERS``, so a new
 frame type cannot go unmentioned.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from zerg import schemas as s
+from zerg.api import websocket
 from zerg.api.idempotency import REPLAYED_HEADER
-from zerg.realtime import websocket
 
 TAGS = {
     "agents": "Agents: instructions, a model, an optional cron schedule.",

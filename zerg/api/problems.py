@@ -4,7 +4,7 @@ The domain names what went wrong; this module chooses the status, the
 problem+json ``detail`` and, where a client must fix one part of its request,
 the ``errors`` item whose ``loc`` points at it (``["body", field]``,
 ``["header", "Idempotency-Key"]``). The websocket says the same errors in
-its own words (``zerg.realtime.websocket.refusal``).
+its own words (``zerg.api.websocket.refusal``).
 """
 
 from __future__ import annotations

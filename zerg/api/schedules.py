@@ -5,11 +5,11 @@ from __future__ import annotations
 from flask import Blueprint
 from flask import Response
 
+from zerg import cron
 from zerg.api.io import parse_query
 from zerg.api.io import respond
 from zerg.api.operations import ok
 from zerg.api.operations import operation
-from zerg.runs import cron
 from zerg.schemas import SchedulePreviewOut
 from zerg.schemas import SchedulePreviewQuery
 

@@ -7,13 +7,13 @@ from flask import Response
 
 from zerg import idempotency
 from zerg import tickets
+from zerg.api import websocket
 from zerg.api.io import located
 from zerg.api.io import respond
 from zerg.api.operations import Reply
 from zerg.api.operations import operation
 from zerg.auth import request_token
 from zerg.db import get_db
-from zerg.realtime import websocket
 from zerg.schemas import WsTicketOut
 
 bp = Blueprint("tickets", __name__, url_prefix="/ws/tickets")

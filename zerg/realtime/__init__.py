@@ -1,1 +1,10 @@
-"""Events and the websocket: the app's event bus, its Redis backend, the hub and the endpoint."""
+"""The event bus and the websocket hub: how a change reaches the clients watching it.
+
+- ``events``: the typed events, the bus interface and its in-memory bus, and
+  ``announce`` (publish once a session commits);
+- ``redis_bus`` and ``outbox``: the bus shared between processes through Redis;
+- ``backend``: gives each app its bus, the one module that imports both;
+- ``hub``: this process's websocket connections and the topics they watch.
+
+The websocket endpoint itself, a transport, is ``zerg.api.websocket``.
+"""

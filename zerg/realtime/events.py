@@ -1,4 +1,4 @@
-"""Typed events and the app's publish/subscribe bus.
+"""Typed events and the app's publish/subscribe bus: its interface, kept in memory.
 
 Domain functions :func:`announce` an event on the session that made the
 change, and it is published once that session commits, so a rolled-back
@@ -7,6 +7,7 @@ change nothing in the database, are published directly. Subscribers register
 on the app's bus, never on a module global, so every app in a test run has its
 own. Publishing never raises and never waits for I/O: a commit or a run's
 stream does not depend on the bus being up (see ``zerg.realtime.outbox``).
+Which bus an app gets, this one or Redis's, ``zerg.realtime.backend`` decides.
 """
 
 from __future__ import annotations
@@ -242,24 +243,3 @@ def publish(event: Event, app: Flask | None = None) -> None:
 def announce(session: Session, event: Event) -> None:
     """Publish ``event`` on the session's app's bus once the session commits."""
     after_commit(session, partial(get_bus(app_of(session)).publish, event))
-
-
-def init_app(app: Flask) -> None:
-    """Give the app its bus: in memory, or through Redis when processes must share it."""
-    if EXTENSION_KEY in app.extensions:
-        raise RuntimeError("zerg.events is already registered on this app")
-    window = app.config["EVENT_REPLAY_WINDOW"]
-    if app.config["EVENT_BACKEND"] == "redis":
-        from zerg.realtime.redis_bus import RedisEventBus
-
-        bus: EventBus = RedisEventBus(
-            app.config["REDIS_URL"],
-            stream=app.config["EVENT_STREAM"],
-            window=window,
-            outbox_size=app.config["EVENT_OUTBOX_SIZE"],
-            connect_timeout=app.config["REDIS_CONNECT_TIMEOUT_SECONDS"],
-            timeout=app.config["REDIS_SOCKET_TIMEOUT_SECONDS"],
-        )
-    else:
-        bus = EventBus(window=window)
-    app.extensions[EXTENSION_KEY] = bus

@@ -10,9 +10,10 @@
 - ``pool``: the bounded pool of worker threads that executes queued runs, with
   their cancel switches;
 - ``execution``: what one worker does with one run: begin, stream, finish;
-- ``scheduler`` and ``cron``: the jobs that start runs on a schedule;
-- ``providers``: the model services a run talks to.
+- ``scheduler`` and ``ticks``: the jobs that start runs on a schedule.
 
-This module imports none of them, so that ``zerg.schemas`` can use ``cron``
-without pulling in the rest.
+Schedules themselves (``zerg.cron``) and the model services a run talks to
+(``zerg.providers``) live outside this package: agents validate against
+them, and runs are built on agents, so inside it they would make ``runs``
+both above and below ``zerg.agents``.
 """

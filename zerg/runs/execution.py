@@ -22,13 +22,13 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from zerg.db import session_scope
+from zerg.providers.base import ProviderError
+from zerg.providers.base import Usage
 from zerg.realtime import events
 from zerg.realtime.events import EventType
 from zerg.runs import lifecycle
 from zerg.runs import pool
 from zerg.runs.lifecycle import Execution
-from zerg.runs.providers.base import ProviderError
-from zerg.runs.providers.base import Usage
 
 log = logging.getLogger(__name__)
 

@@ -32,6 +32,7 @@ from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
 from zerg import agents
+from zerg import cron
 from zerg import idempotency
 from zerg.config import ConfigError
 from zerg.db import session_scope
@@ -41,7 +42,6 @@ from zerg.models import utcnow
 from zerg.realtime import events
 from zerg.realtime.events import Event
 from zerg.realtime.events import EventType
-from zerg.runs import cron
 from zerg.runs import domain
 from zerg.runs import lifecycle
 from zerg.runs.ticks import SCHEDULED_TIME

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from pydantic import Field
 from pydantic.json_schema import WithJsonSchema
 
-from zerg.runs import cron
+from zerg import cron
 from zerg.schemas.base import QueryRequest
 
 

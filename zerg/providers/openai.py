@@ -20,11 +20,11 @@ from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 from pydantic_core import from_json
 
-from zerg.runs.providers.base import ChatMessages
-from zerg.runs.providers.base import ModelInfo
-from zerg.runs.providers.base import ProviderError
-from zerg.runs.providers.base import StreamItem
-from zerg.runs.providers.base import Usage
+from zerg.providers.base import ChatMessages
+from zerg.providers.base import ModelInfo
+from zerg.providers.base import ProviderError
+from zerg.providers.base import StreamItem
+from zerg.providers.base import Usage
 
 # Error text from a server is shown to users; keep it to one readable line.
 _MAX_DETAIL = 300

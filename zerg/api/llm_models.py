@@ -1,4 +1,4 @@
-"""The models the configured providers offer."""
+"""``GET /api/models``: the LLM models the providers offer (the ORM is ``zerg.models``)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from flask import Response
 from zerg.api.io import respond_rows
 from zerg.api.operations import ok
 from zerg.api.operations import operation
-from zerg.runs.providers import get_providers
+from zerg.providers import get_providers
 from zerg.schemas import ModelOut
 
 bp = Blueprint("models", __name__, url_prefix="/models")

@@ -6,10 +6,10 @@ import re
 import time
 from collections.abc import Generator
 
-from zerg.runs.providers.base import ChatMessages
-from zerg.runs.providers.base import ModelInfo
-from zerg.runs.providers.base import StreamItem
-from zerg.runs.providers.base import Usage
+from zerg.providers.base import ChatMessages
+from zerg.providers.base import ModelInfo
+from zerg.providers.base import StreamItem
+from zerg.providers.base import Usage
 
 OFFLINE_MODEL = ModelInfo(
     id="offline", display_name="Offline model (no network)", provider="offline"

@@ -13,9 +13,9 @@ from typing import Any
 from flask import Flask
 from flask import current_app
 
-from zerg.runs.providers.base import ModelInfo
-from zerg.runs.providers.base import Provider
-from zerg.runs.providers.offline import OfflineProvider
+from zerg.providers.base import ModelInfo
+from zerg.providers.base import Provider
+from zerg.providers.offline import OfflineProvider
 
 EXTENSION_KEY = "zerg.providers"
 
@@ -42,7 +42,7 @@ class Providers:
 def build_provider(name: str, config: Any) -> Provider:
     """Build one provider from the app's configuration."""
     if name == "openai":
-        from zerg.runs.providers.openai import OpenAIProvider
+        from zerg.providers.openai import OpenAIProvider
 
         return OpenAIProvider(
             api_key=config["OPENAI_API_KEY"],
@@ -64,7 +64,7 @@ def get_providers(app: Flask | None = None) -> Providers:
 def init_app(app: Flask) -> None:
     """Build the providers the configuration names."""
     if EXTENSION_KEY in app.extensions:
-        raise RuntimeError("zerg.runs.providers is already registered on this app")
+        raise RuntimeError("zerg.providers is already registered on this app")
     names = app.config["LLM_PROVIDER"]
     app.extensions[EXTENSION_KEY] = Providers(
         providers=tuple(build_provider(name, app.config) for name in names)

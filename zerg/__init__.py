@@ -16,16 +16,18 @@ fails otherwise).
    session; what they announce goes out after the caller commits:
    ``agents.py``, ``conversations.py``, ``tickets.py``, ``idempotency.py`` and
    ``runs/`` (``states``, ``domain``, ``lifecycle``);
-3. **services** the domain uses, which own no data: ``schemas.py`` (the
-   pydantic shapes), ``cron.py`` (schedules), ``providers/`` (the model
+3. **services** the domain uses, which own no data: ``schemas/`` (the
+   pydantic shapes, by resource), ``cron.py`` (schedules), ``providers/`` (the model
    services) and ``runs/pool.py`` (the worker threads);
 4. **bus**: ``realtime/``, the event bus (in memory or through Redis) and the
    websocket hub; events are announced on a session and published once it
    commits, so the bus sits on storage;
-5. **storage**: ``db.py`` (engines, sessions), ``models.py`` (the tables),
+5. **storage**: ``db.py`` (engines, sessions), ``dialects.py`` (what SQLite
+   and PostgreSQL connections need), ``models.py`` (the tables),
    ``migrate.py`` and ``migrations/``, ``locks.py``;
-6. **base**, for everyone: ``errors.py`` (problem+json), ``config.py``
-   (settings), ``logs.py``.
+6. **base**, for everyone: ``errors.py`` (problem+json), ``domain_errors.py``
+   (what the domain refuses, in its own words: each transport maps them),
+   ``config.py`` (settings), ``logs.py``.
 
 :func:`create_app`, here, sits above them all and wires one ``init_app`` per
 concern.

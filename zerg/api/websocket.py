@@ -3,7 +3,7 @@
 flask-sock keeps the request open for the whole connection, so this handler
 never uses the request's session: each client message that touches the
 database opens one short ``session_scope`` of its own. Replies and events go
-through the connection's send queue (see ``zerg.hub``); this thread only reads.
+through the connection's send queue (see ``zerg.realtime.hub``); this thread only reads.
 
 Before the upgrade, a handshake is admitted (at most ``WS_MAX_CONNECTIONS``
 per process, else 503) and offered no permessage-deflate: simple-websocket

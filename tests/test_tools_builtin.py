@@ -88,7 +88,9 @@ def test_unknown_zone_is_an_error_result(registry: ToolRegistry) -> None:
         ('{"zone": "UTC"}', "Additional properties"),
     ],
 )
-def test_bad_arguments_are_error_results(registry: ToolRegistry, arguments: str, expected: str) -> None:
+def test_bad_arguments_are_error_results(
+    registry: ToolRegistry, arguments: str, expected: str
+) -> None:
     registry.register(current_time_tool())
     result = registry.call("current_time", arguments)
     assert result.is_error
@@ -102,7 +104,9 @@ def test_unknown_tool_is_an_error_result(registry: ToolRegistry) -> None:
 def test_a_tool_that_overruns_times_out(registry: ToolRegistry) -> None:
     release = threading.Event()
     registry.register(
-        Tool("stuck", "waits", {"type": "object"}, lambda _: str(release.wait()), timeout_seconds=0.2)
+        Tool(
+            "stuck", "waits", {"type": "object"}, lambda _: str(release.wait()), timeout_seconds=0.2
+        )
     )
     result = registry.call("stuck", "{}")
     release.set()
@@ -160,9 +164,14 @@ def test_http_get_refuses_other_hosts(registry: ToolRegistry, site: str) -> None
     assert registry.call("http_get", {"url": f"file://{site}/etc/passwd"}).is_error
 
 
-def test_http_get_follows_redirects_only_on_the_allow_list(registry: ToolRegistry, site: str) -> None:
+def test_http_get_follows_redirects_only_on_the_allow_list(
+    registry: ToolRegistry, site: str
+) -> None:
     registry.register(http_get_tool([site]))
-    assert json.loads(registry.call("http_get", {"url": f"http://{site}/redirect-in"}).content)["body"] == "hello"
+    assert (
+        json.loads(registry.call("http_get", {"url": f"http://{site}/redirect-in"}).content)["body"]
+        == "hello"
+    )
     off = registry.call("http_get", {"url": f"http://{site}/redirect-out"})
     assert off.is_error
     assert "allow-list" in off.content

@@ -93,7 +93,9 @@ def http_get_tool(
 
     def run(arguments: dict[str, Any]) -> str:
         url = arguments["url"]
-        with httpx.Client(timeout=timeout_seconds, follow_redirects=False, trust_env=False) as client:
+        with httpx.Client(
+            timeout=timeout_seconds, follow_redirects=False, trust_env=False
+        ) as client:
             for _ in range(max_redirects + 1):
                 check(url)
                 with client.stream("GET", url) as response:

@@ -9,8 +9,14 @@ operation opens its own connection inside a short ``anyio.run`` on the calling
 thread or greenlet: connect, do one thing, close. It costs a spawn or an HTTP
 handshake per call (about half a second for stdio, a few ms over HTTP), which
 is small next to a model round-trip, and it means a server that hangs or dies
-affects exactly one call. Under gevent, the patched selectors make that short
-loop cooperative, so it blocks only its own greenlet.
+affects exactly one call. On plain threads the loop runs on the calling
+thread; under gevent it runs on one of gevent's real worker threads (asyncio
+allows one running loop per OS thread, and greenlets share one), while the
+calling greenlet waits cooperatively. Concurrency under gevent is therefore
+bounded by the hub's thread pool size (10 by default). Known limit: stdio
+servers cannot be started under gevent (its patched ``subprocess`` watches
+children only from the hub's thread), so there they fail as a clear error
+result; stdio is meant for development and single-tenant setups anyway.
 
 The tools list is cached per server (the one thing worth keeping between
 calls) and refreshed on demand. Every step has its own deadline (connect,
@@ -25,6 +31,7 @@ import json
 import threading
 from collections.abc import Awaitable
 from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from dataclasses import field
 from typing import Any
@@ -165,10 +172,18 @@ class McpClient:
         nest exactly) and its deadline moves from step to step.
         """
 
+        # Built here, on the calling thread: httpx2's first client imports
+        # modules that spawn a subprocess, which gevent allows only on the hub's
+        # own thread, not on the worker thread the loop runs on.
+        http = self._http_client()
+
         async def main() -> T:
             step = "connect"
             with anyio.CancelScope(deadline=anyio.current_time() + self.connect_timeout) as scope:
-                async with Client(self._transport(), cache=None) as client:
+                async with AsyncExitStack() as stack:
+                    client = await stack.enter_async_context(
+                        Client(await self._transport(stack, http), cache=None)
+                    )
                     step = "operation"
                     scope.deadline = anyio.current_time() + timeout
                     result = await operation(client)
@@ -179,16 +194,23 @@ class McpClient:
                 return result
             raise TimeoutError(step)
 
-        return anyio.run(main)
+        return _on_own_os_thread(lambda: anyio.run(main))
 
-    def _transport(self) -> Any:
+    def _http_client(self) -> httpx2.AsyncClient | None:
+        if isinstance(self.server, HttpServer):
+            return httpx2.AsyncClient(headers=self.server.headers, timeout=self.connect_timeout)
+        return None
+
+    async def _transport(self, stack: AsyncExitStack, http: httpx2.AsyncClient | None) -> Any:
+        """The SDK's transport argument; the HTTP client is closed with ``stack``."""
         server = self.server
-        if isinstance(server, HttpServer):
-            http = httpx2.AsyncClient(headers=server.headers, timeout=self.connect_timeout)
-            return streamable_http_client(server.url, http_client=http)
-        return StdioServerParameters(
-            command=server.command, args=list(server.args), env=dict(server.env) or None
-        )
+        if isinstance(server, StdioServer):
+            return StdioServerParameters(
+                command=server.command, args=list(server.args), env=dict(server.env) or None
+            )
+        assert http is not None  # built by _http_client for every HttpServer
+        await stack.enter_async_context(http)
+        return streamable_http_client(server.url, http_client=http)
 
     def _describe(self, what: str, error: BaseException, timeout: float) -> str:
         if isinstance(error, TimeoutError) and str(error) == "connect":
@@ -202,6 +224,26 @@ class McpClient:
             if secret:
                 text = text.replace(secret, REDACTED)
         return text
+
+
+def _on_own_os_thread(function: Callable[[], T]) -> T:
+    """Run ``function`` where it may own an asyncio loop.
+
+    asyncio tracks the running loop per OS thread, not per greenlet, so under
+    gevent two greenlets of one thread cannot each run a loop ("Cannot run the
+    event loop while another loop is running"). When threading is patched,
+    the work goes to gevent's pool of real threads (the calling greenlet
+    waits cooperatively); on plain threads it runs right here.
+    """
+    try:
+        from gevent import get_hub
+        from gevent.monkey import is_module_patched
+    except ImportError:  # gevent is a production extra
+        return function()
+    if not is_module_patched("threading"):
+        return function()
+    result: T = get_hub().threadpool.apply(function)
+    return result
 
 
 def _first_message(error: BaseException) -> str:

@@ -1,0 +1,152 @@
+"""The MCP client against a real local server, over stdio and Streamable HTTP."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import free_port
+from tests.helpers import wait_for
+from zerg.tools.mcp_client import HttpServer
+from zerg.tools.mcp_client import McpClient
+from zerg.tools.mcp_client import McpToolError
+from zerg.tools.mcp_client import StdioServer
+
+SERVER = Path(__file__).parent / "fixtures" / "mcp_server.py"
+SECRET = "s3cr3t-value"
+
+
+def stdio_server(**env: str) -> StdioServer:
+    return StdioServer("tiny", sys.executable, (str(SERVER),), env=env)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.fixture(scope="module")
+def http_url() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(SERVER), "http", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: port_open(port), "the MCP HTTP server to listen", timeout=30)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_stdio_lists_and_calls_tools() -> None:
+    client = McpClient(stdio_server())
+    tools = {tool.name: tool for tool in client.list_tools()}
+    assert {"add", "boom", "slow"} <= tools.keys()
+    assert tools["add"].parameters["required"] == ["a", "b"]
+    result = client.call_tool("add", {"a": 2, "b": 3})
+    assert not result.is_error
+    assert json.loads(result.content) == {"result": 5}
+
+
+def test_http_lists_and_calls_tools(http_url: str) -> None:
+    client = McpClient(HttpServer("web", http_url, headers={"Authorization": f"Bearer {SECRET}"}))
+    assert "add" in {tool.name for tool in client.list_tools()}
+    assert json.loads(client.call_tool("add", {"a": 1, "b": 1}).content) == {"result": 2}
+
+
+def test_tools_list_is_cached_until_refreshed(http_url: str) -> None:
+    client = McpClient(HttpServer("web", http_url))
+    first = client.list_tools()
+    client.server = HttpServer("web", "http://127.0.0.1:9/mcp")  # now unreachable
+    assert client.list_tools() == first
+    with pytest.raises(McpToolError, match="could not list tools"):
+        client.list_tools(refresh=True)
+
+
+def test_a_failing_tool_is_an_error_result(http_url: str) -> None:
+    result = McpClient(HttpServer("web", http_url)).call_tool("boom", {})
+    assert result.is_error
+
+
+def test_a_slow_tool_times_out_and_the_server_stays_usable(http_url: str) -> None:
+    client = McpClient(HttpServer("web", http_url), call_timeout=0.5)
+    result = client.call_tool("slow", {})
+    assert result.is_error
+    assert "timed out" in result.content
+    assert not client.call_tool("add", {"a": 1, "b": 2}).is_error
+
+
+def test_results_are_capped(http_url: str) -> None:
+    result = McpClient(HttpServer("web", http_url), max_chars=5).call_tool("add", {"a": 1, "b": 2})
+    assert result.truncated
+    assert len(result.content) == 5
+
+
+def test_a_server_that_dies_fails_the_call() -> None:
+    client = McpClient(StdioServer("dead", sys.executable, ("-c", "raise SystemExit(1)")))
+    result = client.call_tool("add", {"a": 1, "b": 2})
+    assert result.is_error
+    assert "'dead'" in result.content
+
+
+def test_a_server_that_never_answers_times_out_on_connect() -> None:
+    silent = StdioServer("silent", sys.executable, ("-c", "import sys; sys.stdin.read()"))
+    result = McpClient(silent, connect_timeout=0.5).call_tool("add", {"a": 1, "b": 2})
+    assert result.is_error
+    assert "connecting timed out" in result.content
+
+
+def test_secrets_stay_out_of_reprs_and_errors() -> None:
+    server = StdioServer(
+        "leaky", sys.executable, ("-c", "raise SystemExit(1)"), env={"TOKEN": SECRET}
+    )
+    client = McpClient(server)
+    assert SECRET not in repr(client)
+    assert SECRET not in client.call_tool("add", {}).content
+    http = HttpServer("web", "http://127.0.0.1:9/mcp", headers={"Authorization": SECRET})
+    assert SECRET not in repr(http)
+    with pytest.raises(McpToolError) as caught:
+        McpClient(http, connect_timeout=2).list_tools()
+    assert SECRET not in str(caught.value)
+
+
+def test_env_reaches_the_stdio_server() -> None:
+    result = McpClient(stdio_server(TOKEN=SECRET)).call_tool("secret_env", {})
+    assert json.loads(result.content) == {"result": SECRET}
+
+
+def test_works_under_gevent_monkey_patching(http_url: str) -> None:
+    """HTTP servers work from concurrent greenlets; stdio fails as a clear error result."""
+    script = textwrap.dedent(
+        f"""
+        from gevent import monkey
+        monkey.patch_all()
+        import gevent, json, sys
+        from zerg.tools.mcp_client import HttpServer, McpClient, StdioServer
+        client = McpClient(HttpServer("web", {http_url!r}), call_timeout=1)
+        calls = [gevent.spawn(client.call_tool, "add", {{"a": n, "b": 1}}) for n in range(2)]
+        slow = gevent.spawn(client.call_tool, "slow", {{}})
+        stdio = McpClient(StdioServer("tiny", sys.executable, ({str(SERVER)!r},)))
+        local = gevent.spawn(stdio.call_tool, "add", {{"a": 1, "b": 1}})
+        gevent.joinall([*calls, slow, local], timeout=60)
+        results = [[c.value.content for c in calls], slow.value.is_error, local.value.is_error]
+        print(json.dumps(results))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
+    )
+    contents, slow_failed, stdio_failed = json.loads(done.stdout.strip().splitlines()[-1])
+    assert contents == ['{"result": 1}', '{"result": 2}']
+    assert slow_failed
+    assert stdio_failed

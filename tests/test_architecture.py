@@ -137,7 +137,13 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "zerg.runs",
     ),
     # What the domain uses and owns no data: shapes, schedules, models, workers.
-    "services": ("zerg.schemas", "zerg.cron", "zerg.providers", "zerg.runs.pool"),
+    "services": (
+        "zerg.schemas",
+        "zerg.cron",
+        "zerg.providers",
+        "zerg.runs.pool",
+        "zerg.tools",  # agent tools: the registry, the built-ins, the MCP client
+    ),
     # The event bus and the websocket hub. Below the services, and above
     # storage: ``events.announce`` publishes once a session commits.
     "bus": ("zerg.realtime",),

@@ -441,6 +441,12 @@ def test_frames_that_end_the_connection_leave_nothing_behind(
     client = WSClient(f"{seeded_server.ws_url}/api/ws?initial_topics=agents,thread:1")
     assert client.recv()["type"] in ("subscribed", "thread_history")
     wait_for(lambda: get_hub(app).stats()["subscriptions"] == 2)
+    # The pong comes after every frame queued before it: the writer is idle
+    # when the ending frame arrives. simple-websocket's reader sends its close
+    # frame with no lock against the writer, and under load a thread_history
+    # still being written interleaved with it and the client saw 1006.
+    client.send({"type": "ping", "message_id": "settled"})
+    client.recv_until(lambda frame: frame.get("message_id") == "settled")
     if ending == "oversized":
         client.send("x" * (app.config["WS_MAX_MESSAGE_SIZE"] + 1))
         assert client.wait_closed() == 1009  # message too big

@@ -175,6 +175,8 @@ def build(
                 continue
             if isinstance(data, dict) and "skipped" in data:
                 notes.append(f"{worker_class} {section}: not measured: {data['skipped']}")
+                if str(data["skipped"]).startswith("--skip"):
+                    continue  # left out on request: no figures, no verdicts
                 for key in keys:
                     figures[key].put(worker_class, None, "not measured", False)
                 continue

@@ -9,6 +9,7 @@ import pytest
 from tests.conftest import AppFactory
 from tests.helpers import wait_for
 from zerg.models import Agent
+from zerg.runs.pool import get_runner
 
 
 def test_development_can_reset_the_database(make_app: AppFactory) -> None:
@@ -56,6 +57,8 @@ def test_development_reports_pool_threads_websockets_and_runs(make_app: AppFacto
         lambda: client.get(f"/api/runs/{run['id']}").get_json()["finished_at"] is not None,
         "the run to finish",
     )
+    # Its end is visible once committed; its worker gives the connection back just after.
+    wait_for(lambda: get_runner(app).in_flight() == 0, "the run's worker to be done")
 
     stats = client.get("/api/admin/stats")
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from sqlalchemy import text
 
 from tests.conftest import AppFactory
@@ -167,6 +168,17 @@ def test_a_client_cannot_set_the_status_of_an_agent_whose_run_is_starting(
     assert client.get(f"/api/runs/{run_id}").get_json()["status"] == "running"
 
 
+def two_runs_of_one_agent(app: Flask, client: FlaskClient) -> tuple[dict[str, Any], int, int]:
+    """Two threads of one agent, each with a question and a queued run no worker holds.
+
+    Returns the first thread and the two runs' ids.
+    """
+    first = new_thread(client)
+    second = client.post("/api/threads", json={"agent_id": first["agent_id"]}).get_json()
+    client.post(f"/api/threads/{second['id']}/messages", json={"content": "and this?"})
+    return first, orphan_run(app, first), orphan_run(app, second)
+
+
 def test_runs_of_one_agent_begin_side_by_side(make_app: AppFactory, database_url: str) -> None:
     """A beginning run holds its agent's lock shared: the next one begins without waiting.
 
@@ -175,10 +187,7 @@ def test_runs_of_one_agent_begin_side_by_side(make_app: AppFactory, database_url
     on_postgresql(database_url)
     app = make_app()
     client = app.test_client()
-    first = new_thread(client)
-    second = client.post("/api/threads", json={"agent_id": first["agent_id"]}).get_json()
-    client.post(f"/api/threads/{second['id']}/messages", json={"content": "and this?"})
-    first_run, second_run = orphan_run(app, first), orphan_run(app, second)
+    first, first_run, second_run = two_runs_of_one_agent(app, client)
     began: list[lifecycle.Execution | None] = []
 
     def begin_second() -> None:
@@ -210,10 +219,7 @@ def test_an_end_waits_for_a_beginning_run_of_its_agent(
     on_postgresql(database_url)
     app = make_app()
     client = app.test_client()
-    first = new_thread(client)
-    second = client.post("/api/threads", json={"agent_id": first["agent_id"]}).get_json()
-    client.post(f"/api/threads/{second['id']}/messages", json={"content": "and this?"})
-    first_run, second_run = orphan_run(app, first), orphan_run(app, second)
+    first, first_run, second_run = two_runs_of_one_agent(app, client)
     with db.session_scope(app) as session:
         execution = lifecycle.begin_run(session, first_run)
     assert execution is not None

@@ -131,6 +131,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # Every change to the data, once: plain functions taking a session.
     "domain": (
         "zerg.agents",
+        "zerg.agent_tools",  # which tools an agent may call, and a registry for its run
+        "zerg.mcp_servers",  # the MCP servers tools come from
         "zerg.conversations",
         "zerg.tickets",
         "zerg.idempotency",

@@ -37,7 +37,7 @@ def test_init_creates_tables_on_an_empty_database(
     app = make_app(DATABASE_URL=empty_database_url)
     result = app.test_cli_runner().invoke(args=["db", "init"])
     assert result.exit_code == 0, result.output
-    assert f"Created 7 tables in {shown_url_of(app)} at {migrate.head()} (head)" in result.output
+    assert f"Created 9 tables in {shown_url_of(app)} at {migrate.head()} (head)" in result.output
     add_agent(app)
     assert migrate.status(app).at_head
 

@@ -72,6 +72,6 @@ def test_every_table_with_an_integer_id_is_autoincrement_on_sqlite() -> None:
         for table in Base.metadata.sorted_tables
         if [type(column.type) for column in table.primary_key.columns] == [Integer]
     ]
-    assert len(integer_ids) == 6
+    assert len(integer_ids) == 8
     for table in integer_ids:
         assert table.dialect_options["sqlite"]["autoincrement"], table.name

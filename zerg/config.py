@@ -125,6 +125,16 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "OPENAI_MAX_RETRIES": lambda key, value: _as_int(key, value, minimum=0),
     "RUN_WORKERS": _as_int,
     "RUN_CONTEXT_MESSAGES": _as_int,
+    "RUN_MAX_TOOL_ROUNDS": _as_int,
+    "TOOL_TIMEOUT_SECONDS": _as_seconds,
+    "TOOL_RESULT_MAX_CHARS": _as_int,
+    "TOOL_HTTP_ALLOWED_HOSTS": _as_list,
+    "TOOL_HTTP_MAX_BYTES": _as_int,
+    "TOOL_APPROVAL_TIMEOUT_SECONDS": _as_seconds,
+    "MCP_ALLOW_STDIO": _as_bool,
+    "MCP_CONNECT_TIMEOUT_SECONDS": _as_seconds,
+    "MCP_LIST_TIMEOUT_SECONDS": _as_seconds,
+    "MCP_CALL_TIMEOUT_SECONDS": _as_seconds,
     "STREAM_COALESCE_SECONDS": _as_seconds,
     "SCHEDULER_MISFIRE_GRACE_SECONDS": _as_int,
     "SCHEDULER_LOCK_POLL_SECONDS": _as_seconds,
@@ -169,6 +179,22 @@ DEFAULTS: dict[str, Any] = {
     # as a greenlet holding no connection, so hundreds cost little.
     "RUN_WORKERS": 500,
     "RUN_CONTEXT_MESSAGES": 50,
+    # Model replies with tool calls one run may make before it ends failed.
+    "RUN_MAX_TOOL_ROUNDS": 10,
+    # Every tool call's deadline; past it the model reads a timeout error.
+    "TOOL_TIMEOUT_SECONDS": 30,
+    # A tool result longer than this is cut, and marked truncated.
+    "TOOL_RESULT_MAX_CHARS": 20_000,
+    # Hosts (host or host:port) the built-in http_get may fetch; none by default.
+    "TOOL_HTTP_ALLOWED_HOSTS": "",
+    "TOOL_HTTP_MAX_BYTES": 200_000,
+    # A call nobody approves or rejects within this is rejected (an hour).
+    "TOOL_APPROVAL_TIMEOUT_SECONDS": 3600,
+    # A stdio MCP server runs a command on this machine: off unless asked for.
+    "MCP_ALLOW_STDIO": False,
+    "MCP_CONNECT_TIMEOUT_SECONDS": 10,
+    "MCP_LIST_TIMEOUT_SECONDS": 10,
+    "MCP_CALL_TIMEOUT_SECONDS": 30,
     "STREAM_COALESCE_SECONDS": 0.03,
     "SCHEDULER_MISFIRE_GRACE_SECONDS": 30,
     "SCHEDULER_LOCK_POLL_SECONDS": 5,

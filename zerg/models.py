@@ -1,4 +1,4 @@
-"""ORM models: agents, their messages, threads, thread messages, runs, idempotency keys, tickets."""
+"""ORM models: agents, threads and messages, runs and tool calls, MCP servers, keys, tickets."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from sqlalchemy import JSON
 from sqlalchemy import Boolean
 from sqlalchemy import DateTime
 from sqlalchemy import Dialect
+from sqlalchemy import Float
 from sqlalchemy import ForeignKey
 from sqlalchemy import Index
 from sqlalchemy import Integer
@@ -31,9 +32,11 @@ __all__ = [
     "AgentMessage",
     "Base",
     "IdempotencyKey",
+    "McpServer",
     "Run",
     "Thread",
     "ThreadMessage",
+    "ToolCall",
     "WsTicket",
 ]
 
@@ -128,6 +131,15 @@ class Agent(Base):
     timezone: Mapped[str] = mapped_column(String(64), default="UTC", server_default="UTC")
     run_on_schedule: Mapped[bool] = mapped_column(Boolean, default=False)
     config: Mapped[dict[str, Any] | None]
+    # The tools the agent may call: built-in names and "mcp:<server>/<tool>" entries.
+    tools: Mapped[list[str]] = mapped_column(JSONType, default=list, server_default="[]")
+    # The entries of ``tools`` whose every call waits for a person's yes.
+    approval_required: Mapped[list[str]] = mapped_column(
+        JSONType, default=list, server_default="[]"
+    )
+    # Sent to the provider when set; None leaves the model's own default.
+    temperature: Mapped[float | None] = mapped_column(Float)
+    max_tokens: Mapped[int | None]
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -194,6 +206,11 @@ class ThreadMessage(Base):
     tool_call_id: Mapped[str | None] = mapped_column(String(255))
     name: Mapped[str | None] = mapped_column(String(255))
     processed: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The run that wrote it (an assistant reply, a tool result), so that a
+    # rolled-back run's messages can be removed together; None for people's.
+    run_id: Mapped[int | None] = mapped_column(
+        ForeignKey("runs.id", ondelete="SET NULL"), index=True
+    )
     # True for an assistant reply cut short by a cancelled run.
     partial: Mapped[bool] = mapped_column(Boolean, default=False)
     timestamp: Mapped[datetime] = mapped_column(default=utcnow)
@@ -202,6 +219,10 @@ class ThreadMessage(Base):
     meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSONType)
 
     thread: Mapped[Thread] = relationship(back_populates="messages")
+
+
+# A run holds its thread while it runs and while it waits for a tool call's approval.
+HOLDS_THREAD = "status IN ('running', 'awaiting_approval')"
 
 
 class Run(Base):
@@ -225,8 +246,8 @@ class Run(Base):
             "uq_runs_running_thread",
             "thread_id",
             unique=True,
-            sqlite_where=text("status = 'running'"),
-            postgresql_where=text("status = 'running'"),
+            sqlite_where=text(HOLDS_THREAD),
+            postgresql_where=text(HOLDS_THREAD),
         ),
         NEVER_REUSE_IDS,
     )
@@ -238,7 +259,7 @@ class Run(Base):
         ForeignKey("agent_threads.id", ondelete="CASCADE"), index=True
     )
     trigger: Mapped[str] = mapped_column(String(16))
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[str] = mapped_column(String(20), default="queued")
     # The process (its runner's instance id) that executes the run; recovery
     # interrupts a run only when that process is gone.
     owner: Mapped[str | None] = mapped_column(String(32))
@@ -256,6 +277,80 @@ class Run(Base):
     completion_tokens: Mapped[int | None]
     total_tokens: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ToolCall(Base):
+    """One call of a tool a model asked for in a run, from its request to its result.
+
+    ``tool_call_id`` is the model's own id for the call (the ``role: "tool"``
+    message that answers it names it); ``round`` counts the model's replies
+    within the run and ``position`` orders the calls of one reply. ``name``
+    is the agent's entry (``current_time``, ``mcp:<server>/<tool>``) and
+    ``function`` the name the model saw. ``arguments`` is the JSON text the
+    model wrote, kept as written even when it is not valid JSON.
+    """
+
+    __tablename__ = "tool_calls"
+    __table_args__ = (
+        UniqueConstraint("run_id", "tool_call_id"),
+        # The approval timeout looks for calls still waiting past their deadline.
+        Index("ix_tool_calls_status_deadline", "status", "approval_deadline"),
+        NEVER_REUSE_IDS,
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    tool_call_id: Mapped[str] = mapped_column(String(255))
+    round: Mapped[int] = mapped_column(Integer)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(255))
+    function: Mapped[str] = mapped_column(String(64))
+    # "builtin" or "mcp:<server>".
+    source: Mapped[str] = mapped_column(String(255))
+    arguments: Mapped[str] = mapped_column(Text, default="")
+    # pending, awaiting_approval, running, success, error, timeout, rejected, cancelled
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    result: Mapped[str | None] = mapped_column(Text)
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    error: Mapped[str | None] = mapped_column(Text)
+    requires_approval: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Past it, a call still awaiting approval is rejected for the person who did not answer.
+    approval_deadline: Mapped[datetime | None]
+    decided_by: Mapped[str | None] = mapped_column(String(255))
+    decided_at: Mapped[datetime | None]
+    decision_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    duration_ms: Mapped[int | None]
+
+
+class McpServer(Base):
+    """An MCP server whose tools agents may call, and the tools it last listed.
+
+    ``env`` and ``headers`` hold secrets (API keys, bearer tokens): they are
+    stored to be sent to the server and never returned by the API or logged.
+    ``tools`` caches the server's list of tools (name, description,
+    parameters) as of ``tools_listed_at``; None until first listed.
+    """
+
+    __tablename__ = "mcp_servers"
+    __table_args__ = (UniqueConstraint("name"), NEVER_REUSE_IDS)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    # "streamable_http" or "stdio".
+    transport: Mapped[str] = mapped_column(String(32))
+    url: Mapped[str | None] = mapped_column(String(2048))
+    command: Mapped[str | None] = mapped_column(String(1024))
+    args: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    env: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    headers: Mapped[dict[str, str]] = mapped_column(JSONType, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    tools: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
+    tools_listed_at: Mapped[datetime | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
 class IdempotencyKey(Base):

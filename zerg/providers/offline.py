@@ -7,6 +7,7 @@ import time
 from collections.abc import Generator
 
 from zerg.providers.base import ChatMessages
+from zerg.providers.base import ChatOptions
 from zerg.providers.base import ModelInfo
 from zerg.providers.base import StreamItem
 from zerg.providers.base import Usage
@@ -45,7 +46,9 @@ class OfflineProvider:
             f"only echo you. You said: {said}"
         )
 
-    def stream(self, model: str, messages: ChatMessages) -> Generator[StreamItem, None, None]:
+    def stream(
+        self, model: str, messages: ChatMessages, options: ChatOptions | None = None
+    ) -> Generator[StreamItem, None, None]:
         pieces = re.findall(r"\S+\s*", self.reply(messages))
         for index, piece in enumerate(pieces):
             if index and self.delay:

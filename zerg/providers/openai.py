@@ -21,6 +21,7 @@ from openai.types.chat import ChatCompletionMessageParam
 from pydantic_core import from_json
 
 from zerg.providers.base import ChatMessages
+from zerg.providers.base import ChatOptions
 from zerg.providers.base import ModelInfo
 from zerg.providers.base import ProviderError
 from zerg.providers.base import StreamItem
@@ -79,7 +80,9 @@ class OpenAIProvider:
         """Release the client's pooled connections."""
         self._client.close()
 
-    def stream(self, model: str, messages: ChatMessages) -> Generator[StreamItem, None, None]:
+    def stream(
+        self, model: str, messages: ChatMessages, options: ChatOptions | None = None
+    ) -> Generator[StreamItem, None, None]:
         """Yield the reply's text deltas as they arrive, then its usage if reported.
 
         Raises :class:`ProviderError` when the request fails or the stream ends

@@ -92,6 +92,8 @@ def stream(app: Flask, execution: Execution, switch: threading.Event) -> None:
             if isinstance(item, Usage):
                 execution.usage = item
                 continue
+            if not isinstance(item, str):
+                continue  # no tools are offered yet: the tool loop takes these
             execution.parts.append(item)
             pending.append(item)
             if time.monotonic() - last_flush >= coalesce:

@@ -49,11 +49,26 @@ class EventType(StrEnum):
     STREAM_START = "stream_start"
     STREAM_CHUNK = "stream_chunk"
     STREAM_END = "stream_end"
+    TOOL_CALL_STARTED = "tool_call_started"
+    TOOL_CALL_ARGUMENTS_DELTA = "tool_call_arguments_delta"
+    TOOL_CALL_APPROVAL_REQUIRED = "tool_call_approval_required"
+    TOOL_CALL_COMPLETED = "tool_call_completed"
+    TOOL_CALL_FAILED = "tool_call_failed"
 
 
 STREAM_EVENTS = frozenset({EventType.STREAM_START, EventType.STREAM_CHUNK, EventType.STREAM_END})
+# A run's tool calls, streamed on its thread's topic as flat frames like its pieces.
+TOOL_CALL_EVENTS = frozenset(
+    {
+        EventType.TOOL_CALL_STARTED,
+        EventType.TOOL_CALL_ARGUMENTS_DELTA,
+        EventType.TOOL_CALL_APPROVAL_REQUIRED,
+        EventType.TOOL_CALL_COMPLETED,
+        EventType.TOOL_CALL_FAILED,
+    }
+)
 # A run in one of these has not ended; every other status is final.
-ACTIVE_RUN_STATUSES = frozenset({"queued", "running"})
+ACTIVE_RUN_STATUSES = frozenset({"queued", "running", "awaiting_approval"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +86,7 @@ class Event:
         if self.type is EventType.THREAD_MESSAGE_CREATED:
             thread_id = self.data["thread_id"]
             frame = {"type": "thread_message", "thread_id": thread_id, "message": self.data}
-        elif self.type in STREAM_EVENTS:
+        elif self.type in STREAM_EVENTS or self.type in TOOL_CALL_EVENTS:
             frame = {"type": self.type.value, **self.data}
         else:
             frame = {"type": self.type.value, "data": self.data}
@@ -131,7 +146,7 @@ def run_cancel_requested(run_id: int, owner: str | None) -> Event:
 
 
 def stream_event(kind: EventType, thread_id: int, run_id: int, **fields: Any) -> Event:
-    """Announce the start, a chunk or the end of a streamed reply to the thread's watchers."""
+    """Announce a piece of a reply (its start, a chunk, a tool call, its end) to the thread."""
     data = {"thread_id": thread_id, "run_id": run_id, **fields}
     return Event(kind, (f"thread:{thread_id}",), data)
 

@@ -110,7 +110,7 @@ def test_a_tool_that_overruns_times_out(registry: ToolRegistry) -> None:
     )
     result = registry.call("stuck", "{}")
     release.set()
-    assert result.is_error
+    assert result.is_error and result.timed_out
     assert "timed out" in result.content
 
 

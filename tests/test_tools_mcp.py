@@ -81,7 +81,7 @@ def test_a_failing_tool_is_an_error_result(http_url: str) -> None:
 def test_a_slow_tool_times_out_and_the_server_stays_usable(http_url: str) -> None:
     client = McpClient(HttpServer("web", http_url), call_timeout=0.5)
     result = client.call_tool("slow", {})
-    assert result.is_error
+    assert result.is_error and result.timed_out
     assert "timed out" in result.content
     assert not client.call_tool("add", {"a": 1, "b": 2}).is_error
 

@@ -163,7 +163,10 @@ class McpClient:
         try:
             return self._run(call, self.call_timeout)
         except Exception as error:  # noqa: BLE001 - every failure goes back to the model
-            return ToolResult.error(self._describe(f"call {name}", error, self.call_timeout))
+            message = self._describe(f"call {name}", error, self.call_timeout)
+            if isinstance(error, TimeoutError):
+                return ToolResult.timeout(message)
+            return ToolResult.error(message)
 
     def _run(self, operation: Callable[[Client], Awaitable[T]], timeout: float) -> T:
         """Connect, run ``operation`` and close, each step under its own deadline.

@@ -35,16 +35,26 @@ MCP_PREFIX = "mcp:"
 
 @dataclass(frozen=True)
 class ToolResult:
-    """What a tool call gives back to the model: text, error flag, truncation."""
+    """What a tool call gives back to the model: text, error flag, truncation.
+
+    ``timed_out`` tells a call that overran its deadline from one that failed:
+    both are errors to the model, but the run's record says which.
+    """
 
     content: str
     is_error: bool = False
     truncated: bool = False
+    timed_out: bool = False
 
     @classmethod
     def error(cls, message: str) -> ToolResult:
         """An error result: the model reads the message and may try again."""
         return cls(content=message, is_error=True)
+
+    @classmethod
+    def timeout(cls, message: str) -> ToolResult:
+        """An error result for a call that did not finish in time."""
+        return cls(content=message, is_error=True, timed_out=True)
 
 
 def capped(content: str, max_chars: int, *, is_error: bool = False) -> ToolResult:
@@ -175,7 +185,7 @@ class ToolRegistry:
         try:
             content = future.result(timeout=tool.timeout_seconds)
         except concurrent.futures.TimeoutError:
-            return ToolResult.error(f"tool {name} timed out after {tool.timeout_seconds:g} s")
+            return ToolResult.timeout(f"tool {name} timed out after {tool.timeout_seconds:g} s")
         except Exception as error:  # noqa: BLE001 - any tool failure goes back to the model
             return ToolResult.error(f"tool {name} failed: {type(error).__name__}: {error}")
         return capped(content, self.max_chars)

@@ -9,6 +9,7 @@ domain, the caller commits; events go out after its commit.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -16,8 +17,10 @@ from typing import cast
 
 from sqlalchemy import Table
 from sqlalchemy import bindparam
+from sqlalchemy import delete
 from sqlalchemy import exists
 from sqlalchemy import insert
+from sqlalchemy import or_
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -147,11 +150,13 @@ def add_message(
     *,
     processed: bool = False,
     partial: bool = False,
+    run_id: int | None = None,
 ) -> dict[str, Any]:
     """Add a message to a thread and stamp the thread; return the message as announced.
 
     Raises NotFound if there is no such thread. ``processed`` marks a message
-    that needs no answer (a run's own reply), ``partial`` a reply cut short.
+    that needs no answer (a run's own reply), ``partial`` a reply cut short,
+    ``run_id`` the run that wrote it (its reply, its tool calls and results).
     The thread is locked before the time is read, so that messages of one
     thread are stamped, numbered, committed and announced in one order: a
     watcher sees them as a reload lists them.
@@ -172,6 +177,7 @@ def add_message(
         "tool_call_id": message.tool_call_id,
         "name": message.name,
         "processed": processed,
+        "run_id": run_id,
         "partial": partial,
         "timestamp": now,
         "metadata": message.metadata,
@@ -211,29 +217,107 @@ def newest_messages(session: Session, thread_id: int, limit: int) -> list[dict[s
     return rows
 
 
-def context_messages(session: Session, thread_id: int, limit: int) -> list[tuple[str, str]]:
-    """Return the (role, content) of the thread's newest ``limit`` messages, newest first.
+def context_messages(
+    session: Session,
+    thread_id: int,
+    limit: int,
+    *,
+    until: datetime | None = None,
+    open_calls: Collection[str] = (),
+) -> list[dict[str, Any]]:
+    """Return the thread's newest ``limit`` messages as Chat Completions messages, oldest first.
 
-    Tool results are left out: the providers send text conversations only.
+    ``until``: leave out people's messages stored after that time (a run
+    resumed after an approval answers what it began with; later messages are
+    its follow-up's). ``open_calls``: ids of tool calls whose results the
+    caller is about to add (see :func:`chat_history`).
     """
     newest = (
-        select(_messages.c.role, _messages.c.content)
-        .where(_messages.c.thread_id == thread_id, _messages.c.role != "tool")
+        select(*(_messages.c[name] for name in _CONTEXT_COLUMNS))
+        .where(_messages.c.thread_id == thread_id)
         .order_by(_messages.c.timestamp.desc(), _messages.c.id.desc())
         .limit(limit)
     )
-    return [(role, content) for role, content in session.execute(newest)]
+    if until is not None:
+        newest = newest.where(or_(_messages.c.role != "user", _messages.c.timestamp <= until))
+    rows = fetch_rows(session, newest)
+    rows.reverse()
+    return chat_history(rows, open_calls)
 
 
-def unanswered(session: Session, thread_id: int, since: datetime | None = None) -> list[int]:
+_CONTEXT_COLUMNS = ("role", "content", "tool_calls", "tool_call_id", "name", "run_id")
+
+
+def chat_history(
+    rows: list[dict[str, Any]], open_calls: Collection[str] = ()
+) -> list[dict[str, Any]]:
+    """Turn stored messages, oldest first, into a history a provider accepts.
+
+    Providers refuse (400) an assistant message with ``tool_calls`` that is
+    not followed by a result for each call, and a tool result whose call is
+    not before it. So each call's result is moved to right after its call
+    (a person's message stored while the calls ran comes after them), a
+    result whose call is outside the window is left out, and so is an
+    assistant message missing a result, with its results, unless the missing
+    ones are all ``open_calls``. Calls and results are matched within the run
+    that wrote them: ids are unique per run only.
+    """
+    results = {(row["run_id"], row["tool_call_id"]): row for row in rows if row["role"] == "tool"}
+    history: list[dict[str, Any]] = []
+    for row in rows:
+        if row["role"] == "tool":
+            continue
+        if row["role"] != "assistant" or not row["tool_calls"]:
+            history.append({"role": row["role"], "content": row["content"]})
+            continue
+        ids = [call.get("id") for call in row["tool_calls"]]
+        answers = [results[key] for key in ((row["run_id"], id_) for id_ in ids) if key in results]
+        missing = set(ids) - {answer["tool_call_id"] for answer in answers}
+        if not missing <= set(open_calls):
+            continue
+        history.append(
+            {
+                "role": "assistant",
+                "content": row["content"] or None,
+                "tool_calls": row["tool_calls"],
+            }
+        )
+        history += [
+            {
+                "role": "tool",
+                "tool_call_id": answer["tool_call_id"],
+                "name": answer["name"],
+                "content": answer["content"],
+            }
+            for answer in answers
+        ]
+    return history
+
+
+def unanswered(
+    session: Session,
+    thread_id: int,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[int]:
     """Return the ids of the thread's user messages that no run has answered yet.
 
-    ``since``: only those stored after that time.
+    ``since``: only those stored after that time; ``until``: only those stored by then.
     """
-    if since is None:
-        return list(session.scalars(UNANSWERED, {"thread_id": thread_id}))
-    later = UNANSWERED.where(_messages.c.timestamp > since)
-    return list(session.scalars(later, {"thread_id": thread_id}))
+    statement = UNANSWERED
+    if since is not None:
+        statement = statement.where(_messages.c.timestamp > since)
+    if until is not None:
+        statement = statement.where(_messages.c.timestamp <= until)
+    return list(session.scalars(statement, {"thread_id": thread_id}))
+
+
+def remove_run_messages(session: Session, run_id: int) -> int:
+    """Remove every message a run wrote (a rolled-back run's); return how many."""
+    removed = session.execute(
+        delete(_messages).where(_messages.c.run_id == run_id).returning(_messages.c.id)
+    )
+    return len(removed.all())
 
 
 def mark_answered(session: Session, message_ids: Iterable[int]) -> None:

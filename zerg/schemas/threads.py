@@ -124,6 +124,10 @@ class ThreadMessageOut(Response):
     tool_call_id: str | None
     name: str | None
     processed: bool
+    run_id: int | None = Field(
+        description="The run that wrote the message (a reply, a tool call, a tool result); "
+        "null for people's messages."
+    )
     partial: bool
     timestamp: datetime
     # The ORM attribute is ``meta`` (see zerg.models); rows carry the column's name.

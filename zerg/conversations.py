@@ -16,6 +16,7 @@ from typing import cast
 
 from sqlalchemy import Table
 from sqlalchemy import bindparam
+from sqlalchemy import delete
 from sqlalchemy import exists
 from sqlalchemy import insert
 from sqlalchemy import select
@@ -147,11 +148,13 @@ def add_message(
     *,
     processed: bool = False,
     partial: bool = False,
+    run_id: int | None = None,
 ) -> dict[str, Any]:
     """Add a message to a thread and stamp the thread; return the message as announced.
 
     Raises NotFound if there is no such thread. ``processed`` marks a message
-    that needs no answer (a run's own reply), ``partial`` a reply cut short.
+    that needs no answer (a run's own reply), ``partial`` a reply cut short,
+    ``run_id`` the run that wrote it.
     The thread is locked before the time is read, so that messages of one
     thread are stamped, numbered, committed and announced in one order: a
     watcher sees them as a reload lists them.
@@ -176,7 +179,7 @@ def add_message(
         "timestamp": now,
         "metadata": message.metadata,
     }
-    message_id = session.execute(INSERT_MESSAGE, values).scalar_one()
+    message_id = session.execute(INSERT_MESSAGE, {**values, "run_id": run_id}).scalar_one()
     # Every column but the id is what was just bound: nothing to read back.
     payload = dump_row(ThreadMessageOut, {"id": message_id, **values})
     events.announce(session, events.thread_message_created(payload))
@@ -241,3 +244,9 @@ def mark_answered(session: Session, message_ids: Iterable[int]) -> None:
     ids = list(message_ids)
     if ids:
         session.execute(update(_messages).where(_messages.c.id.in_(ids)).values(processed=True))
+
+
+def delete_run_messages(session: Session, run_id: int) -> int:
+    """Remove the messages a run wrote (a rolled-back run's reply and tool results); count them."""
+    removed = session.execute(delete(_messages).where(_messages.c.run_id == run_id))
+    return int(removed.rowcount or 0)

@@ -312,16 +312,14 @@ def unanswered(
     return list(session.scalars(statement, {"thread_id": thread_id}))
 
 
-def remove_run_messages(session: Session, run_id: int) -> int:
-    """Remove every message a run wrote (a rolled-back run's); return how many."""
-    removed = session.execute(
-        delete(_messages).where(_messages.c.run_id == run_id).returning(_messages.c.id)
-    )
-    return len(removed.all())
-
-
 def mark_answered(session: Session, message_ids: Iterable[int]) -> None:
     """Mark messages as answered by a run."""
     ids = list(message_ids)
     if ids:
         session.execute(update(_messages).where(_messages.c.id.in_(ids)).values(processed=True))
+
+
+def delete_run_messages(session: Session, run_id: int) -> int:
+    """Remove the messages a run wrote (a rolled-back run's reply and tool results); count them."""
+    removed = session.execute(delete(_messages).where(_messages.c.run_id == run_id))
+    return int(removed.rowcount or 0)

@@ -43,6 +43,7 @@ from zerg.providers.base import Provider
 from zerg.providers.base import Usage
 from zerg.realtime import events
 from zerg.realtime.events import EventType
+from zerg.runs import approvals
 from zerg.runs.domain import SUPERSEDED
 from zerg.runs.domain import after_end
 from zerg.runs.pool import get_runner
@@ -261,7 +262,9 @@ def mark_interrupted(
     interrupted too, rather than wait for a process to adopt them, and so do
     the runs waiting behind them (which have no owner yet), and waiting runs
     left with nothing ahead of them: their messages stay unanswered, ready
-    for a new run, and the thread is free for one.
+    for a new run, and the thread is free for one. A run awaiting approval
+    has no process to lose (:mod:`zerg.runs.approvals`): it is left waiting,
+    and so are the runs queued behind it.
     """
     if (owner is None) == (dead is None):
         raise TypeError("mark_interrupted takes either the owner that stopped or the locks")
@@ -277,8 +280,15 @@ def mark_interrupted(
         return verdicts[run_owner]
 
     def stale(runs: list[Run]) -> list[Run]:
-        alive = any(run.owner is not None and not gone(run.owner) for run in runs)
-        return [run for run in runs if (gone(run.owner) if run.owner else not alive)]
+        alive = any(
+            run.status == approvals.WAITING or (run.owner is not None and not gone(run.owner))
+            for run in runs
+        )
+        return [
+            run
+            for run in runs
+            if run.status != approvals.WAITING and (gone(run.owner) if run.owner else not alive)
+        ]
 
     by_thread: dict[int, list[Run]] = {}
     for run in session.scalars(select(Run).where(Run.status.in_(ACTIVE)).order_by(Run.id)):
@@ -290,7 +300,7 @@ def mark_interrupted(
         "interrupted",
         lambda run: (
             "the process running it stopped before it finished"
-            if run.status == "running"
+            if run.started_at is not None
             else "the process that queued it stopped before it started"
         ),
         follow=dead is not None,
@@ -366,7 +376,8 @@ def _end_runs(
     ended: list[tuple[Run, bool]] = []
     now = utcnow()
     for run in chosen:
-        streamed, error = run.status == "running", reason(run)
+        # A run queued to resume after its approvals began, and streamed, before.
+        streamed, error = run.started_at is not None, reason(run)
         lock_agent_of(session, run)
         done = transition(session, run.id, ACTIVE, status, finished_at=now, error=error)
         if done is not None:
@@ -393,7 +404,9 @@ def _close(
     """Do the rest of a run's end, after its transition: announce, record, start what follows.
 
     ``streamed``: its stream started and its end is not announced yet.
+    Tool calls it left without a result are answered first, whatever ended it.
     """
+    approvals.close_open_calls(session, run, run.error or f"the run ended {run.status}")
     if streamed:
         announce_stream_end(session, run.thread_id, run.id, run.status, run.error)
     log.info(

@@ -73,6 +73,8 @@ from zerg.schemas.threads import ThreadMessageSentOut
 from zerg.schemas.threads import ThreadOut
 from zerg.schemas.threads import ThreadQuery
 from zerg.schemas.threads import ThreadUpdate
+from zerg.schemas.tool_calls import ToolCallDecision
+from zerg.schemas.tool_calls import ToolCallOut
 
 __all__ = [
     "AgentCreate",
@@ -133,6 +135,8 @@ __all__ = [
     "ThreadStats",
     "ThreadUpdate",
     "TimeZone",
+    "ToolCallDecision",
+    "ToolCallOut",
     "ValidationProblem",
     "WsTicketOut",
     "dump_row",

@@ -127,6 +127,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
         "zerg.runs.scheduler",  # the scheduler's jobs, and the executor that runs them
         "zerg.runs.ticks",
         "zerg.runs.execution",  # a worker's job: one queued run, begun, streamed, finished
+        "zerg.runs.streaming",  # a worker relaying one model reply as it comes
+        "zerg.runs.tool_round",  # a worker running one round's tool calls
     ),
     # Every change to the data, once: plain functions taking a session.
     "domain": (

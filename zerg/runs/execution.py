@@ -1,19 +1,20 @@
-"""What one worker does with one run: begin it, stream the model's reply, finish it.
+"""What one worker does with one run: begin it, converse with the model, finish it.
 
-A worker never holds a session while the model talks: a short
-``session_scope`` begins the run (and a second marks its agent running, if
-it was not), none is open while it streams (which may take minutes), one
-finishes it. The streamed pieces are the only events
-published here; everything else is announced by the runs' lifecycle and goes
-out after each scope commits. A run whose end and failure both could not be
-stored is left to this process's sweep (``lifecycle.sweep_lost``).
+A worker never holds a session while the model talks or a tool runs: a
+short ``session_scope`` begins the run (and a second marks its agent
+running, if it was not), none is open while it streams (which may take
+minutes) or while its tool calls run, one stores each round of calls and
+each result, one finishes it. The streamed pieces are the only events
+published directly (:mod:`zerg.runs.streaming`); everything else is
+announced by the runs' domain and goes out after each scope commits. A run
+whose end and failure both could not be stored is left to this process's
+sweep (``lifecycle.sweep_lost``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -22,13 +23,13 @@ from flask import Flask
 from sqlalchemy.orm import Session
 
 from zerg.db import session_scope
-from zerg.providers.base import ProviderError
-from zerg.providers.base import Usage
-from zerg.realtime import events
-from zerg.realtime.events import EventType
+from zerg.runs import approvals
+from zerg.runs import execution_state
 from zerg.runs import lifecycle
 from zerg.runs import pool
-from zerg.runs.lifecycle import Execution
+from zerg.runs import streaming
+from zerg.runs import tool_round
+from zerg.runs.execution_state import Execution
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,8 @@ def execute(app: Flask, run_id: int, switch: threading.Event) -> None:
         if not execution.agent_was_running:
             with database_turn(app) as session:
                 lifecycle.mark_agent_running(session, execution)
-        stream(app, execution, switch)
+        if converse(app, execution, switch):
+            return
         with database_turn(app) as session:
             lifecycle.finish_run(session, execution)
     except Exception:
@@ -56,6 +58,9 @@ def execute(app: Flask, run_id: int, switch: threading.Event) -> None:
             # The database is away: once this worker is done, the run is no
             # longer held, and this process's sweep ends it when it is back.
             log.exception("could not record the failure of run %s; the sweep will", run_id)
+    finally:
+        if execution is not None:
+            execution.registry.close()
 
 
 @contextmanager
@@ -65,54 +70,43 @@ def database_turn(app: Flask) -> Iterator[Session]:
         yield session
 
 
-def stream(app: Flask, execution: Execution, switch: threading.Event) -> None:
-    """Relay the model's deltas, coalesced, until it ends, fails or is stopped."""
-    coalesce = app.config["STREAM_COALESCE_SECONDS"]
-    pending: list[str] = []
-    last_flush = 0.0
+def converse(app: Flask, execution: Execution, switch: threading.Event) -> bool:
+    """Stream the model's replies and run their tool calls until one answers; True if parked.
 
-    def flush() -> None:
-        nonlocal last_flush
-        if pending:
-            chunk = events.stream_event(
-                EventType.STREAM_CHUNK,
-                execution.thread_id,
-                execution.run_id,
-                content="".join(pending),
+    Each reply that calls tools is a round: stored with its calls in one
+    turn, then its calls run (:func:`tool_round.run_calls`) and their
+    results go back to the model, up to ``RUN_MAX_TOOL_ROUNDS``. A round
+    with a call that needs a person's approval parks the run
+    (:func:`approvals.park`): the worker is done with it, and the run
+    begins again, here, once its calls are decided.
+    """
+    limit = app.config["RUN_MAX_TOOL_ROUNDS"]
+    turn = partial(database_turn, app)
+    while True:
+        tool_round.run_calls(app, execution, execution.calls, switch, turn)
+        if execution.status != "success":
+            return False
+        execution.end_round()
+        requested = streaming.stream_reply(app, execution, switch)
+        if execution.status != "success" or not requested:
+            return False
+        if execution.round >= limit:
+            execution.status = "failed"
+            execution.error = (
+                f"the model kept calling tools: it asked for more than {limit} rounds "
+                f"of tool calls (RUN_MAX_TOOL_ROUNDS={limit})"
             )
-            events.publish(chunk, app)
-            pending.clear()
-        last_flush = time.monotonic()
-
-    reply = execution.provider.stream(execution.model, execution.messages)
-    try:
-        for item in reply:
-            if switch.is_set():
-                break
-            if isinstance(item, Usage):
-                execution.usage = item
-                continue
-            if not isinstance(item, str):
-                continue  # no tools are offered yet: the tool loop takes these
-            execution.parts.append(item)
-            pending.append(item)
-            if time.monotonic() - last_flush >= coalesce:
-                flush()
-        if switch.is_set():
-            if pool.get_runner(app).interrupting:
-                execution.status = "interrupted"
-                execution.error = "the server shut down before the run finished"
-            else:
-                execution.status = "cancelled"
-        flush()
-    except ProviderError as exc:
-        execution.status, execution.error = "failed", str(exc)
-    except Exception:
-        log.exception("provider %s failed on run %s", execution.provider.name, execution.run_id)
-        execution.status, execution.error = "failed", "the model provider failed unexpectedly"
-    finally:
-        # Closing the generator is how a provider learns to hang up.
-        reply.close()
+            execution.parts.clear()
+            return False
+        execution.round += 1
+        with database_turn(app) as session:
+            stored = execution_state.store_round(session, execution, requested)
+            parked = stored.waiting and approvals.park(session, execution.run_id)
+        if stored.waiting:
+            if not parked:
+                execution.status = "cancelled"  # asked to stop: its end says how
+            return parked
+        execution.calls = stored.runnable
 
 
 def init_app(app: Flask) -> None:

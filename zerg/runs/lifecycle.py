@@ -21,31 +21,30 @@ import time
 from collections.abc import Callable
 from collections.abc import Collection
 from collections.abc import Iterable
-from dataclasses import dataclass
-from dataclasses import field
 from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from zerg import agent_tools
 from zerg import agents
 from zerg import conversations
 from zerg.db import after_commit
 from zerg.db import app_of
 from zerg.domain_errors import NotFound
 from zerg.locks import Liveness
-from zerg.models import Agent
 from zerg.models import Run
 from zerg.models import utcnow
 from zerg.providers import get_providers
-from zerg.providers.base import ChatMessages
-from zerg.providers.base import Provider
-from zerg.providers.base import Usage
 from zerg.realtime import events
 from zerg.realtime.events import EventType
 from zerg.runs import approvals
+from zerg.runs import tool_calls
+from zerg.runs.context import build_context
+from zerg.runs.context import chat_options
 from zerg.runs.domain import SUPERSEDED
 from zerg.runs.domain import after_end
+from zerg.runs.execution_state import Execution
 from zerg.runs.pool import get_runner
 from zerg.runs.states import ACTIVE
 from zerg.runs.states import active_runs
@@ -64,51 +63,9 @@ LOST = "the run's end could not be stored (a database error); its process ended 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Execution:
-    """What a worker carries from beginning a run to finishing it."""
-
-    run_id: int
-    thread_id: int
-    agent_id: int
-    model: str
-    provider: Provider
-    messages: ChatMessages
-    answered: list[int]
-    started: float
-    trigger: str
-    parts: list[str] = field(default_factory=list)
-    usage: Usage | None = None
-    # Whether begin_run found its agent running already; else mark_agent_running follows.
-    agent_was_running: bool = True
-    status: str = "success"
-    error: str | None = None
-
-
 def liveness_lock(instance_id: str) -> str:
     """Name the lock a runner holds for as long as its process lives."""
     return f"runner:{instance_id}"
-
-
-def build_context(
-    session: Session, agent: Agent, thread_id: int, limit: int
-) -> tuple[list[dict[str, str]], list[int]]:
-    """Return the messages to send the model and the ids of the messages they answer.
-
-    When the thread is longer than ``limit`` the newest messages are kept:
-    the model must see what it is answering. The unanswered ones are read
-    first: under PostgreSQL's READ COMMITTED each statement sees the newest
-    commits, so a message that lands in between is then in the context but
-    not marked answered (a follow-up run answers it), rather than marked
-    answered without the model having seen it.
-    """
-    answered = conversations.unanswered(session, thread_id)
-    newest = conversations.context_messages(session, thread_id, limit)
-    messages = [{"role": "system", "content": agent.system_instructions}]
-    if not agent.system_instructions.strip():
-        messages = []
-    messages += [{"role": role, "content": content} for role, content in reversed(newest)]
-    return messages, answered
 
 
 def begin_run(session: Session, run_id: int) -> Execution | None:
@@ -145,12 +102,27 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
         if failed is not None:
             _close(session, failed, streamed=False)
         return None
-    started = transition(session, run.id, ("queued",), "running", started_at=now)
+    # A run resumed after its calls were decided has begun before: it goes on.
+    began = run.started_at
+    started = transition(session, run.id, ("queued",), "running", started_at=began or now)
     if started is None:
         return None
+    rounds = tool_calls.last_round(session, run.id) if began is not None else 0
+    calls: list[tool_calls.Call] = []
+    call_ids: set[str] = set()
+    if rounds:
+        tool_calls.answer_rejected(session, run.id, thread_id)
+        calls = tool_calls.start_pending(session, run.id)
+        call_ids = tool_calls.used_ids(session, run.id)
     messages, answered = build_context(
-        session, agent, thread_id, app.config["RUN_CONTEXT_MESSAGES"]
+        session,
+        agent,
+        thread_id,
+        app.config["RUN_CONTEXT_MESSAGES"],
+        until=began,
+        open_calls={call.tool_call_id for call in calls},
     )
+    registry = agent_tools.registry_for(session, agent)
     announce_run(session, started)
     events.announce(session, events.stream_event(EventType.STREAM_START, thread_id, run.id))
     log.info(
@@ -164,9 +136,14 @@ def begin_run(session: Session, run_id: int) -> Execution | None:
         provider=provider,
         messages=messages,
         answered=answered,
-        started=time.monotonic(),
+        started=time.monotonic() - ((now - began).total_seconds() if began else 0),
         trigger=run.trigger,
+        registry=registry,
+        options=chat_options(agent, registry),
         agent_was_running=agent.status == "running",
+        round=rounds,
+        calls=calls,
+        call_ids=call_ids,
     )
 
 
@@ -216,15 +193,26 @@ def finish_run(session: Session, execution: Execution) -> None:
     if ended is None:
         log.warning("run %s had ended before its worker did; nothing changes", execution.run_id)
         return
+    if discard:
+        conversations.delete_run_messages(session, ended.id)
+    elif execution.round:
+        # Before its reply and its stream's end: a cancel during a call answers it.
+        _close_calls(session, ended)
     text = "".join(execution.parts)
-    if text and not discard and ended.status in ("success", "cancelled", "interrupted"):
-        reply = ThreadMessageCreate(role="assistant", content=text)
-        partial_reply = ended.status != "success"
-        conversations.add_message(
-            session, execution.thread_id, reply, processed=True, partial=partial_reply
-        )
+    wrote = bool(text) or execution.round > 0
+    if wrote and not discard and ended.status in ("success", "cancelled", "interrupted"):
+        if text:
+            reply = ThreadMessageCreate(role="assistant", content=text)
+            conversations.add_message(
+                session,
+                execution.thread_id,
+                reply,
+                processed=True,
+                partial=ended.status != "success",
+                run_id=execution.run_id,
+            )
         conversations.mark_answered(session, execution.answered)
-    _announce_end(session, execution, discarded=discard and bool(text))
+    _announce_end(session, execution, discarded=discard and wrote)
     _close(session, ended, streamed=False, answered=execution.answered)
 
 
@@ -406,7 +394,7 @@ def _close(
     ``streamed``: its stream started and its end is not announced yet.
     Tool calls it left without a result are answered first, whatever ended it.
     """
-    approvals.close_open_calls(session, run, run.error or f"the run ended {run.status}")
+    _close_calls(session, run)
     if streamed:
         announce_stream_end(session, run.thread_id, run.id, run.status, run.error)
     log.info(
@@ -422,6 +410,10 @@ def _close(
     record_end(session, run)
     if follow:
         after_end(session, run, answered)
+
+
+def _close_calls(session: Session, run: Run) -> None:
+    approvals.close_open_calls(session, run, run.error or f"the run ended {run.status}")
 
 
 def _announce_end(session: Session, execution: Execution, *, discarded: bool = False) -> None:

@@ -113,7 +113,16 @@ its own `message_id` and `"replayed": true`), and then sends as things change:
 (`content`) and `stream_end` (with `thread_id`, `run_id`, `status`, `error`, and
 `discarded`, true when what was streamed was removed by a `rollback` rather than
 stored); a thread's runs stream one at a time, so one run's `stream_end` comes
-before the next one's `stream_start`. Event relays `{{"type": ...,
+before the next one's `stream_start`. A run's tool calls stream between them,
+each frame naming the call (`thread_id`, `run_id`, `tool_call_id`, the model's id
+for it, `name`, the agent's tool entry, and `function`, the name the model saw):
+`tool_call_started` (with `round` and `position`) on the call's first piece,
+`tool_call_arguments_delta` (`arguments`: the next piece of its JSON text),
+`tool_call_approval_required` when it waits for a person (`call_id`,
+`arguments`, `approval_deadline`), then `tool_call_completed` (`call_id`,
+`status` `success`, `result`, `truncated`, `duration_ms`) or `tool_call_failed`
+(`call_id`, `status` `error`, `timeout`, `rejected` or `cancelled`, `error`);
+`GET /api/runs/{{id}}/tool-calls` lists them as stored. Event relays `{{"type": ...,
 "data": ...}}` for `agent_created`, `agent_updated`, `agent_deleted`,
 `thread_created`, `thread_updated`, `thread_deleted` and `run_updated`, each with
 an `event_id`. A bad frame gets `{{"type": "error", "message_id": ..., "error":

@@ -19,6 +19,7 @@ from zerg.api.operations import started
 from zerg.db import get_db
 from zerg.runs import approvals
 from zerg.runs import domain as runs
+from zerg.runs import tool_calls
 from zerg.schemas import RunOut
 from zerg.schemas import RunQuery
 from zerg.schemas import ToolCallDecision
@@ -69,6 +70,21 @@ def cancel_run(run_id: int) -> Response:
     run, over = runs.cancel_run(session, run_id)
     session.commit()
     return respond(RunOut, run, 200 if over else 202)
+
+
+@bp.get("/<int:run_id>/tool-calls")
+@operation(
+    "runs",
+    "List a run's tool calls",
+    ok(
+        ToolCallOut,
+        "The run's calls in the order the model made them: by round, then position.",
+        many=True,
+    ),
+)
+def list_tool_calls(run_id: int) -> Response:
+    """List the tool calls a run made, with their arguments, status, result and timings."""
+    return respond_rows(ToolCallOut, tool_calls.list_calls(get_db(), run_id))
 
 
 DECISION_CONFLICT = conflict(

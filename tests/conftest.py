@@ -38,6 +38,7 @@ from werkzeug.serving import BaseWSGIServer
 from werkzeug.serving import make_server
 
 from tests.openai_standin import OpenAIStandIn
+from tests.tool_runs import HoldingServer
 from zerg import create_app
 from zerg import db
 from zerg import migrate
@@ -356,3 +357,21 @@ def redis_stream(redis_url: str) -> Iterator[str]:
     client = redis.Redis.from_url(redis_url)
     client.delete(name)
     client.close()
+
+
+@pytest.fixture
+def holding() -> Iterator[HoldingServer]:
+    """A local HTTP server that holds its answers back, for slow tools (see tool_runs.py)."""
+    with HoldingServer() as server:
+        yield server
+
+
+@pytest.fixture
+def tool_app(make_app: AppFactory, standin_config: dict[str, Any], holding: HoldingServer) -> Flask:
+    """An app on the stand-in whose built-in http_get may fetch from ``holding``."""
+    return make_app(
+        **standin_config,
+        OPENAI_TIMEOUT_SECONDS=5,
+        TOOL_TIMEOUT_SECONDS=5,
+        TOOL_HTTP_ALLOWED_HOSTS=holding.host,
+    )

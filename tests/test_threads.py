@@ -51,6 +51,7 @@ MESSAGE_FIELDS = {
     "tool_call_id",
     "name",
     "processed",
+    "run_id",
     "timestamp",
 }
 
@@ -338,6 +339,7 @@ def test_create_message_returns_every_field_with_its_default(
         "tool_call_id": None,
         "name": None,
         "processed": False,
+        "run_id": None,
         "partial": False,
         "timestamp": message["timestamp"],
         "metadata": None,

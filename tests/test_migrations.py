@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 from flask import Flask
+from sqlalchemy import Connection
 from sqlalchemy import MetaData
 from sqlalchemy import func
 from sqlalchemy import inspect
@@ -503,6 +504,26 @@ def runs_shape(app: Flask) -> tuple[bool, set[str], set[str]]:
     return bool(nullable), indexes, columns
 
 
+def insert_agent_and_thread(connection: Connection) -> None:
+    """Agent 1 with thread 1, written as the schema of 0007 and later takes them."""
+    connection.execute(
+        text(
+            "INSERT INTO agents (name, status, system_instructions,"
+            " task_instructions, model, run_on_schedule, timezone,"
+            " consecutive_failures, created_at, updated_at) VALUES"
+            " ('a', 'idle', '', '', 'offline', false, 'UTC', 0,"
+            " '2026-01-01', '2026-01-01')"
+        )
+    )
+    connection.execute(
+        text(
+            "INSERT INTO agent_threads (agent_id, title, thread_type, active,"
+            " memory_strategy, created_at, updated_at) VALUES"
+            " (1, 't', 'chat', true, 'buffer', '2026-01-01', '2026-01-01')"
+        )
+    )
+
+
 def test_0008_requires_a_thread_for_every_run_and_indexes_the_listing_order(
     empty_app: Flask,
 ) -> None:
@@ -511,22 +532,7 @@ def test_0008_requires_a_thread_for_every_run_and_indexes_the_listing_order(
     nullable, indexes, columns = runs_shape(empty_app)
     assert nullable and "ix_runs_created_at" not in indexes and "location" not in columns
     with db.get_database(empty_app).engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO agents (name, status, system_instructions,"
-                " task_instructions, model, run_on_schedule, timezone,"
-                " consecutive_failures, created_at, updated_at) VALUES"
-                " ('a', 'idle', '', '', 'offline', false, 'UTC', 0,"
-                " '2026-01-01', '2026-01-01')"
-            )
-        )
-        connection.execute(
-            text(
-                "INSERT INTO agent_threads (agent_id, title, thread_type, active,"
-                " memory_strategy, created_at, updated_at) VALUES"
-                " (1, 't', 'chat', true, 'buffer', '2026-01-01', '2026-01-01')"
-            )
-        )
+        insert_agent_and_thread(connection)
         for thread_id in (1, None, 1):
             connection.execute(
                 text(
@@ -573,22 +579,7 @@ def test_0009_adds_tools_and_waiting_runs_hold_their_thread(empty_app: Flask) ->
     """Agents keep their rows with no tools; a waiting run holds its thread; downgrading ends it."""
     migrate.upgrade(empty_app, "0008")
     with db.get_database(empty_app).engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO agents (name, status, system_instructions,"
-                " task_instructions, model, run_on_schedule, timezone,"
-                " consecutive_failures, created_at, updated_at) VALUES"
-                " ('a', 'idle', '', '', 'offline', false, 'UTC', 0,"
-                " '2026-01-01', '2026-01-01')"
-            )
-        )
-        connection.execute(
-            text(
-                "INSERT INTO agent_threads (agent_id, title, thread_type, active,"
-                " memory_strategy, created_at, updated_at) VALUES"
-                " (1, 't', 'chat', true, 'buffer', '2026-01-01', '2026-01-01')"
-            )
-        )
+        insert_agent_and_thread(connection)
 
     migrate.upgrade(empty_app, "0009")
 

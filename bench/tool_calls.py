@@ -32,10 +32,14 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
+from typing import IO
 from typing import Any
 
 from common import HOST
@@ -131,33 +135,34 @@ def measure_mcp(
     return compare(direct, through)
 
 
-def wait_listening(port: int, process: subprocess.Popen[bytes], timeout: float) -> None:
-    """Wait until the server accepts connections; fail if it exits or takes too long."""
-    deadline = time.monotonic() + timeout
+def wait_listening(port: int, process: subprocess.Popen[bytes], log: IO[bytes]) -> None:
+    """Wait until the server accepts connections; fail, with its output, if it exits first."""
+    deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError("the MCP HTTP server exited during start-up")
+            log.seek(0)
+            output = log.read().decode(errors="replace")
+            raise RuntimeError(f"the MCP HTTP server exited during start-up:\n{output}")
         with socket.socket() as probe:
             if probe.connect_ex((HOST, port)) == 0:
                 return
         time.sleep(0.05)
-    raise RuntimeError(f"the MCP HTTP server did not listen within {timeout:.0f} s")
+    raise RuntimeError(f"the MCP HTTP server did not listen within {START_TIMEOUT:.0f} s")
 
 
-def measure_http(add: Callable[..., int], calls: int, warmup: int) -> dict[str, Any]:
+@contextmanager
+def http_server() -> Iterator[str]:
+    """Serve the fixture over Streamable HTTP on a free port; lend its MCP URL."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(SERVER), "http", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_listening(port, process, START_TIMEOUT)
-        client = McpClient(HttpServer("tiny", f"http://{HOST}:{port}/mcp"))
-        return measure_mcp(client, add, calls, warmup)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    with tempfile.TemporaryFile() as log:
+        command = [sys.executable, str(SERVER), "http", str(port)]
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            wait_listening(port, process, log)
+            yield f"http://{HOST}:{port}/mcp"
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
 
 
 def main() -> None:
@@ -179,7 +184,9 @@ def main() -> None:
         client = McpClient(StdioServer("tiny", sys.executable, (str(SERVER),)))
         results["stdio"] = measure_mcp(client, add, args.stdio_calls, args.warmup)
     if "http" in args.only:
-        results["http"] = measure_http(add, args.calls, args.warmup)
+        with http_server() as url:
+            client = McpClient(HttpServer("tiny", url))
+            results["http"] = measure_mcp(client, add, args.calls, args.warmup)
 
     print(f"overhead per tool call, after {args.warmup} warm-up calls per series")
     print(

@@ -21,6 +21,7 @@ from zerg.providers.base import ToolCallDelta
 from zerg.providers.base import Usage
 from zerg.providers.offline import OfflineProvider
 from zerg.tools.builtin import current_time_tool
+from zerg.tools.registry import ToolRegistry
 from zerg.tools.registry import model_name_for_mcp
 
 
@@ -59,6 +60,19 @@ def call_of(items: list[StreamItem]) -> ToolCall:
     return call
 
 
+def answered(call: ToolCall, content: str) -> list[dict[str, Any]]:
+    """The assistant message making ``call`` and the tool message answering it."""
+    whole = {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+    return [
+        {"role": "assistant", "content": None, "tool_calls": [whole]},
+        {"role": "tool", "tool_call_id": call.id, "content": content},
+    ]
+
+
 def test_a_builtin_tool_is_called_with_streamed_arguments() -> None:
     items = stream(ask('/tool current_time {"timezone": "Europe/Paris"}'))
 
@@ -93,21 +107,7 @@ def test_arguments_may_be_left_out() -> None:
 def test_the_result_is_reported_in_text_pieces() -> None:
     first = ask('/tool current_time {"timezone": "UTC"}')
     call = call_of(stream(first))
-    history = [
-        *first,
-        {
-            "role": "assistant",
-            "content": None,
-            "tool_calls": [
-                {
-                    "id": call.id,
-                    "type": "function",
-                    "function": {"name": call.name, "arguments": call.arguments},
-                }
-            ],
-        },
-        {"role": "tool", "tool_call_id": call.id, "content": '{"iso": "2026-12-06T17:00:00"}'},
-    ]
+    history = [*first, *answered(call, '{"iso": "2026-12-06T17:00:00"}')]
 
     items = stream(history)
 
@@ -187,3 +187,22 @@ def test_a_command_answered_earlier_is_not_called_again() -> None:
     # The last message is the assistant's; only a last user message calls.
     history = [*ask("/tool current_time"), {"role": "assistant", "content": "Done."}]
     assert "You said: /tool current_time" in text_of(stream(history))
+
+
+def test_a_call_runs_through_the_registry_and_its_result_is_reported() -> None:
+    registry = ToolRegistry()
+    registry.register(current_time_tool())
+    options = ChatOptions(tools=tuple(registry.specs()))
+    history: list[dict[str, Any]] = ask('/tool current_time {"timezone": "Asia/Tokyo"}')
+    try:
+        call = call_of(stream(history, options))
+        result = registry.call(call.name, call.arguments)
+    finally:
+        registry.close()
+    history += answered(call, result.content)
+
+    reply = text_of(stream(history, options))
+
+    assert not result.is_error
+    assert reply == f"The tool current_time answered: {result.content}"
+    assert json.loads(result.content)["timezone"] == "Asia/Tokyo"

@@ -176,7 +176,7 @@ def expire_overdue(session: Session, now: datetime) -> int:
     seconds = app_of(session).config["TOOL_APPROVAL_TIMEOUT_SECONDS"]
     reason = f"no decision within {seconds:g} seconds (TOOL_APPROVAL_TIMEOUT_SECONDS)"
     rejected = 0
-    for _thread_id, run_id in sorted(found.tuples()):
+    for _thread_id, run_id in sorted((row[0], row[1]) for row in found):
         run = lock_thread_of(session, run_id)
         if run is None or run.status != WAITING:
             continue

@@ -191,7 +191,7 @@ def expire_overdue(session: Session, now: datetime) -> int:
     return rejected
 
 
-def _overdue(now: datetime) -> Select[tuple[int]]:
+def _overdue(now: datetime) -> Select[int]:
     """The ids of the waiting runs with a call whose deadline has passed."""
     return (
         select(ToolCall.run_id)

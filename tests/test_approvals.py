@@ -22,6 +22,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from tests.conftest import AppFactory
+from tests.helpers import BEYOND_BIGINT
 from tests.helpers import Clock
 from tests.helpers import assert_problem
 from tests.helpers import reap_dead_owners
@@ -40,6 +41,7 @@ from zerg.realtime import events
 from zerg.realtime.events import EventType
 from zerg.runs import approvals
 from zerg.runs import lifecycle
+from zerg.runs.pool import Runner
 from zerg.runs.pool import get_runner
 from zerg.runs.scheduler import expire_approvals
 from zerg.runs.states import ACTIVE
@@ -318,6 +320,8 @@ def test_decisions_on_missing_or_undecidable_calls_are_refused(
     other = park_run(app, client, approval=(True,))
     assert_problem(client.post(f"/api/runs/999999/tool-calls/{needs}/approve"), 404)
     assert_problem(decide(client, waiting, 999999, "approve"), 404)
+    assert_problem(decide(client, waiting, BEYOND_BIGINT, "approve"), 404)
+    assert_problem(client.post(f"/api/runs/{BEYOND_BIGINT}/tool-calls/{needs}/reject"), 404)
     # A call of another run is not this run's.
     assert_problem(decide(client, waiting, first(other), "reject"), 404)
     problem = assert_problem(decide(client, waiting, runs_freely, "approve"), 409)
@@ -530,3 +534,28 @@ def test_a_resumed_run_whose_process_died_is_interrupted_with_its_calls_answered
     assert_history_valid(client, waiting.thread_id)
     ends = seen.of(EventType.STREAM_END, waiting.run_id)
     assert [end["status"] for end in ends] == ["interrupted"]
+
+
+def test_a_run_decided_before_its_parking_worker_returned_still_goes_again(app: Flask) -> None:
+    """The pool takes a run submitted while its worker is still on its way out, after it."""
+    entered = threading.Semaphore(0)
+    release = threading.Event()
+    executed: list[int] = []
+
+    def work(run_id: int, switch: threading.Event) -> None:
+        executed.append(run_id)
+        entered.release()
+        release.wait(10)
+
+    runner = Runner(app, work)
+    try:
+        runner.submit(7)
+        assert entered.acquire(timeout=10)
+        runner.submit(7)
+        assert executed == [7]
+        release.set()
+        assert entered.acquire(timeout=10)
+        wait_for(lambda: runner.in_flight() == 0, "the second go to end")
+        assert executed == [7, 7]
+    finally:
+        runner.shutdown()

@@ -35,8 +35,10 @@ from sqlalchemy.orm import Session
 from zerg import conversations
 from zerg.db import after_commit
 from zerg.db import app_of
+from zerg.db import load_row
 from zerg.domain_errors import Conflict
 from zerg.domain_errors import NotFound
+from zerg.models import ID_MAX
 from zerg.models import Run
 from zerg.models import ThreadMessage
 from zerg.models import ToolCall
@@ -128,11 +130,11 @@ def decide(
     call is announced as failed; an approved one waits ``pending`` for the
     resumed run to execute it.
     """
-    run = lock_thread_of(session, run_id)
+    run = lock_thread_of(session, run_id) if run_id <= ID_MAX else None
     if run is None:
         raise NotFound("Run", run_id)
-    call = session.get(ToolCall, call_id, populate_existing=True)
-    if call is None or call.run_id != run_id:
+    call = load_row(session, ToolCall, call_id)
+    if call.run_id != run_id:
         raise NotFound("ToolCall", call_id)
     wanted = "approved" if approve else "rejected"
     if call.status != WAITING:

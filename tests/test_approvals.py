@@ -17,11 +17,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import requests
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import select
 
 from tests.conftest import AppFactory
+from tests.conftest import serve
 from tests.helpers import BEYOND_BIGINT
 from tests.helpers import Clock
 from tests.helpers import assert_problem
@@ -31,6 +33,7 @@ from tests.test_runs import FAST
 from tests.test_runs import get_run
 from tests.test_runs import messages
 from tests.test_runs import new_thread
+from tests.wsclient import WSClient
 from zerg import conversations
 from zerg import db
 from zerg.models import Run
@@ -559,3 +562,30 @@ def test_a_run_decided_before_its_parking_worker_returned_still_goes_again(app: 
         assert executed == [7, 7]
     finally:
         runner.shutdown()
+
+
+def test_websocket_watchers_see_the_approval_asked_and_the_decision(app: Flask) -> None:
+    client = app.test_client()
+    thread = new_thread(client)
+    with serve(app) as server:
+        url = f"{server.ws_url}/api/ws?initial_topics=thread:{thread['id']}"
+        with WSClient(url) as ws:
+            ws.recv_type("thread_history")
+            waiting = park_run(app, client, thread_id=thread["id"], approval=(True,))
+            asked = ws.recv_until(lambda f: f["type"] == "tool_call_approval_required")
+            assert (asked["run_id"], asked["call_id"]) == (waiting.run_id, first(waiting))
+            assert asked["tool_call_id"] == f"call_{waiting.run_id}_0"
+            assert asked["approval_deadline"] and asked["event_id"]
+            answer = requests.post(
+                f"{server.url}/api/runs/{waiting.run_id}/tool-calls/{first(waiting)}/reject",
+                json={"reason": "not now"},
+                timeout=10,
+            )
+            assert answer.status_code == 200
+            failed = ws.recv_until(lambda f: f["type"] == "tool_call_failed")
+            assert (failed["status"], failed["error"]) == (
+                "rejected",
+                "rejected by a person: not now",
+            )
+            resumed = ws.recv_until(lambda f: f["type"] == "run_updated")
+            assert (resumed["data"]["id"], resumed["data"]["status"]) == (waiting.run_id, "queued")

@@ -517,26 +517,43 @@ def test_recovery_leaves_a_waiting_run_and_the_runs_behind_it_alone(
     assert wait_ended(client, behind)["status"] == "success"
 
 
-def test_a_resumed_run_whose_process_died_is_interrupted_with_its_calls_answered(
-    app: Flask, client: FlaskClient
-) -> None:
-    waiting = park_run(app, client, approval=(True, False))
-    # As a decision made in a process that died before its worker began the run leaves it.
+def resumed_elsewhere(app: Flask, waiting: Waiting, owner: str | None) -> None:
+    """Leave a run as a decision made in another process leaves it: queued, that one's."""
     with db.session_scope(app) as session:
         run = session.get(Run, waiting.run_id)
-        assert run is not None
-        run.status, run.owner = "queued", "presumed-dead"
         call = session.get(ToolCall, first(waiting))
-        assert call is not None
+        assert run is not None and call is not None
+        run.status, run.owner = "queued", owner
         call.status, call.decided_at, call.decided_by = "pending", utcnow(), "ada"
+
+
+def test_a_resumed_run_whose_process_died_is_adopted_not_ended(
+    app: Flask, client: FlaskClient
+) -> None:
+    waiting = park_run(app, client, approval=(True,))
+    resumed_elsewhere(app, waiting, "presumed-dead")
     with recording(app) as seen:
-        assert reap_dead_owners(app) == 1
-    run_out = get_run(client, waiting.run_id)
-    assert run_out["status"] == "interrupted"
-    assert [call_row(app, c).status for c in waiting.calls.values()] == ["cancelled", "cancelled"]
-    assert_history_valid(client, waiting.thread_id)
-    ends = seen.of(EventType.STREAM_END, waiting.run_id)
-    assert [end["status"] for end in ends] == ["interrupted"]
+        assert reap_dead_owners(app) == 0
+        wait_ended(client, waiting.run_id)
+    # This process took it, and one of its workers began it again.
+    assert seen.statuses(waiting.run_id)[:1] == ["running"]
+
+
+def test_a_resumed_run_outlives_a_shutdown_for_the_next_process(
+    app: Flask, client: FlaskClient
+) -> None:
+    waiting = park_run(app, client, approval=(True,))
+    resumed_elsewhere(app, waiting, "stopping")
+    with db.session_scope(app) as session:
+        assert lifecycle.mark_interrupted(session, owner="stopping") == 0
+    with db.session_scope(app, write=False) as session:
+        run = session.get(Run, waiting.run_id)
+        assert run is not None and (run.status, run.owner) == ("queued", None)
+    # The next process to recover runs (a restart's start, the reaper) takes it.
+    with recording(app) as seen:
+        assert reap_dead_owners(app) == 0
+        wait_ended(client, waiting.run_id)
+    assert seen.statuses(waiting.run_id)[:1] == ["running"]
 
 
 def test_a_run_decided_before_its_parking_worker_returned_still_goes_again(app: Flask) -> None:

@@ -111,6 +111,11 @@ def awaiting(session: Session, run_id: int) -> list[ToolCall]:
     return list(session.scalars(statement))
 
 
+def resuming(run: Run) -> bool:
+    """Tell whether a run is queued to resume after its calls were decided (it began before)."""
+    return run.status == "queued" and run.started_at is not None
+
+
 def decide(
     session: Session,
     run_id: int,

@@ -360,7 +360,7 @@ def answer_text(call: ToolCall) -> str:
 
 
 def _announce_call(session: Session, kind: EventType, run: Run, call: ToolCall) -> None:
-    """Announce a call's new state on its thread's stream, as the tool loop does."""
+    """Announce a call's new state on its thread's stream, named as every tool-call frame is."""
     data = serialize(ToolCallOut, call)
     frame = events.stream_event(
         kind,
@@ -368,6 +368,8 @@ def _announce_call(session: Session, kind: EventType, run: Run, call: ToolCall) 
         run.id,
         call_id=data["id"],
         tool_call_id=data["tool_call_id"],
+        round=data["round"],
+        position=data["position"],
         name=data["name"],
         function=data["function"],
         arguments=data["arguments"],

@@ -64,6 +64,20 @@ STOPPED = "stopped"
 ANONYMOUS = "api"
 # A call's statuses once it has its outcome; the others still owe one.
 OUTCOMES = ("success", "error", "timeout", "rejected", "cancelled")
+# What this module's frames say of a call, besides its ``call_id`` (its id).
+FRAME_FIELDS = (
+    "tool_call_id",
+    "round",
+    "position",
+    "name",
+    "function",
+    "arguments",
+    "status",
+    "error",
+    "approval_deadline",
+    "decided_by",
+    "decision_reason",
+)
 
 log = logging.getLogger(__name__)
 
@@ -362,21 +376,6 @@ def answer_text(call: ToolCall) -> str:
 def _announce_call(session: Session, kind: EventType, run: Run, call: ToolCall) -> None:
     """Announce a call's new state on its thread's stream, named as every tool-call frame is."""
     data = serialize(ToolCallOut, call)
-    frame = events.stream_event(
-        kind,
-        run.thread_id,
-        run.id,
-        call_id=data["id"],
-        tool_call_id=data["tool_call_id"],
-        round=data["round"],
-        position=data["position"],
-        name=data["name"],
-        function=data["function"],
-        arguments=data["arguments"],
-        status=data["status"],
-        error=data["error"],
-        approval_deadline=data["approval_deadline"],
-        decided_by=data["decided_by"],
-        decision_reason=data["decision_reason"],
-    )
+    fields = {name: data[name] for name in FRAME_FIELDS}
+    frame = events.stream_event(kind, run.thread_id, run.id, call_id=data["id"], **fields)
     events.announce(session, frame)

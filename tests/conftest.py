@@ -43,6 +43,7 @@ from zerg import db
 from zerg import migrate
 from zerg import serving
 from zerg.models import Base
+from zerg.providers.openai import OpenAIProvider
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL")
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -295,6 +296,32 @@ def standin_config(standin: OpenAIStandIn) -> dict[str, Any]:
         "OPENAI_MODELS": STANDIN_MODEL,
         "OPENAI_MAX_RETRIES": 0,
     }
+
+
+MakeProvider = Callable[..., OpenAIProvider]
+
+
+@pytest.fixture
+def make_provider(standin: OpenAIStandIn) -> Iterator[MakeProvider]:
+    """Build providers aimed at the stand-in; every one is closed after the test."""
+    providers: list[OpenAIProvider] = []
+
+    def factory(**overrides: Any) -> OpenAIProvider:
+        options: dict[str, Any] = {
+            "api_key": None,
+            "base_url": standin.base_url,
+            "models": ("standin-small", "standin-large"),
+            "timeout": 5.0,
+            "max_retries": 0,
+            **overrides,
+        }
+        provider = OpenAIProvider(**options)
+        providers.append(provider)
+        return provider
+
+    yield factory
+    for provider in providers:
+        provider.close()
 
 
 @pytest.fixture

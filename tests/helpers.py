@@ -18,6 +18,7 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
@@ -27,6 +28,8 @@ from zerg import db
 from zerg.locks import make_locks
 from zerg.models import Base
 from zerg.models import Run
+from zerg.providers.base import ProviderError
+from zerg.providers.base import StreamItem
 from zerg.realtime import events
 from zerg.runs import lifecycle
 
@@ -248,3 +251,12 @@ def reap_dead_owners(app: Flask) -> int:
             return lifecycle.mark_interrupted(session, dead=locks)
     finally:
         locks.close()
+
+
+def collect_until_error(stream: Iterator[StreamItem]) -> tuple[list[StreamItem], ProviderError]:
+    """Drain a stream that must fail, keeping what it yielded before failing."""
+    items: list[StreamItem] = []
+    with pytest.raises(ProviderError) as caught:
+        for item in stream:
+            items.append(item)
+    return items, caught.value

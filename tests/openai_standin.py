@@ -4,13 +4,19 @@ The OpenAI provider is tested over real HTTP against this server instead of
 patching the SDK, so the SDK's own request building, retries, timeouts and SSE
 parsing are exercised exactly as in production. Each chat completion request
 takes the next scripted :class:`Reply` (or, when none is left, echoes the last
-user message) and is recorded, so a test can check what was sent and how many
-attempts were made::
+message: a tool's result, or else the last user message) and is recorded, so a
+test can check what was sent (messages, ``tools``, ``temperature``...) and how
+many attempts were made::
 
     with OpenAIStandIn() as standin:
         standin.script(Reply(status=429, retry_after=0.01), Reply(pieces=("Hi", "!")))
         ...  # point OPENAI_BASE_URL at standin.base_url
         assert [r.messages for r in standin.requests] == [...]
+
+A reply may call tools (:class:`ScriptedCall`), streamed as OpenAI streams
+them: per call, a first piece with its ``index``, ``id``, ``type`` and
+``function.name`` and empty ``arguments``, then the arguments in fragments,
+call after call (indexes 0, 1, ...), and ``finish_reason: "tool_calls"``.
 """
 
 from __future__ import annotations
@@ -49,16 +55,36 @@ _DEFAULT_ERRORS = {
 
 
 @dataclass(frozen=True)
+class ScriptedCall:
+    """A tool call a scripted reply makes.
+
+    ``arguments`` (a JSON text, or any text to test bad ones) is streamed in
+    fragments of ``fragment`` characters, which split strings and numbers
+    mid-way as a real model's tokens do. ``id`` defaults to
+    ``call_standin_<index>``.
+    """
+
+    name: str
+    arguments: str = "{}"
+    id: str | None = None
+    fragment: int = 8
+
+
+@dataclass(frozen=True)
 class Reply:
     """How the stand-in answers one chat completion request.
 
     ``pieces``: the text deltas to stream, one chunk each (an empty string
-    sends a chunk with empty content); ``None`` echoes the last user message.
+    sends a chunk with empty content); ``None`` echoes the last message (see
+    above). ``tool_calls``: the calls to stream after the text.
+    ``raw_tool_calls``: values sent as is as ``delta.tool_calls``, one chunk
+    each, after those (for shapes no scripted call makes, malformed ones too).
     ``delay``: seconds between pieces, for slow tokens. ``wait``: seconds to
     stall before answering at all (before the response headers).
     ``status``: answer with this HTTP error instead, an OpenAI-style error body
     carrying ``message``; ``retry_after`` (seconds) adds ``Retry-After`` and
-    ``retry-after-ms`` headers. ``fail_after``: stream only this many pieces,
+    ``retry-after-ms`` headers. ``fail_after``: stream only this many pieces
+    (text deltas and tool-call chunks count alike),
     then fail as ``failure`` says: ``"disconnect"`` drops the connection,
     ``"truncate"`` ends the body cleanly without a finish chunk or ``[DONE]``,
     ``"error"`` sends an SSE ``{"error": ...}`` event as OpenAI does,
@@ -68,6 +94,8 @@ class Reply:
     """
 
     pieces: Sequence[str] | None = None
+    tool_calls: Sequence[ScriptedCall] = ()
+    raw_tool_calls: Sequence[Any] = ()
     delay: float = 0.0
     wait: float = 0.0
     status: int = 200
@@ -266,25 +294,26 @@ class OpenAIStandIn:
             return self._status_reply(reply)
 
         messages: list[Any] = body["messages"]
+        calls = reply.tool_calls or reply.raw_tool_calls
         if reply.pieces is not None:
             pieces = list(reply.pieces)
         else:
-            last_user = next(
-                (m.get("content") for m in reversed(messages) if m.get("role") == "user"), ""
-            )
-            pieces = echo_pieces(str(last_user or ""))
+            # A reply that calls tools says nothing unless scripted to.
+            pieces = [] if calls else echo_pieces(_echoed(messages))
+        deltas = [{"content": piece} for piece in pieces] + _tool_call_deltas(reply)
         prompt_tokens = _words(messages)
         usage = reply.usage or {
             "prompt_tokens": prompt_tokens,
-            "completion_tokens": len(pieces),
-            "total_tokens": prompt_tokens + len(pieces),
+            "completion_tokens": len(deltas),
+            "total_tokens": prompt_tokens + len(deltas),
         }
         model = str(body.get("model", ""))
+        finish_reason = "tool_calls" if calls else "stop"
         if body.get("stream"):
             options = body.get("stream_options") or {}
             include_usage = bool(isinstance(options, dict) and options.get("include_usage"))
             stream = self._stream(
-                reply, pieces, model, usage if include_usage else None, record, sock
+                reply, deltas, finish_reason, model, usage if include_usage else None, record, sock
             )
             return Response(
                 stream,
@@ -292,9 +321,14 @@ class OpenAIStandIn:
                 headers={"Cache-Control": "no-cache"},
                 direct_passthrough=True,
             )
-        if reply.delay and not self._pause(reply.delay * max(len(pieces) - 1, 0), sock, record):
+        if reply.delay and not self._pause(reply.delay * max(len(deltas) - 1, 0), sock, record):
             return _error(503, "stand-in stopped")
         record.done.set()
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(pieces)}
+        if reply.tool_calls:
+            message["tool_calls"] = [
+                _whole_call(index, call) for index, call in enumerate(reply.tool_calls)
+            ]
         return _json(
             {
                 "id": f"chatcmpl-standin-{id(record):x}",
@@ -304,8 +338,8 @@ class OpenAIStandIn:
                 "choices": [
                     {
                         "index": 0,
-                        "message": {"role": "assistant", "content": "".join(pieces)},
-                        "finish_reason": "stop",
+                        "message": message,
+                        "finish_reason": finish_reason,
                     }
                 ],
                 "usage": usage,
@@ -322,7 +356,8 @@ class OpenAIStandIn:
     def _stream(
         self,
         reply: Reply,
-        pieces: list[str],
+        deltas: list[dict[str, Any]],
+        finish_reason: str,
         model: str,
         usage: dict[str, int] | None,
         record: RecordedRequest,
@@ -346,12 +381,12 @@ class OpenAIStandIn:
         def delta(content: dict[str, Any], finish_reason: str | None = None) -> bytes:
             return chunk([{"index": 0, "delta": content, "finish_reason": finish_reason}])
 
-        sent = pieces if reply.fail_after is None else pieces[: reply.fail_after]
+        sent = deltas if reply.fail_after is None else deltas[: reply.fail_after]
         yield delta({"role": "assistant"})
         for index, piece in enumerate(sent):
             if index and reply.delay and not self._pause(reply.delay, sock, record):
                 return
-            yield delta({"content": piece})
+            yield delta(piece)
         if reply.fail_after is not None:
             if reply.failure == "disconnect" and sock is not None:
                 # The client sees the body end mid-chunk, like a crashed server.
@@ -364,7 +399,7 @@ class OpenAIStandIn:
             elif reply.failure == "malformed":
                 yield _sse({"choices": ["not an object"]})
             return
-        yield delta({}, "stop")
+        yield delta({}, finish_reason)
         if usage is not None:
             yield chunk([], usage=usage)
         yield _sse("[DONE]")
@@ -380,6 +415,46 @@ class OpenAIStandIn:
                 record.disconnected.set()
                 return False
         return True
+
+
+def _echoed(messages: list[Any]) -> str:
+    """What a reply nobody scripted says: the tool result it answers, or the user's words."""
+    if messages and isinstance(messages[-1], dict) and messages[-1].get("role") == "tool":
+        return str(messages[-1].get("content") or "")
+    last_user = next((m.get("content") for m in reversed(messages) if m.get("role") == "user"), "")
+    return str(last_user or "")
+
+
+def _call_id(index: int, call: ScriptedCall) -> str:
+    return call.id or f"call_standin_{index}"
+
+
+def _tool_call_deltas(reply: Reply) -> list[dict[str, Any]]:
+    """The ``delta`` of each chunk that streams the reply's tool calls, in order."""
+    deltas: list[dict[str, Any]] = []
+    for index, call in enumerate(reply.tool_calls):
+        first = {
+            "index": index,
+            "id": _call_id(index, call),
+            "type": "function",
+            "function": {"name": call.name, "arguments": ""},
+        }
+        deltas.append({"tool_calls": [first]})
+        step = max(call.fragment, 1)
+        for start in range(0, len(call.arguments), step):
+            fragment = call.arguments[start : start + step]
+            deltas.append({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})
+    deltas.extend({"tool_calls": raw} for raw in reply.raw_tool_calls)
+    return deltas
+
+
+def _whole_call(index: int, call: ScriptedCall) -> dict[str, Any]:
+    """A tool call as a reply that is not streamed holds it."""
+    return {
+        "id": _call_id(index, call),
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
 
 
 def _json(payload: Any, status: int = 200) -> Response:

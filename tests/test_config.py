@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
+from zerg import config
 from zerg import create_app
 from zerg.config import ConfigError
 
@@ -143,3 +144,11 @@ def test_each_database_gets_an_event_stream_of_its_own(tmp_path: Path) -> None:
     assert stream(DATABASE_URL=f"sqlite:///{tmp_path / 'one.sqlite'}", EVENT_STREAM="mine") == (
         "mine"
     )
+
+
+def test_every_setting_is_in_the_readme() -> None:
+    """A setting nobody can find is a setting nobody can use: the README's table names each."""
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert [
+        key for key in config.PARSERS if f"| `{key}`" not in readme and f", `{key}`" not in readme
+    ] == []

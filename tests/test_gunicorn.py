@@ -9,8 +9,10 @@ skip, saying so.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -36,6 +38,10 @@ from sqlalchemy import select
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from websockets.exceptions import InvalidStatus
+from wsproto import ConnectionType
+from wsproto import WSConnection
+from wsproto.events import Request
+from wsproto.events import TextMessage
 
 from tests.conftest import AppFactory
 from tests.helpers import create_agent
@@ -554,3 +560,51 @@ def test_a_ticket_from_one_worker_opens_a_websocket_on_the_other_once(
         with pytest.raises(InvalidStatus) as refused:
             WSClient(f"{server.ws_url}?ticket={ticket['ticket']}")
         assert refused.value.response.status_code == 401
+
+
+def test_large_frames_reach_a_client_that_paused_reading_whole_and_in_order(
+    start_gunicorn: Callable[..., Gunicorn],
+) -> None:
+    """gevent's ``send`` may write part of a frame; every frame must still arrive whole.
+
+    The client reads nothing until the server has written frames much larger
+    than the socket buffers between them, then reads them all.
+    """
+    server = start_gunicorn(WEB_CONCURRENCY="1")
+    http = requests.Session()
+    agent = http.post(f"{server.url}/api/agents", json={"name": "big"}, timeout=10).json()
+    thread = http.post(f"{server.url}/api/threads", json={"agent_id": agent["id"]}, timeout=10)
+    thread = thread.json()
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    # Small enough that the frames cannot all wait in the buffers between.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    protocol = WSConnection(ConnectionType.CLIENT)
+    target = f"/api/ws?initial_topics=thread:{thread['id']}"
+    sock.sendall(protocol.send(Request(host="127.0.0.1", target=target)))
+    contents = [f"{index} " + chr(ord("a") + index % 26) * 95_000 for index in range(60)]
+    for content in contents:
+        answer = http.post(
+            f"{server.url}/api/threads/{thread['id']}/messages",
+            json={"content": content},
+            timeout=30,
+        )
+        assert answer.status_code == 201, answer.text
+
+    received: list[dict[str, Any]] = []
+    parts: list[str] = []
+    sock.settimeout(5)
+    deadline = time.monotonic() + 60
+    while len([f for f in received if f["type"] == "thread_message"]) < len(contents):
+        assert time.monotonic() < deadline, f"{len(received)} frames whole, then nothing"
+        protocol.receive_data(sock.recv(1 << 20))
+        for event in protocol.events():
+            if isinstance(event, TextMessage):
+                parts.append(event.data)
+                if event.message_finished:
+                    received.append(json.loads("".join(parts)))
+                    parts.clear()
+    sock.close()
+    messages = [
+        frame["message"]["content"] for frame in received if frame["type"] == "thread_message"
+    ]
+    assert messages == contents

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
-from collections.abc import Iterator
 from typing import Any
 
 import openai
 import pytest
 
 from tests.conftest import AppFactory
+from tests.conftest import MakeProvider
+from tests.helpers import collect_until_error
 from tests.openai_standin import OpenAIStandIn
 from tests.openai_standin import Reply
 from zerg.providers import get_providers
-from zerg.providers.base import ProviderError
 from zerg.providers.base import StreamItem
 from zerg.providers.base import Usage
 from zerg.providers.offline import OfflineProvider
@@ -32,46 +31,12 @@ MESSAGES = [
     {"role": "user", "content": "say something nice"},
 ]
 
-MakeProvider = Callable[..., OpenAIProvider]
-
-
-@pytest.fixture
-def make_provider(standin: OpenAIStandIn) -> Iterator[MakeProvider]:
-    """Build providers aimed at the stand-in; every one is closed after the test."""
-    providers: list[OpenAIProvider] = []
-
-    def factory(**overrides: Any) -> OpenAIProvider:
-        options: dict[str, Any] = {
-            "api_key": None,
-            "base_url": standin.base_url,
-            "models": ("standin-small", "standin-large"),
-            "timeout": 5.0,
-            "max_retries": 0,
-            **overrides,
-        }
-        provider = OpenAIProvider(**options)
-        providers.append(provider)
-        return provider
-
-    yield factory
-    for provider in providers:
-        provider.close()
-
 
 def split(items: list[StreamItem]) -> tuple[list[str], list[Usage]]:
     texts = [item for item in items if isinstance(item, str)]
     usages = [item for item in items if isinstance(item, Usage)]
     assert len(texts) + len(usages) == len(items)
     return texts, usages
-
-
-def collect_until_error(stream: Iterator[StreamItem]) -> tuple[list[StreamItem], ProviderError]:
-    """Drain a stream that must fail, keeping what it yielded before failing."""
-    items: list[StreamItem] = []
-    with pytest.raises(ProviderError) as caught:
-        for item in stream:
-            items.append(item)
-    return items, caught.value
 
 
 # --- offline ----------------------------------------------------------------------

@@ -6,6 +6,7 @@ real ``flask db`` commands are invoked through the app's CLI runner.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 from click.testing import Result
 from flask import Flask
+from sqlalchemy import Connection
 from sqlalchemy import MetaData
 from sqlalchemy import func
 from sqlalchemy import inspect
@@ -502,6 +504,26 @@ def runs_shape(app: Flask) -> tuple[bool, set[str], set[str]]:
     return bool(nullable), indexes, columns
 
 
+def insert_agent_and_thread(connection: Connection) -> None:
+    """Agent 1 with thread 1, written as the schema of 0007 and later takes them."""
+    connection.execute(
+        text(
+            "INSERT INTO agents (name, status, system_instructions,"
+            " task_instructions, model, run_on_schedule, timezone,"
+            " consecutive_failures, created_at, updated_at) VALUES"
+            " ('a', 'idle', '', '', 'offline', false, 'UTC', 0,"
+            " '2026-01-01', '2026-01-01')"
+        )
+    )
+    connection.execute(
+        text(
+            "INSERT INTO agent_threads (agent_id, title, thread_type, active,"
+            " memory_strategy, created_at, updated_at) VALUES"
+            " (1, 't', 'chat', true, 'buffer', '2026-01-01', '2026-01-01')"
+        )
+    )
+
+
 def test_0008_requires_a_thread_for_every_run_and_indexes_the_listing_order(
     empty_app: Flask,
 ) -> None:
@@ -510,22 +532,7 @@ def test_0008_requires_a_thread_for_every_run_and_indexes_the_listing_order(
     nullable, indexes, columns = runs_shape(empty_app)
     assert nullable and "ix_runs_created_at" not in indexes and "location" not in columns
     with db.get_database(empty_app).engine.begin() as connection:
-        connection.execute(
-            text(
-                "INSERT INTO agents (name, status, system_instructions,"
-                " task_instructions, model, run_on_schedule, timezone,"
-                " consecutive_failures, created_at, updated_at) VALUES"
-                " ('a', 'idle', '', '', 'offline', false, 'UTC', 0,"
-                " '2026-01-01', '2026-01-01')"
-            )
-        )
-        connection.execute(
-            text(
-                "INSERT INTO agent_threads (agent_id, title, thread_type, active,"
-                " memory_strategy, created_at, updated_at) VALUES"
-                " (1, 't', 'chat', true, 'buffer', '2026-01-01', '2026-01-01')"
-            )
-        )
+        insert_agent_and_thread(connection)
         for thread_id in (1, None, 1):
             connection.execute(
                 text(
@@ -566,3 +573,49 @@ def test_0008_requires_a_thread_for_every_run_and_indexes_the_listing_order(
         assert connection.execute(text("SELECT count(*) FROM runs")).scalar() == 2
     migrate.upgrade(empty_app)
     assert migrate.status(empty_app).at_head
+
+
+def test_0009_adds_tools_and_waiting_runs_hold_their_thread(empty_app: Flask) -> None:
+    """Agents keep their rows with no tools; a waiting run holds its thread; downgrading ends it."""
+    migrate.upgrade(empty_app, "0008")
+    with db.get_database(empty_app).engine.begin() as connection:
+        insert_agent_and_thread(connection)
+
+    migrate.upgrade(empty_app, "0009")
+
+    insert_run = text(
+        "INSERT INTO runs (agent_id, thread_id, trigger, status, created_at)"
+        " VALUES (1, 1, 'api', :status, '2026-01-01')"
+    )
+    with db.get_database(empty_app).engine.begin() as connection:
+        tools, approval = connection.execute(
+            text("SELECT tools, approval_required FROM agents")
+        ).one()
+        assert (json_value(tools), json_value(approval)) == ([], [])
+        connection.execute(insert_run, {"status": "awaiting_approval"})
+        connection.execute(
+            text(
+                "INSERT INTO tool_calls (run_id, tool_call_id, round, position, name,"
+                " function, source, arguments, status, truncated, requires_approval,"
+                " created_at) VALUES (1, 'call_1', 1, 0, 'current_time', 'current_time',"
+                " 'builtin', '{}', 'awaiting_approval', false, true, '2026-01-01')"
+            )
+        )
+    with pytest.raises(IntegrityError), db.get_database(empty_app).engine.begin() as connection:
+        connection.execute(insert_run, {"status": "running"})
+    assert flask_db(empty_app, "check").exit_code == 0
+
+    migrate.downgrade(empty_app, "0008")
+
+    with db.get_database(empty_app).engine.connect() as connection:
+        status, error = connection.execute(text("SELECT status, error FROM runs")).one()
+        assert status == "cancelled" and "approval" in error
+        tables = set(inspect(connection).get_table_names())
+    assert not {"tool_calls", "mcp_servers"} & tables
+    migrate.upgrade(empty_app)
+    assert migrate.status(empty_app).at_head
+
+
+def json_value(value: Any) -> Any:
+    """A JSON column as read with plain SQL: text on SQLite, parsed on PostgreSQL."""
+    return json.loads(value) if isinstance(value, str) else value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -126,7 +127,7 @@ def test_env_reaches_the_stdio_server() -> None:
 
 
 def test_works_under_gevent_monkey_patching(http_url: str) -> None:
-    """HTTP servers work from concurrent greenlets; stdio fails as a clear error result."""
+    """HTTP and stdio servers work from concurrent greenlets; a slow call times out alone."""
     script = textwrap.dedent(
         f"""
         from gevent import monkey
@@ -139,14 +140,56 @@ def test_works_under_gevent_monkey_patching(http_url: str) -> None:
         stdio = McpClient(StdioServer("tiny", sys.executable, ({str(SERVER)!r},)))
         local = gevent.spawn(stdio.call_tool, "add", {{"a": 1, "b": 1}})
         gevent.joinall([*calls, slow, local], timeout=60)
-        results = [[c.value.content for c in calls], slow.value.is_error, local.value.is_error]
+        results = [[c.value.content for c in calls], slow.value.is_error, local.value.content]
         print(json.dumps(results))
         """
     )
     done = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
     )
-    contents, slow_failed, stdio_failed = json.loads(done.stdout.strip().splitlines()[-1])
+    contents, slow_failed, stdio_content = json.loads(done.stdout.strip().splitlines()[-1])
     assert contents == ['{"result": 1}', '{"result": 2}']
     assert slow_failed
-    assert stdio_failed
+    assert json.loads(stdio_content) == {"result": 2}
+
+
+def pid_recording_server(pid_file: Path, *, ignore_sigterm: bool = False) -> StdioServer:
+    """The test server, started by a wrapper that writes its pid (and may shrug off SIGTERM)."""
+    script = textwrap.dedent(
+        f"""
+        import os, runpy, signal, sys
+        if {ignore_sigterm!r}:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        with open({str(pid_file)!r}, "w") as file:
+            file.write(str(os.getpid()))
+        sys.argv = [{str(SERVER)!r}]
+        runpy.run_path(sys.argv[0], run_name="__main__")
+        """
+    )
+    return StdioServer("tiny", sys.executable, ("-c", script))
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("ignore_sigterm", [False, True], ids=["polite", "stubborn"])
+def test_a_stdio_server_is_stopped_after_a_call_that_timed_out(
+    tmp_path: Path, ignore_sigterm: bool
+) -> None:
+    """A server busy on a call it will never finish is still stopped, by SIGKILL if need be."""
+    pid_file = tmp_path / "pid"
+    server = pid_recording_server(pid_file, ignore_sigterm=ignore_sigterm)
+    result = McpClient(server, call_timeout=0.5).call_tool("slow", {})
+    assert result.is_error and "timed out" in result.content
+    assert not alive(int(pid_file.read_text()))
+
+
+def test_a_stdio_command_that_does_not_exist_is_an_error_result() -> None:
+    result = McpClient(StdioServer("nowhere", "zerg-no-such-mcp-server")).call_tool("add", {})
+    assert result.is_error
+    assert "'nowhere'" in result.content and "zerg-no-such-mcp-server" in result.content

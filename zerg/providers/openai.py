@@ -5,12 +5,21 @@ OpenAI-compatible server (Ollama, vLLM, llama.cpp). Whatever goes wrong on the
 way — refused connection, timeout, error status, a stream that breaks off — is
 turned into one :class:`ProviderError` with a short message fit to store on a
 run, so callers never need to know the SDK's or httpx's exception types.
+
+Tool calls stream as Chat Completions streams them, pieces of
+``choices[0].delta.tool_calls`` keyed by ``index``, and are passed on as
+:class:`ToolCallDelta` pieces for :class:`ToolCallAssembler`. Some compatible
+servers (Gemini's, older Ollama, several proxies) leave ``index`` out; a
+piece without one starts a new call when it names a function (and does not
+repeat the latest call's id) and adds to the latest call otherwise, which is
+how those servers stream: a whole call per piece, or one call at a time.
 """
 
 from __future__ import annotations
 
 from collections.abc import Generator
 from collections.abc import Iterator
+from collections.abc import Mapping
 from typing import Any
 from typing import cast
 
@@ -25,6 +34,7 @@ from zerg.providers.base import ChatOptions
 from zerg.providers.base import ModelInfo
 from zerg.providers.base import ProviderError
 from zerg.providers.base import StreamItem
+from zerg.providers.base import ToolCallDelta
 from zerg.providers.base import Usage
 
 # Error text from a server is shown to users; keep it to one readable line.
@@ -83,7 +93,12 @@ class OpenAIProvider:
     def stream(
         self, model: str, messages: ChatMessages, options: ChatOptions | None = None
     ) -> Generator[StreamItem, None, None]:
-        """Yield the reply's text deltas as they arrive, then its usage if reported.
+        """Yield the reply's text deltas and tool-call pieces as they arrive, then its usage.
+
+        ``options`` adds ``tools`` (when it offers any), ``temperature`` and
+        ``max_tokens`` (when set) to the request; what is unset is left out so
+        the server's defaults apply. A tool-call piece whose shape is wrong
+        raises :class:`ProviderError` rather than hand the run a broken call.
 
         Raises :class:`ProviderError` when the request fails or the stream ends
         without the server saying the reply is finished. Closing the generator
@@ -95,10 +110,8 @@ class OpenAIProvider:
         typed chunk cost more than everything else a streamed piece costs
         (bench/capacity.py, 500 replies at once).
         """
-        payload = cast(
-            "list[ChatCompletionMessageParam]",
-            [{"role": m["role"], "content": m["content"]} for m in messages],
-        )
+        request = _request_options(options)
+        payload = cast("list[ChatCompletionMessageParam]", [_message(m) for m in messages])
         started = False
         try:
             with self._client.chat.completions.with_streaming_response.create(
@@ -106,10 +119,13 @@ class OpenAIProvider:
                 messages=payload,
                 stream=True,
                 stream_options={"include_usage": True},
+                **request,
             ) as response:
                 started = True
                 finished = False
                 usage: Usage | None = None
+                # Made on the first tool-call piece: a text reply never pays for it.
+                calls: _ToolCallPieces | None = None
                 for data in _sse_data(response.iter_lines()):
                     if data == "[DONE]":
                         break
@@ -118,6 +134,10 @@ class OpenAIProvider:
                         delta = choice.get("delta") or {}
                         if content := delta.get("content"):
                             yield content
+                        if pieces := delta.get("tool_calls"):
+                            if calls is None:
+                                calls = _ToolCallPieces()
+                            yield from calls.read(pieces)
                         if choice.get("finish_reason") is not None:
                             finished = True
                     if reported := chunk.get("usage"):
@@ -161,6 +181,99 @@ class OpenAIProvider:
         if self._api_key:
             text = text.replace(self._api_key, "***")
         return text
+
+
+def _request_options(options: ChatOptions | None) -> dict[str, Any]:
+    """The request's optional fields: only those the agent set."""
+    if options is None:
+        return {}
+    request: dict[str, Any] = {}
+    if options.tools:
+        request["tools"] = list(options.tools)
+    if options.temperature is not None:
+        request["temperature"] = options.temperature
+    if options.max_tokens is not None:
+        request["max_tokens"] = options.max_tokens
+    return request
+
+
+def _message(message: Mapping[str, Any]) -> dict[str, Any]:
+    """One history message as sent: role and content, and the tool fields it has."""
+    sent = {"role": message["role"], "content": message.get("content")}
+    for key in ("tool_calls", "tool_call_id", "name"):
+        # An empty tool_calls list is refused by OpenAI; absent and empty mean the same.
+        if value := message.get(key):
+            sent[key] = value
+    return sent
+
+
+class _ToolCallPieces:
+    """Turns one reply's ``delta.tool_calls`` pieces into checked :class:`ToolCallDelta` items.
+
+    The first delta of each call carries its name (and id); later ones carry
+    argument fragments only, even from servers that repeat the id and name on
+    every piece, so that a consumer can tell a call's start from its name.
+    """
+
+    def __init__(self) -> None:
+        # index -> (id, name) of each call started so far.
+        self._started: dict[int, tuple[str | None, str]] = {}
+        self._latest: int | None = None
+
+    def read(self, pieces: Any) -> Iterator[ToolCallDelta]:
+        if not isinstance(pieces, list):
+            raise _malformed("tool_calls is not a list", pieces)
+        for piece in pieces:
+            yield self._delta(piece)
+
+    def _delta(self, piece: Any) -> ToolCallDelta:
+        if not isinstance(piece, dict):
+            raise _malformed("a tool call piece is not an object", piece)
+        function = piece.get("function") or {}
+        if not isinstance(function, dict):
+            raise _malformed("a tool call's function is not an object", piece)
+        call_id, name = piece.get("id"), function.get("name")
+        arguments = function.get("arguments") or ""
+        if not all(isinstance(v, str | None) for v in (call_id, name)) or not isinstance(
+            arguments, str
+        ):
+            raise _malformed("a tool call's id, name or arguments is not a string", piece)
+        index = piece.get("index")
+        if index is None:
+            index = self._implied_index(call_id, name)
+        elif type(index) is not int or index < 0:
+            raise _malformed("a tool call's index is not a whole number", piece)
+        self._latest = index
+        started = self._started.get(index)
+        if started is None:
+            if not name:
+                raise _malformed(f"tool call {index} starts without a function name", piece)
+            self._started[index] = (call_id, name)
+            return ToolCallDelta(index, call_id or None, name, arguments)
+        known_id, known_name = started
+        return ToolCallDelta(
+            index,
+            None if call_id == known_id else call_id or None,
+            None if name == known_name else name or None,
+            arguments,
+        )
+
+    def _implied_index(self, call_id: str | None, name: str | None) -> int:
+        """Where a piece without ``index`` belongs.
+
+        With the latest call, unless it names a function without repeating
+        that call's id: then it starts the next call.
+        """
+        latest = self._latest
+        if latest is None or (name and call_id != self._started[latest][0]):
+            return max(self._started, default=-1) + 1
+        return latest
+
+
+def _malformed(problem: str, piece: Any) -> ProviderError:
+    return ProviderError(
+        f"model service sent a malformed tool call: {problem}: {_shorten(str(piece))}"
+    )
 
 
 def _sse_data(lines: Iterator[str]) -> Iterator[str]:

@@ -44,11 +44,36 @@ _ids = itertools.count(1)
 class Socket(Protocol):
     """The part of simple-websocket's connection the hub uses."""
 
-    sock: socket.socket
+    sock: socket.socket | WholeSends
 
     def send(self, data: str) -> None: ...
 
     def close(self, reason: int | None = None, message: str | None = None) -> None: ...
+
+
+class WholeSends:
+    """A websocket's socket as its frames need it written: each whole, one writer at a time.
+
+    simple-websocket writes a frame with one ``socket.send`` and ignores how
+    much of it went out. A send may write only part: under gevent whenever
+    the frame is larger than the room left in the socket's buffer (a client
+    reading slowly), and the rest of the frame is lost, which garbles every
+    frame after it for that client. Its reader also writes (pongs, the reply
+    to a close) while the connection's writer does. So the connection's
+    socket is wrapped: every send writes all it is given, under one lock.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self._lock = threading.Lock()
+
+    def send(self, data: bytes, flags: int = 0) -> int:
+        with self._lock:
+            self._sock.sendall(data, flags)
+        return len(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
 
 
 class Connection:
@@ -56,6 +81,8 @@ class Connection:
 
     def __init__(self, ws: Socket, queue_size: int, drop_grace: float) -> None:
         self.id = next(_ids)
+        if not isinstance(ws.sock, WholeSends):
+            ws.sock = WholeSends(ws.sock)
         self.ws = ws
         self.topics: set[str] = set()
         self.dropped = False

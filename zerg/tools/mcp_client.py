@@ -13,10 +13,9 @@ affects exactly one call. On plain threads the loop runs on the calling
 thread; under gevent it runs on one of gevent's real worker threads (asyncio
 allows one running loop per OS thread, and greenlets share one), while the
 calling greenlet waits cooperatively. Concurrency under gevent is therefore
-bounded by the hub's thread pool size (10 by default). Known limit: stdio
-servers cannot be started under gevent (its patched ``subprocess`` watches
-children only from the hub's thread), so there they fail as a clear error
-result; stdio is meant for development and single-tenant setups anyway.
+bounded by the hub's thread pool size (10 by default). stdio servers are
+started by zerg's own transport (:mod:`zerg.tools.mcp_stdio`), which works
+on those threads too.
 
 The tools list is cached per server (the one thing worth keeping between
 calls) and refreshed on demand. Every step has its own deadline (connect,
@@ -40,9 +39,9 @@ from typing import TypeVar
 import anyio
 import httpx2
 from mcp import Client
-from mcp import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
+from zerg.tools.mcp_stdio import stdio_transport
 from zerg.tools.registry import DEFAULT_MAX_CHARS
 from zerg.tools.registry import ToolResult
 from zerg.tools.registry import capped
@@ -205,9 +204,7 @@ class McpClient:
         """The SDK's transport argument; the HTTP client is closed with ``stack``."""
         server = self.server
         if isinstance(server, StdioServer):
-            return StdioServerParameters(
-                command=server.command, args=list(server.args), env=dict(server.env) or None
-            )
+            return stdio_transport(server.command, server.args, server.env)
         assert http is not None  # built by _http_client for every HttpServer
         await stack.enter_async_context(http)
         return streamable_http_client(server.url, http_client=http)

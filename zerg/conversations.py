@@ -321,5 +321,5 @@ def mark_answered(session: Session, message_ids: Iterable[int]) -> None:
 
 def delete_run_messages(session: Session, run_id: int) -> int:
     """Remove the messages a run wrote (a rolled-back run's reply and tool results); count them."""
-    removed = session.execute(delete(_messages).where(_messages.c.run_id == run_id))
-    return int(removed.rowcount or 0)
+    removed = delete(_messages).where(_messages.c.run_id == run_id).returning(_messages.c.id)
+    return len(session.scalars(removed).all())

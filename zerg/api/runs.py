@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from flask import Blueprint
 from flask import Response
 
@@ -12,6 +14,7 @@ from zerg.api.io import parse_optional_body
 from zerg.api.io import parse_query
 from zerg.api.io import respond
 from zerg.api.io import respond_rows
+from zerg.api.operations import ViewT
 from zerg.api.operations import conflict
 from zerg.api.operations import ok
 from zerg.api.operations import operation
@@ -87,20 +90,27 @@ def list_tool_calls(run_id: int) -> Response:
     return respond_rows(ToolCallOut, tool_calls.list_calls(get_db(), run_id))
 
 
-DECISION_CONFLICT = conflict(
-    "The call was decided the other way already, never awaited approval, "
-    "or its run no longer awaits approval."
-)
+def decision(summary: str, answer: str) -> Callable[[ViewT], ViewT]:
+    """Describe a view deciding on a call the run awaits approval of."""
+    return operation(
+        "runs",
+        summary,
+        ok(ToolCallOut, answer),
+        body=ToolCallDecision,
+        body_required=False,
+        also=(
+            conflict(
+                "The call was decided the other way already, never awaited approval, "
+                "or its run no longer awaits approval."
+            ),
+        ),
+    )
 
 
 @bp.post("/<int:run_id>/tool-calls/<int:call_id>/approve")
-@operation(
-    "runs",
+@decision(
     "Approve a tool call the run awaits approval of",
-    ok(ToolCallOut, "The call, approved (`pending`, or further on if the run went on)."),
-    body=ToolCallDecision,
-    body_required=False,
-    also=(DECISION_CONFLICT,),
+    "The call, approved (`pending`, or further on if the run went on).",
 )
 @idempotent
 def approve_tool_call(run_id: int, call_id: int) -> Response:
@@ -113,13 +123,9 @@ def approve_tool_call(run_id: int, call_id: int) -> Response:
 
 
 @bp.post("/<int:run_id>/tool-calls/<int:call_id>/reject")
-@operation(
-    "runs",
+@decision(
     "Reject a tool call the run awaits approval of",
-    ok(ToolCallOut, "The call, `rejected`; the model is told, with the reason."),
-    body=ToolCallDecision,
-    body_required=False,
-    also=(DECISION_CONFLICT,),
+    "The call, `rejected`; the model is told, with the reason.",
 )
 @idempotent
 def reject_tool_call(run_id: int, call_id: int) -> Response:

@@ -35,8 +35,10 @@ from sqlalchemy.orm import Session
 from zerg import conversations
 from zerg.db import after_commit
 from zerg.db import app_of
+from zerg.db import load_row
 from zerg.domain_errors import Conflict
 from zerg.domain_errors import NotFound
+from zerg.models import ID_MAX
 from zerg.models import Run
 from zerg.models import ThreadMessage
 from zerg.models import ToolCall
@@ -62,6 +64,20 @@ STOPPED = "stopped"
 ANONYMOUS = "api"
 # A call's statuses once it has its outcome; the others still owe one.
 OUTCOMES = ("success", "error", "timeout", "rejected", "cancelled")
+# What this module's frames say of a call, besides its ``call_id`` (its id).
+FRAME_FIELDS = (
+    "tool_call_id",
+    "round",
+    "position",
+    "name",
+    "function",
+    "arguments",
+    "status",
+    "error",
+    "approval_deadline",
+    "decided_by",
+    "decision_reason",
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +125,11 @@ def awaiting(session: Session, run_id: int) -> list[ToolCall]:
     return list(session.scalars(statement))
 
 
+def resuming(run: Run) -> bool:
+    """Tell whether a run is queued to resume after its calls were decided (it began before)."""
+    return run.status == "queued" and run.started_at is not None
+
+
 def decide(
     session: Session,
     run_id: int,
@@ -128,11 +149,11 @@ def decide(
     call is announced as failed; an approved one waits ``pending`` for the
     resumed run to execute it.
     """
-    run = lock_thread_of(session, run_id)
+    run = lock_thread_of(session, run_id) if run_id <= ID_MAX else None
     if run is None:
         raise NotFound("Run", run_id)
-    call = session.get(ToolCall, call_id, populate_existing=True)
-    if call is None or call.run_id != run_id:
+    call = load_row(session, ToolCall, call_id)
+    if call.run_id != run_id:
         raise NotFound("ToolCall", call_id)
     wanted = "approved" if approve else "rejected"
     if call.status != WAITING:
@@ -176,7 +197,7 @@ def expire_overdue(session: Session, now: datetime) -> int:
     seconds = app_of(session).config["TOOL_APPROVAL_TIMEOUT_SECONDS"]
     reason = f"no decision within {seconds:g} seconds (TOOL_APPROVAL_TIMEOUT_SECONDS)"
     rejected = 0
-    for _thread_id, run_id in sorted(found.tuples()):
+    for _thread_id, run_id in sorted((row[0], row[1]) for row in found):
         run = lock_thread_of(session, run_id)
         if run is None or run.status != WAITING:
             continue
@@ -191,7 +212,7 @@ def expire_overdue(session: Session, now: datetime) -> int:
     return rejected
 
 
-def _overdue(now: datetime) -> Select[tuple[int]]:
+def _overdue(now: datetime) -> Select[int]:
     """The ids of the waiting runs with a call whose deadline has passed."""
     return (
         select(ToolCall.run_id)
@@ -353,21 +374,8 @@ def answer_text(call: ToolCall) -> str:
 
 
 def _announce_call(session: Session, kind: EventType, run: Run, call: ToolCall) -> None:
-    """Announce a call's new state on its thread's stream, as the tool loop does."""
+    """Announce a call's new state on its thread's stream, named as every tool-call frame is."""
     data = serialize(ToolCallOut, call)
-    frame = events.stream_event(
-        kind,
-        run.thread_id,
-        run.id,
-        call_id=data["id"],
-        tool_call_id=data["tool_call_id"],
-        name=data["name"],
-        function=data["function"],
-        arguments=data["arguments"],
-        status=data["status"],
-        error=data["error"],
-        approval_deadline=data["approval_deadline"],
-        decided_by=data["decided_by"],
-        decision_reason=data["decision_reason"],
-    )
+    fields = {name: data[name] for name in FRAME_FIELDS}
+    frame = events.stream_event(kind, run.thread_id, run.id, call_id=data["id"], **fields)
     events.announce(session, frame)

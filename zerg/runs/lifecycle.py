@@ -250,16 +250,24 @@ def mark_interrupted(
     interrupted too, rather than wait for a process to adopt them, and so do
     the runs waiting behind them (which have no owner yet), and waiting runs
     left with nothing ahead of them: their messages stay unanswered, ready
-    for a new run, and the thread is free for one. A run awaiting approval
-    has no process to lose (:mod:`zerg.runs.approvals`): it is left waiting,
-    and so are the runs queued behind it.
+    for a new run, and the thread is free for one.
+
+    A run awaiting approval has no process to lose (:mod:`zerg.runs.approvals`):
+    it is left waiting, and so are the runs queued behind it. A run queued to
+    resume once its calls were decided, which no worker has begun again, is
+    not ended either, since a person's decision would be lost: with ``dead``
+    this process adopts it (owner and pool), with ``owner`` it is let go
+    (no owner), for the next process that recovers runs to adopt.
     """
     if (owner is None) == (dead is None):
         raise TypeError("mark_interrupted takes either the owner that stopped or the locks")
-    me = get_runner(app_of(session)).instance_id
+    runner = get_runner(app_of(session))
+    me = runner.instance_id
     verdicts: dict[str, bool] = {}
 
-    def gone(run_owner: str) -> bool:
+    def gone(run_owner: str | None) -> bool:
+        if run_owner is None:
+            return False
         if owner is not None:
             return run_owner == owner
         if run_owner not in verdicts:
@@ -267,28 +275,43 @@ def mark_interrupted(
             verdicts[run_owner] = not alive
         return verdicts[run_owner]
 
+    def kept(run: Run) -> bool:
+        # Waiting for a person, or decided and waiting to resume: never ended here.
+        return run.status == approvals.WAITING or approvals.resuming(run)
+
     def stale(runs: list[Run]) -> list[Run]:
-        alive = any(
-            run.status == approvals.WAITING or (run.owner is not None and not gone(run.owner))
-            for run in runs
-        )
+        alive = any(kept(run) or (run.owner is not None and not gone(run.owner)) for run in runs)
+        return [
+            run for run in runs if not kept(run) and (gone(run.owner) if run.owner else not alive)
+        ]
+
+    def orphaned(runs: list[Run]) -> list[Run]:
         return [
             run
             for run in runs
-            if run.status != approvals.WAITING and (gone(run.owner) if run.owner else not alive)
+            if approvals.resuming(run) and (gone(run.owner) or (run.owner is None and dead))
         ]
+
+    def choose(runs: list[Run]) -> list[Run]:
+        # Called under the thread's lock: the runs to hand over are settled here too.
+        for run in orphaned(runs):
+            run.owner = None if dead is None else me
+            if dead is not None:
+                after_commit(session, partial(runner.submit, run.id))
+            log.warning("run %s, decided and waiting to resume, handed to %s", run.id, run.owner)
+        return stale(runs)
 
     by_thread: dict[int, list[Run]] = {}
     for run in session.scalars(select(Run).where(Run.status.in_(ACTIVE)).order_by(Run.id)):
         by_thread.setdefault(run.thread_id, []).append(run)
     return _end_runs(
         session,
-        [thread_id for thread_id, runs in by_thread.items() if stale(runs)],
-        stale,
+        [thread_id for thread_id, runs in by_thread.items() if stale(runs) or orphaned(runs)],
+        choose,
         "interrupted",
         lambda run: (
             "the process running it stopped before it finished"
-            if run.started_at is not None
+            if run.status == "running"
             else "the process that queued it stopped before it started"
         ),
         follow=dead is not None,
@@ -364,8 +387,7 @@ def _end_runs(
     ended: list[tuple[Run, bool]] = []
     now = utcnow()
     for run in chosen:
-        # A run queued to resume after its approvals began, and streamed, before.
-        streamed, error = run.started_at is not None, reason(run)
+        streamed, error = run.status == "running", reason(run)
         lock_agent_of(session, run)
         done = transition(session, run.id, ACTIVE, status, finished_at=now, error=error)
         if done is not None:

@@ -24,6 +24,26 @@ from zerg.schemas.base import Response
 from zerg.schemas.base import SearchText
 from zerg.schemas.schedules import Schedule
 from zerg.schemas.schedules import TimeZone
+from zerg.schemas.tools import ToolEntries
+
+# The most an agent may ask of one reply: above every model's output limit today.
+MAX_TOKENS_LIMIT = 1_000_000
+Temperature = Annotated[
+    float,
+    Field(ge=0, le=2, description="Sent to the provider; null leaves the model's default."),
+]
+MaxTokens = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=MAX_TOKENS_LIMIT,
+        description="The most tokens one reply may use; null leaves the model's default.",
+    ),
+]
+ApprovalRequired = Annotated[
+    ToolEntries,
+    Field(description="Entries of `tools` whose every call waits for a person's yes."),
+]
 
 
 class OfferedModel:
@@ -73,6 +93,10 @@ class AgentCreate(Request):
     timezone: TimeZone = "UTC"
     run_on_schedule: bool | None = None
     config: dict[str, Any] | None = None
+    tools: ToolEntries = []
+    approval_required: ApprovalRequired = []
+    temperature: Temperature | None = None
+    max_tokens: MaxTokens | None = None
 
 
 class AgentUpdate(Partial):
@@ -85,6 +109,8 @@ class AgentUpdate(Partial):
             "timezone",
             "run_on_schedule",
             "status",
+            "tools",
+            "approval_required",
         }
     )
 
@@ -97,6 +123,10 @@ class AgentUpdate(Partial):
     run_on_schedule: bool | None = None
     config: dict[str, Any] | None = None
     status: SettableAgentStatus | None = None
+    tools: ToolEntries | None = None
+    approval_required: ApprovalRequired | None = None
+    temperature: Temperature | None = None
+    max_tokens: MaxTokens | None = None
 
 
 class AgentMessageCreate(Request):
@@ -115,6 +145,12 @@ class AgentOut(Response):
     timezone: str
     run_on_schedule: bool
     config: dict[str, Any] | None
+    tools: list[str] = Field(description="Built-in tool names and `mcp:<server>/<tool>` entries.")
+    approval_required: list[str] = Field(
+        description="Entries of `tools` whose every call waits for a person's yes."
+    )
+    temperature: float | None
+    max_tokens: int | None
     last_error: str | None
     created_at: datetime
     updated_at: datetime

@@ -1,0 +1,64 @@
+"""Tools: the entries an agent lists, and the catalogue the API shows of them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+from typing import Any
+
+from pydantic import AfterValidator
+from pydantic import BaseModel
+from pydantic import Field
+from pydantic import StringConstraints
+
+from zerg.schemas.base import QueryRequest
+
+MAX_AGENT_TOOLS = 128
+
+# A built-in name (``current_time``) or ``mcp:<server>/<tool>``; which of
+# them exist is the domain's to say (zerg.agent_tools.check_tools).
+ToolEntry = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=200, pattern=r"^[^\u0000-\u001f]+$"),
+    Field(description="A built-in tool's name, or `mcp:<server>/<tool>`."),
+]
+
+
+def _no_duplicates(entries: list[str]) -> list[str]:
+    seen: set[str] = set()
+    for entry in entries:
+        if entry in seen:
+            raise ValueError(f"{entry!r} is listed twice")
+        seen.add(entry)
+    return entries
+
+
+ToolEntries = Annotated[
+    list[ToolEntry],
+    Field(max_length=MAX_AGENT_TOOLS),
+    AfterValidator(_no_duplicates),
+]
+
+
+class ToolOut(BaseModel):
+    """One tool an agent may be given, as ``GET /api/tools`` lists it."""
+
+    entry: str = Field(description="What an agent's `tools` lists to get this tool.")
+    name: str = Field(description="The function name the model sees.")
+    source: str = Field(description="`builtin`, or `mcp:<server>` for an MCP server's tool.")
+    description: str
+    parameters: dict[str, Any] = Field(description="The tool's arguments, as a JSON Schema.")
+
+
+class McpToolsQuery(QueryRequest):
+    refresh: bool = Field(
+        default=False,
+        description="Ask the server for its tools now, rather than answer from the cache.",
+    )
+
+
+class McpServerToolsOut(BaseModel):
+    server_id: int
+    server: str = Field(description="The server's name, as in `mcp:<server>/<tool>`.")
+    tools_listed_at: datetime = Field(description="When the server last listed its tools.")
+    tools: list[ToolOut]

@@ -35,6 +35,12 @@ from zerg.schemas.base import Request
 from zerg.schemas.base import Response
 from zerg.schemas.base import SearchText
 from zerg.schemas.base import Storable
+from zerg.schemas.mcp_servers import MCP_SERVER_NAME_PATTERN
+from zerg.schemas.mcp_servers import McpServerCreate
+from zerg.schemas.mcp_servers import McpServerName
+from zerg.schemas.mcp_servers import McpServerOut
+from zerg.schemas.mcp_servers import McpServerUpdate
+from zerg.schemas.mcp_servers import McpTransport
 from zerg.schemas.problems import Problem
 from zerg.schemas.problems import ProblemItem
 from zerg.schemas.problems import ServerProblem
@@ -73,6 +79,12 @@ from zerg.schemas.threads import ThreadMessageSentOut
 from zerg.schemas.threads import ThreadOut
 from zerg.schemas.threads import ThreadQuery
 from zerg.schemas.threads import ThreadUpdate
+from zerg.schemas.tools import MAX_AGENT_TOOLS
+from zerg.schemas.tools import McpServerToolsOut
+from zerg.schemas.tools import McpToolsQuery
+from zerg.schemas.tools import ToolEntries
+from zerg.schemas.tools import ToolEntry
+from zerg.schemas.tools import ToolOut
 
 __all__ = [
     "AgentCreate",
@@ -88,7 +100,16 @@ __all__ = [
     "HealthOut",
     "Id",
     "LongText",
+    "MAX_AGENT_TOOLS",
     "MAX_TEXT",
+    "MCP_SERVER_NAME_PATTERN",
+    "McpServerCreate",
+    "McpServerName",
+    "McpServerOut",
+    "McpServerToolsOut",
+    "McpServerUpdate",
+    "McpToolsQuery",
+    "McpTransport",
     "MemoryStrategy",
     "ModelName",
     "ModelOut",
@@ -133,6 +154,9 @@ __all__ = [
     "ThreadStats",
     "ThreadUpdate",
     "TimeZone",
+    "ToolEntries",
+    "ToolEntry",
+    "ToolOut",
     "ValidationProblem",
     "WsTicketOut",
     "dump_row",

@@ -48,6 +48,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from zerg.db import LIKE_ESCAPE
+from zerg.db import app_of
 from zerg.db import like_pattern
 from zerg.db import load_row
 from zerg.db import session_scope
@@ -165,19 +166,17 @@ def servers_named(session: Session, names: set[str], *, share: bool = False) -> 
     return list(session.scalars(statement))
 
 
-def create_server(session: Session, app: Flask, fields: McpServerCreate) -> McpServer:
+def create_server(session: Session, fields: McpServerCreate) -> McpServer:
     """Add a server; stdio only where MCP_ALLOW_STDIO allows it."""
     server = McpServer(tools=None, tools_listed_at=None)
-    _configure(server, fields.model_dump(), app)
+    _configure(server, fields.model_dump(), app_of(session))
     _check_name_free(session, server.name)
     session.add(server)
     _flush(session, server.name)
     return server
 
 
-def update_server(
-    session: Session, app: Flask, server_id: int, changes: McpServerUpdate
-) -> McpServer:
+def update_server(session: Session, server_id: int, changes: McpServerUpdate) -> McpServer:
     """Change the fields sent; a map (``env``, ``headers``) sent replaces the stored one.
 
     Switching the transport clears the other transport's fields. A server
@@ -188,7 +187,7 @@ def update_server(
     if "name" in sent and sent["name"] != server.name:
         _refuse_if_used(session, server, "renamed")
         _check_name_free(session, sent["name"])
-    _configure(server, sent, app)
+    _configure(server, sent, app_of(session))
     _flush(session, server.name)
     return server
 

@@ -35,6 +35,9 @@ bp = Blueprint("mcp_servers", __name__, url_prefix="/mcp-servers")
 
 NAME_TAKEN = conflict("Another MCP server has this name.")
 IN_USE = conflict("Agents' tools name the server: it keeps its name and cannot be deleted.")
+RENAME_REFUSED = conflict(
+    "Another MCP server has this name, or agents' tools name this one (it keeps its name)."
+)
 STDIO_OFF = conflict("A stdio server, and MCP_ALLOW_STDIO is not true: it cannot be started.")
 SERVER_FAILED = Reply(
     502,
@@ -102,7 +105,7 @@ def get_server(server_id: int) -> Response:
     "Update an MCP server (the fields sent)",
     ok(McpServerOut),
     body=McpServerUpdate,
-    also=(NAME_TAKEN, IN_USE),
+    also=(RENAME_REFUSED,),
 )
 def update_server(server_id: int) -> Response:
     """Change the fields sent; `env` or `headers` sent replaces the whole map.

@@ -36,6 +36,7 @@ from zerg.db import session_scope
 from zerg.domain_errors import InvalidField
 from zerg.models import Agent
 from zerg.models import McpServer
+from zerg.tools.builtin import BUILTIN_NAMES
 from zerg.tools.builtin import current_time_tool
 from zerg.tools.builtin import http_get_tool
 from zerg.tools.builtin import search_threads_tool
@@ -49,8 +50,6 @@ from zerg.tools.registry import model_name_for_mcp
 from zerg.tools.registry import parse_mcp_entry
 
 log = logging.getLogger(__name__)
-
-BUILTIN_NAMES = ("current_time", "http_get", "search_threads")
 
 
 def builtin_tools(app: Flask, agent_id: int | None) -> list[Tool]:

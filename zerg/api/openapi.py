@@ -350,7 +350,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
         ],
         "paths": paths,
         "components": {
-            "schemas": component_schemas(_models(routes), model_ids),
+            "schemas": component_schemas(_models(routes), model_ids, app.config["MCP_ALLOW_STDIO"]),
             "responses": _problem_responses(),
         },
     }

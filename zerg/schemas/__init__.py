@@ -36,6 +36,7 @@ from zerg.schemas.base import Response
 from zerg.schemas.base import SearchText
 from zerg.schemas.base import Storable
 from zerg.schemas.mcp_servers import MCP_SERVER_NAME_PATTERN
+from zerg.schemas.mcp_servers import STDIO_TRANSPORT
 from zerg.schemas.mcp_servers import McpServerCreate
 from zerg.schemas.mcp_servers import McpServerName
 from zerg.schemas.mcp_servers import McpServerOut
@@ -133,6 +134,7 @@ __all__ = [
     "RunQuery",
     "RunStatus",
     "RunTrigger",
+    "STDIO_TRANSPORT",
     "STRIPPED_WHITESPACE",
     "Schedule",
     "SchedulePreviewOut",

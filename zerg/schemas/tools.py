@@ -10,17 +10,25 @@ from pydantic import AfterValidator
 from pydantic import BaseModel
 from pydantic import Field
 from pydantic import StringConstraints
+from pydantic.json_schema import JsonDict
 
 from zerg.schemas.base import QueryRequest
+from zerg.tools.builtin import BUILTIN_NAMES
 
 MAX_AGENT_TOOLS = 128
 
 # A built-in name (``current_time``) or ``mcp:<server>/<tool>``; which of
-# them exist is the domain's to say (zerg.agent_tools.check_tools).
+# them exist is the domain's to say (zerg.agent_tools.check_tools). The
+# document lists the built-in names: which MCP entries exist depends on the
+# servers configured and their cached tools (GET /api/tools).
 ToolEntry = Annotated[
     str,
     StringConstraints(min_length=1, max_length=200, pattern=r"^[^\u0000-\u001f]+$"),
-    Field(description="A built-in tool's name, or `mcp:<server>/<tool>`."),
+    Field(
+        description="A built-in tool's name, or `mcp:<server>/<tool>` of a tool "
+        "`GET /api/tools` lists.",
+        json_schema_extra={"enum": list(BUILTIN_NAMES)},
+    ),
 ]
 
 
@@ -35,9 +43,28 @@ def _no_duplicates(entries: list[str]) -> list[str]:
 
 ToolEntries = Annotated[
     list[ToolEntry],
-    Field(max_length=MAX_AGENT_TOOLS),
+    Field(max_length=MAX_AGENT_TOOLS, json_schema_extra={"uniqueItems": True}),
     AfterValidator(_no_duplicates),
 ]
+
+
+# JSON Schema for what zerg.agent_tools.check_tools refuses: an approval for
+# a tool the agent does not list, stated for each documented entry.
+APPROVAL_WITHIN_TOOLS: JsonDict = {
+    "allOf": [
+        {
+            "if": {
+                "required": ["approval_required"],
+                "properties": {"approval_required": {"contains": {"const": name}}},
+            },
+            "then": {
+                "required": ["tools"],
+                "properties": {"tools": {"contains": {"const": name}}},
+            },
+        }
+        for name in BUILTIN_NAMES
+    ]
+}
 
 
 class ToolOut(BaseModel):

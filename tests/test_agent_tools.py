@@ -16,6 +16,7 @@ from flask.testing import FlaskClient
 
 from tests.conftest import MCP_SERVER
 from tests.helpers import PROBLEM_JSON
+from tests.helpers import assert_problem
 from tests.helpers import create_agent
 from tests.helpers import free_port
 from zerg import agent_tools
@@ -47,6 +48,13 @@ def refused(response: Any, field: str) -> str:
     assert error["loc"] == ["body", field]
     message: str = error["msg"]
     return message
+
+
+def conflict(response: Any) -> str:
+    """Check a 409 problem; return its detail."""
+    body = assert_problem(response, 409)
+    detail: str = body["detail"]
+    return detail
 
 
 @contextmanager
@@ -186,8 +194,11 @@ def test_approval_required_stays_within_the_tools(client: FlaskClient) -> None:
     dropped = client.patch(path, json={"tools": ["current_time"]})
     stray = client.patch(path, json={"approval_required": ["current_time"]})
 
-    assert "'http_get' is not one of the agent's tools" in refused(dropped, "approval_required")
-    assert "'current_time'" in refused(stray, "approval_required")
+    # Against the stored list: a conflict with the agent's state; within one body: invalid.
+    assert "'http_get', which is not one of the agent's tools" in conflict(dropped)
+    assert "'current_time'" in conflict(stray)
+    both_wrong = client.patch(path, json={"tools": [], "approval_required": ["http_get"]})
+    assert "'http_get' is not one of the agent's tools" in refused(both_wrong, "approval_required")
     both = client.patch(path, json={"tools": ["current_time"], "approval_required": []})
     assert both.status_code == 200
     assert both.get_json()["tools"] == ["current_time"]
@@ -260,14 +271,15 @@ def silent_port() -> Iterator[int]:
 def test_a_server_that_fails_at_run_time_is_an_error_result(
     make_app: AppFactory, mcp_url: str, silent_port: int, failure: str
 ) -> None:
-    app = make_app(MCP_CONNECT_TIMEOUT_SECONDS=0.5)
-    client = app.test_client()
+    client = make_app().test_client()
     server = listed_server(client, mcp_url)
     agent = create_agent(client, tools=["mcp:web/add"])
     port = free_port() if failure == "dead" else silent_port
     client.patch(f"/api/mcp-servers/{server['id']}", json={"url": f"http://127.0.0.1:{port}/mcp"})
+    # The run's app, on the same database, with a short deadline to connect.
+    impatient = make_app(MCP_CONNECT_TIMEOUT_SECONDS=0.5)
 
-    with registry(app, agent["id"]) as tools:
+    with registry(impatient, agent["id"]) as tools:
         result = tools.call("mcp__web__add", {"a": 1, "b": 2})
 
     assert result.is_error

@@ -271,9 +271,14 @@ def test_patch_switching_transport_clears_the_other_transports_fields(stdio_app:
     [
         pytest.param({"name": None}, ["body", "name"], 422, id="null-name"),
         pytest.param({"headers": None}, ["body", "headers"], 422, id="null-headers"),
-        pytest.param({"url": None}, ["body", "url"], 422, id="clearing-the-url"),
-        pytest.param({"command": "x"}, ["body", "command"], 422, id="command-for-http"),
         pytest.param({"transport": "stdio"}, ["body", "transport"], 422, id="stdio-not-allowed"),
+        pytest.param(
+            {"transport": "streamable_http", "env": {"A": "b"}}, ["body", "env"], 422, id="env"
+        ),
+        # Wrong only against the stored server: a conflict with its state.
+        pytest.param({"url": None}, None, 409, id="clearing-the-url"),
+        pytest.param({"command": "x"}, None, 409, id="command-for-http"),
+        pytest.param({"transport": "stdio", "command": "x"}, ["body", "transport"], 422),
         pytest.param({"name": "other"}, None, 409, id="name-taken"),
     ],
 )
@@ -430,7 +435,8 @@ def test_a_stdio_server_is_not_started_once_stdio_is_turned_off(
     assert "MCP_ALLOW_STDIO=true" in response.get_json()["detail"]
     # Switching it off (or deleting it) is still allowed; changing its command is not.
     assert client.patch(path, json={"enabled": False}).status_code == 200
-    refused(client.patch(path, json={"command": "/bin/sh"}), ["body", "transport"])
+    changed = client.patch(path, json={"command": "/bin/sh"})
+    assert "MCP_ALLOW_STDIO=true" in assert_problem(changed, 409)["detail"]
 
 
 def test_the_tools_route_refuses_a_bad_refresh(client: FlaskClient) -> None:

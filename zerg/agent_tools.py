@@ -33,6 +33,7 @@ from zerg import conversations
 from zerg import mcp_servers
 from zerg.db import app_of
 from zerg.db import session_scope
+from zerg.domain_errors import Conflict
 from zerg.domain_errors import InvalidField
 from zerg.models import Agent
 from zerg.models import McpServer
@@ -104,24 +105,38 @@ def catalogue(session: Session) -> list[dict[str, Any]]:
 
 
 def check_tools(
-    session: Session, tools: list[str], approval_required: list[str], *, entries: bool = True
+    session: Session,
+    tools: list[str],
+    approval_required: list[str],
+    *,
+    entries: bool = True,
+    stored: bool = False,
 ) -> None:
     """Refuse (InvalidField) an entry that names no tool, or an approval for a tool not listed.
 
     ``entries=False`` checks only that ``approval_required`` is within
-    ``tools`` (the tools were not changed). The servers named are read under
-    a shared lock, so none is renamed or deleted before the agent is saved.
+    ``tools`` (the tools were not changed). ``stored``: one of the two lists
+    is the agent's stored one, so an approval outside the tools is a Conflict
+    with the agent's state rather than invalid input. The servers named are
+    read under a shared lock, so none is renamed or deleted before the agent
+    is saved.
     """
     if entries:
         _check_entries(session, tools)
     listed = set(tools)
     for entry in approval_required:
-        if entry not in listed:
-            raise InvalidField(
-                "approval_required",
-                f"{entry!r} is not one of the agent's tools; add it to tools first",
-                "not_in_tools",
+        if entry in listed:
+            continue
+        if stored:
+            raise Conflict(
+                f"approval_required would name {entry!r}, which is not one of the agent's "
+                "tools; send tools and approval_required together"
             )
+        raise InvalidField(
+            "approval_required",
+            f"{entry!r} is not one of the agent's tools; add it to tools first",
+            "not_in_tools",
+        )
 
 
 def _check_entries(session: Session, tools: list[str]) -> None:

@@ -223,7 +223,8 @@ def update_agent(session: Session, agent_id: int, changes: AgentUpdate) -> Agent
     schedule to an agent that had none turns ``run_on_schedule`` on, as
     creating an agent with a schedule does, unless the request says otherwise.
     Tools sent are checked as on creation; ``approval_required`` must stay
-    within the tools, whichever of the two is sent.
+    within the tools, whichever of the two is sent (a Conflict when the one
+    not sent is what breaks it).
     """
     agent = lock_agent(session, agent_id)
     sent = changes.changes()
@@ -239,6 +240,7 @@ def update_agent(session: Session, agent_id: int, changes: AgentUpdate) -> Agent
             sent.get("tools", agent.tools),
             sent.get("approval_required", agent.approval_required),
             entries="tools" in sent,
+            stored="tools" not in sent or "approval_required" not in sent,
         )
     if sent.get("run_on_schedule") and not agent.run_on_schedule:
         # Switched back on (perhaps after failures paused it): a fresh count.

@@ -169,7 +169,7 @@ def servers_named(session: Session, names: set[str], *, share: bool = False) -> 
 def create_server(session: Session, fields: McpServerCreate) -> McpServer:
     """Add a server; stdio only where MCP_ALLOW_STDIO allows it."""
     server = McpServer(tools=None, tools_listed_at=None)
-    _configure(server, fields.model_dump(), app_of(session))
+    _configure(server, fields.model_dump(), app_of(session), creating=True)
     _check_name_free(session, server.name)
     session.add(server)
     _flush(session, server.name)
@@ -263,22 +263,39 @@ def _refuse_if_used(session: Session, server: McpServer, change: str) -> None:
         )
 
 
-def _configure(server: McpServer, sent: dict[str, Any], app: Flask) -> None:
-    """Apply the fields sent, holding the server to its transport's fields."""
+def _configure(
+    server: McpServer, sent: dict[str, Any], app: Flask, *, creating: bool = False
+) -> None:
+    """Apply the fields sent, holding the server to its transport's fields.
+
+    What a request gets wrong on its own (the fields of a transport it
+    names) is invalid input (InvalidField, as the API document says); what
+    it gets wrong only against the stored server (a field of the transport
+    the server already has, a field the server lacks) is a Conflict with the
+    server's state.
+    """
     transport = sent.get("transport", server.transport)
+    names_transport = creating or "transport" in sent
+
+    def refuse(field: str, message: str, kind: str, *, provable: bool = names_transport) -> None:
+        if provable:
+            raise InvalidField(field, message, kind)
+        reason = message.rstrip(".")
+        raise Conflict(f"MCP server {server.name!r} (transport {transport!r}): {field} {reason}.")
+
     if transport == STDIO and not stdio_allowed(app) and {"transport", *FIELDS[STDIO]} & set(sent):
-        raise InvalidField("transport", STDIO_REFUSED, "stdio_not_allowed")
+        refuse("transport", STDIO_REFUSED, "stdio_not_allowed")
     other = FIELDS[STDIO if transport == HTTP else HTTP]
     for name in other:
         if sent.get(name):
-            raise InvalidField(name, f"is not used by transport {transport!r}", "not_used")
+            refuse(name, f"is not used by transport {transport!r}", "not_used")
     for name, value in sent.items():
         setattr(server, name, value)
     for name in other:
         setattr(server, name, EMPTY[name])
     required = "url" if transport == HTTP else "command"
     if not getattr(server, required):
-        raise InvalidField(required, f"is required for transport {transport!r}", "missing")
+        refuse(required, f"is required for transport {transport!r}", "missing", provable=creating)
 
 
 def _check_name_free(session: Session, name: str) -> None:

@@ -26,6 +26,7 @@ from zerg.schemas.base import partial_with
 from zerg.schemas.base import whole_float
 from zerg.schemas.schedules import Schedule
 from zerg.schemas.schedules import TimeZone
+from zerg.schemas.tools import APPROVAL_WITHIN_SENT_TOOLS
 from zerg.schemas.tools import APPROVAL_WITHIN_TOOLS
 from zerg.schemas.tools import ToolEntries
 
@@ -97,7 +98,7 @@ class AgentCreate(Request):
 
 
 class AgentUpdate(Partial):
-    model_config = ConfigDict(json_schema_extra=partial_with(APPROVAL_WITHIN_TOOLS))
+    model_config = ConfigDict(json_schema_extra=partial_with(APPROVAL_WITHIN_SENT_TOOLS))
 
     NOT_NULL = frozenset(
         {

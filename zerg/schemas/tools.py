@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from pydantic import Field
 from pydantic import StringConstraints
 from pydantic.json_schema import JsonDict
+from pydantic.json_schema import JsonValue
 
 from zerg.schemas.base import QueryRequest
 from zerg.tools.builtin import BUILTIN_NAMES
@@ -48,23 +49,34 @@ ToolEntries = Annotated[
 ]
 
 
-# JSON Schema for what zerg.agent_tools.check_tools refuses: an approval for
-# a tool the agent does not list, stated for each documented entry.
-APPROVAL_WITHIN_TOOLS: JsonDict = {
-    "allOf": [
-        {
-            "if": {
-                "required": ["approval_required"],
-                "properties": {"approval_required": {"contains": {"const": name}}},
-            },
-            "then": {
-                "required": ["tools"],
-                "properties": {"tools": {"contains": {"const": name}}},
-            },
+def _approval_within_tools(tools_required: bool) -> JsonDict:
+    """JSON Schema for what zerg.agent_tools.check_tools refuses: an approval for a
+    tool the request's ``tools`` leaves out, stated for each documented entry.
+
+    ``tools_required``: the approval needs ``tools`` in the same body (on
+    creation, where leaving tools out means none); on an update it is
+    checked against the stored tools instead (409), which no schema can say.
+    """
+    rules: list[JsonValue] = []
+    for name in BUILTIN_NAMES:
+        condition: JsonDict = {
+            "required": ["approval_required"] if tools_required else ["approval_required", "tools"],
+            "properties": {"approval_required": {"contains": {"const": name}}},
         }
-        for name in BUILTIN_NAMES
-    ]
-}
+        rules.append(
+            {
+                "if": condition,
+                "then": {
+                    "required": ["tools"],
+                    "properties": {"tools": {"contains": {"const": name}}},
+                },
+            }
+        )
+    return {"allOf": rules}
+
+
+APPROVAL_WITHIN_TOOLS = _approval_within_tools(tools_required=True)
+APPROVAL_WITHIN_SENT_TOOLS = _approval_within_tools(tools_required=False)
 
 
 class ToolOut(BaseModel):

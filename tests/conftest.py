@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -37,6 +39,9 @@ from sqlalchemy.orm import Session
 from werkzeug.serving import BaseWSGIServer
 from werkzeug.serving import make_server
 
+from tests.helpers import free_port
+from tests.helpers import port_open
+from tests.helpers import wait_for
 from tests.openai_standin import OpenAIStandIn
 from tests.tool_runs import HoldingServer
 from zerg import create_app
@@ -334,6 +339,26 @@ def rows(app: Flask) -> Callable[[type[Base]], int]:
             return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
     return count
+
+
+MCP_SERVER = Path(__file__).parent / "fixtures" / "mcp_server.py"
+
+
+@pytest.fixture(scope="session")
+def mcp_url() -> Iterator[str]:
+    """The test MCP server (tests/fixtures/mcp_server.py) over Streamable HTTP on loopback."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(MCP_SERVER), "http", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: port_open(port), "the MCP HTTP server to listen", timeout=30)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
 
 
 @pytest.fixture

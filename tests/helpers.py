@@ -129,6 +129,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_open(port: int) -> bool:
+    """Tell whether something accepts connections on 127.0.0.1:``port``."""
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
 class Clock:
     """A clock that stands still until the test moves it: an app's ``SCHEDULER_CLOCK``."""
 

@@ -41,6 +41,10 @@ AGENT_FIELDS = {
     "timezone",
     "run_on_schedule",
     "config",
+    "tools",
+    "approval_required",
+    "temperature",
+    "max_tokens",
     "last_error",
     "created_at",
     "updated_at",
@@ -81,6 +85,10 @@ def test_create_agent_returns_every_field_with_its_default(client: FlaskClient, 
         "timezone": "UTC",
         "run_on_schedule": False,
         "config": None,
+        "tools": [],
+        "approval_required": [],
+        "temperature": None,
+        "max_tokens": None,
         "last_error": None,
         "created_at": agent["created_at"],
         "updated_at": agent["updated_at"],
@@ -102,12 +110,17 @@ def test_create_agent_stores_every_field_sent(client: FlaskClient) -> None:
         "schedule": "30 6 * * *",
         "run_on_schedule": True,
         "config": {"temperature": 0.2, "tools": ["search"], "nested": {"depth": 2}},
+        "tools": ["current_time", "search_threads"],
+        "approval_required": ["search_threads"],
+        "temperature": 0.7,
+        "max_tokens": 512,
     }
 
     agent = create_agent(client, **fields)
 
     assert agent["name"] == "Researcher"
-    for field in ("system_instructions", "task_instructions", "model", "schedule", "config"):
+    stored = ("system_instructions", "task_instructions", "model", "schedule", "config")
+    for field in (*stored, "tools", "approval_required", "temperature", "max_tokens"):
         assert agent[field] == fields[field]
     assert agent["run_on_schedule"] is True
     assert get_agent(client, agent["id"]) == agent
@@ -338,6 +351,10 @@ def test_update_every_field(client: FlaskClient, method: str) -> None:
         "run_on_schedule": True,
         "config": {"mode": "fast"},
         "status": "error",
+        "tools": ["http_get"],
+        "approval_required": ["http_get"],
+        "temperature": 2,
+        "max_tokens": 1,
     }
 
     response = client.open(f"/api/agents/{agent['id']}", method=method, json=changes)

@@ -27,6 +27,7 @@ from zerg.domain_errors import InvalidField
 from zerg.domain_errors import KeyInUse
 from zerg.domain_errors import KeyReused
 from zerg.domain_errors import NotFound
+from zerg.domain_errors import Unavailable
 
 PACKAGE_DIR = Path(zerg.__file__).parent
 PROBLEM = "application/problem+json"
@@ -38,6 +39,8 @@ ERRORS: dict[str, Callable[[], DomainError]] = {
     "invalid-field": lambda: InvalidField("model", "no provider offers it", "unknown_model"),
     "key-in-use": KeyInUse,
     "key-reused": KeyReused,
+    "unavailable": lambda: Unavailable("MCP server 'web': could not list tools: refused"),
+    "timed-out": lambda: Unavailable("MCP server 'web': timed out", timed_out=True),
 }
 KEY = "Idempotency-Key"
 
@@ -58,6 +61,8 @@ def raising_app(app: Flask) -> Flask:
     [
         ("not-found", 404, "Agent 7 not found", None),
         ("conflict", 409, "Run 3 has already finished (success).", None),
+        ("unavailable", 502, "MCP server 'web': could not list tools: refused", None),
+        ("timed-out", 504, "MCP server 'web': timed out", None),
         (
             "invalid-field",
             422,
@@ -189,6 +194,8 @@ def test_a_missing_thread_under_the_websocket_names_the_frame_field(
 
 DOMAIN = [
     PACKAGE_DIR / "agents.py",
+    PACKAGE_DIR / "agent_tools.py",
+    PACKAGE_DIR / "mcp_servers.py",
     PACKAGE_DIR / "conversations.py",
     PACKAGE_DIR / "idempotency.py",
     PACKAGE_DIR / "tickets.py",

@@ -45,6 +45,7 @@ from zerg.domain_errors import KeyInUse
 from zerg.models import Agent
 from zerg.models import AgentMessage
 from zerg.models import IdempotencyKey
+from zerg.models import McpServer
 from zerg.models import Run
 from zerg.models import Thread
 from zerg.models import ThreadMessage
@@ -99,7 +100,7 @@ def assert_same_answer(first: TestResponse, again: TestResponse) -> None:
     assert again.headers[REPLAYED] == "true"
 
 
-# --- the six operations -------------------------------------------------------
+# --- the seven operations -------------------------------------------------------
 
 
 def new_agent(client: FlaskClient, **fields: Any) -> dict[str, Any]:
@@ -138,6 +139,14 @@ def thread_run(client: FlaskClient) -> tuple[str, dict[str, Any] | None]:
     return f"/api/threads/{thread['id']}/run", None
 
 
+def mcp_server(client: FlaskClient) -> tuple[str, dict[str, Any] | None]:
+    return "/api/mcp-servers", {
+        "name": "once",
+        "transport": "streamable_http",
+        "url": "http://x.test",
+    }
+
+
 def agent_run(client: FlaskClient) -> tuple[str, dict[str, Any] | None]:
     return f"/api/agents/{new_agent(client, task_instructions='Go.')['id']}/run", None
 
@@ -151,6 +160,7 @@ OPERATIONS: dict[str, tuple[Setup, type[Any]]] = {
     "agent message": (agent_message, AgentMessage),
     "thread run": (thread_run, Run),
     "agent run": (agent_run, Run),
+    "mcp server": (mcp_server, McpServer),
 }
 
 

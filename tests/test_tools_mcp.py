@@ -4,49 +4,24 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
-from tests.helpers import wait_for
+from tests.conftest import MCP_SERVER
 from zerg.tools.mcp_client import HttpServer
 from zerg.tools.mcp_client import McpClient
 from zerg.tools.mcp_client import McpToolError
 from zerg.tools.mcp_client import StdioServer
 
-SERVER = Path(__file__).parent / "fixtures" / "mcp_server.py"
 SECRET = "s3cr3t-value"
 
 
 def stdio_server(**env: str) -> StdioServer:
-    return StdioServer("tiny", sys.executable, (str(SERVER),), env=env)
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
-@pytest.fixture(scope="module")
-def http_url() -> Iterator[str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, str(SERVER), "http", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(lambda: port_open(port), "the MCP HTTP server to listen", timeout=30)
-        yield f"http://127.0.0.1:{port}/mcp"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    return StdioServer("tiny", sys.executable, (str(MCP_SERVER),), env=env)
 
 
 def test_stdio_lists_and_calls_tools() -> None:
@@ -59,14 +34,14 @@ def test_stdio_lists_and_calls_tools() -> None:
     assert json.loads(result.content) == {"result": 5}
 
 
-def test_http_lists_and_calls_tools(http_url: str) -> None:
-    client = McpClient(HttpServer("web", http_url, headers={"Authorization": f"Bearer {SECRET}"}))
+def test_http_lists_and_calls_tools(mcp_url: str) -> None:
+    client = McpClient(HttpServer("web", mcp_url, headers={"Authorization": f"Bearer {SECRET}"}))
     assert "add" in {tool.name for tool in client.list_tools()}
     assert json.loads(client.call_tool("add", {"a": 1, "b": 1}).content) == {"result": 2}
 
 
-def test_tools_list_is_cached_until_refreshed(http_url: str) -> None:
-    client = McpClient(HttpServer("web", http_url))
+def test_tools_list_is_cached_until_refreshed(mcp_url: str) -> None:
+    client = McpClient(HttpServer("web", mcp_url))
     first = client.list_tools()
     client.server = HttpServer("web", "http://127.0.0.1:9/mcp")  # now unreachable
     assert client.list_tools() == first
@@ -74,21 +49,21 @@ def test_tools_list_is_cached_until_refreshed(http_url: str) -> None:
         client.list_tools(refresh=True)
 
 
-def test_a_failing_tool_is_an_error_result(http_url: str) -> None:
-    result = McpClient(HttpServer("web", http_url)).call_tool("boom", {})
+def test_a_failing_tool_is_an_error_result(mcp_url: str) -> None:
+    result = McpClient(HttpServer("web", mcp_url)).call_tool("boom", {})
     assert result.is_error
 
 
-def test_a_slow_tool_times_out_and_the_server_stays_usable(http_url: str) -> None:
-    client = McpClient(HttpServer("web", http_url), call_timeout=0.5)
+def test_a_slow_tool_times_out_and_the_server_stays_usable(mcp_url: str) -> None:
+    client = McpClient(HttpServer("web", mcp_url), call_timeout=0.5)
     result = client.call_tool("slow", {})
     assert result.is_error and result.timed_out
     assert "timed out" in result.content
     assert not client.call_tool("add", {"a": 1, "b": 2}).is_error
 
 
-def test_results_are_capped(http_url: str) -> None:
-    result = McpClient(HttpServer("web", http_url), max_chars=5).call_tool("add", {"a": 1, "b": 2})
+def test_results_are_capped(mcp_url: str) -> None:
+    result = McpClient(HttpServer("web", mcp_url), max_chars=5).call_tool("add", {"a": 1, "b": 2})
     assert result.truncated
     assert len(result.content) == 5
 
@@ -126,7 +101,7 @@ def test_env_reaches_the_stdio_server() -> None:
     assert json.loads(result.content) == {"result": SECRET}
 
 
-def test_works_under_gevent_monkey_patching(http_url: str) -> None:
+def test_works_under_gevent_monkey_patching(mcp_url: str) -> None:
     """HTTP and stdio servers work from concurrent greenlets; a slow call times out alone."""
     script = textwrap.dedent(
         f"""
@@ -134,10 +109,10 @@ def test_works_under_gevent_monkey_patching(http_url: str) -> None:
         monkey.patch_all()
         import gevent, json, sys
         from zerg.tools.mcp_client import HttpServer, McpClient, StdioServer
-        client = McpClient(HttpServer("web", {http_url!r}), call_timeout=1)
+        client = McpClient(HttpServer("web", {mcp_url!r}), call_timeout=1)
         calls = [gevent.spawn(client.call_tool, "add", {{"a": n, "b": 1}}) for n in range(2)]
         slow = gevent.spawn(client.call_tool, "slow", {{}})
-        stdio = McpClient(StdioServer("tiny", sys.executable, ({str(SERVER)!r},)))
+        stdio = McpClient(StdioServer("tiny", sys.executable, ({str(MCP_SERVER)!r},)))
         local = gevent.spawn(stdio.call_tool, "add", {{"a": 1, "b": 1}})
         gevent.joinall([*calls, slow, local], timeout=60)
         results = [[c.value.content for c in calls], slow.value.is_error, local.value.content]
@@ -162,7 +137,7 @@ def pid_recording_server(pid_file: Path, *, ignore_sigterm: bool = False) -> Std
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
         with open({str(pid_file)!r}, "w") as file:
             file.write(str(os.getpid()))
-        sys.argv = [{str(SERVER)!r}]
+        sys.argv = [{str(MCP_SERVER)!r}]
         runpy.run_path(sys.argv[0], run_name="__main__")
         """
     )

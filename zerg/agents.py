@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from zerg import agent_tools
 from zerg import conversations
 from zerg import cron
 from zerg.db import LIKE_ESCAPE
@@ -162,6 +163,7 @@ def create_agent(session: Session, fields: AgentCreate) -> Agent:
     """Add an agent; with a schedule it runs on it unless told otherwise."""
     model = fields.model or get_providers(app_of(session)).default_model()
     check_model(session, model)
+    agent_tools.check_tools(session, fields.tools, fields.approval_required)
     run_on_schedule = fields.run_on_schedule
     if run_on_schedule is None:
         run_on_schedule = fields.schedule is not None
@@ -174,6 +176,10 @@ def create_agent(session: Session, fields: AgentCreate) -> Agent:
         timezone=fields.timezone,
         run_on_schedule=run_on_schedule,
         config=fields.config,
+        tools=fields.tools,
+        approval_required=fields.approval_required,
+        temperature=fields.temperature,
+        max_tokens=fields.max_tokens,
     )
     refresh_next_run(agent)
     session.add(agent)
@@ -216,6 +222,9 @@ def update_agent(session: Session, agent_id: int, changes: AgentUpdate) -> Agent
     run that is starting is either seen or starts after the change. Giving a
     schedule to an agent that had none turns ``run_on_schedule`` on, as
     creating an agent with a schedule does, unless the request says otherwise.
+    Tools sent are checked as on creation; ``approval_required`` must stay
+    within the tools, whichever of the two is sent (a Conflict when the one
+    not sent is what breaks it).
     """
     agent = lock_agent(session, agent_id)
     sent = changes.changes()
@@ -225,6 +234,14 @@ def update_agent(session: Session, agent_id: int, changes: AgentUpdate) -> Agent
         raise Conflict(f"Agent {agent.id} is running; its runs set its status until they end.")
     if "model" in sent:
         check_model(session, sent["model"])
+    if "tools" in sent or "approval_required" in sent:
+        agent_tools.check_tools(
+            session,
+            sent.get("tools", agent.tools),
+            sent.get("approval_required", agent.approval_required),
+            entries="tools" in sent,
+            stored="tools" not in sent or "approval_required" not in sent,
+        )
     if sent.get("run_on_schedule") and not agent.run_on_schedule:
         # Switched back on (perhaps after failures paused it): a fresh count.
         agent.consecutive_failures = 0

@@ -25,7 +25,9 @@ from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from zerg.db import LIKE_ESCAPE
 from zerg.db import fetch_rows
+from zerg.db import like_pattern
 from zerg.db import load_row
 from zerg.db import read_row
 from zerg.domain_errors import NotFound
@@ -69,6 +71,30 @@ TOUCH_THREAD = (
     .values(updated_at=bindparam("now"))
 )
 INSERT_MESSAGE = insert(_messages).returning(_messages.c.id)
+# What search_messages finds: an agent's own messages containing a text,
+# ignoring case (ILIKE on PostgreSQL; lower() LIKE lower() on SQLite, which
+# folds ASCII letters only), newest first. Tool results are left out: they
+# would echo earlier searches back.
+SEARCH_MESSAGES = (
+    select(
+        _messages.c.id.label("message_id"),
+        _messages.c.thread_id,
+        _threads.c.title.label("thread_title"),
+        _messages.c.role,
+        _messages.c.content,
+        _messages.c.timestamp,
+    )
+    .join(_threads, _threads.c.id == _messages.c.thread_id)
+    .where(
+        _threads.c.agent_id == bindparam("agent_id"),
+        _messages.c.role != "tool",
+        _messages.c.content.ilike(bindparam("pattern"), escape=LIKE_ESCAPE),
+    )
+    .order_by(_messages.c.timestamp.desc(), _messages.c.id.desc())
+    .limit(bindparam("limit"))
+)
+# How much of a long message a search result shows around the match.
+SNIPPET_CHARS = 300
 UNANSWERED = (
     select(_messages.c.id)
     .where(
@@ -323,3 +349,25 @@ def delete_run_messages(session: Session, run_id: int) -> int:
     """Remove the messages a run wrote (a rolled-back run's reply and tool results); count them."""
     removed = delete(_messages).where(_messages.c.run_id == run_id).returning(_messages.c.id)
     return len(session.scalars(removed).all())
+
+
+def search_messages(session: Session, agent_id: int, text: str, limit: int) -> list[dict[str, Any]]:
+    """Find the agent's own thread messages containing ``text``, ignoring case, newest first.
+
+    Each result names its thread and message and shows the message, or the
+    part of a long one around the match.
+    """
+    params = {"agent_id": agent_id, "pattern": like_pattern(text), "limit": limit}
+    rows = fetch_rows(session, SEARCH_MESSAGES, params)
+    for row in rows:
+        row["content"] = _snippet(row["content"], text)
+    return rows
+
+
+def _snippet(content: str, text: str) -> str:
+    if len(content) <= SNIPPET_CHARS:
+        return content
+    at = max(content.lower().find(text.lower()), 0)
+    start = max(at - (SNIPPET_CHARS - len(text)) // 2, 0)
+    end = start + SNIPPET_CHARS
+    return ("…" if start else "") + content[start:end] + ("…" if end < len(content) else "")

@@ -45,6 +45,18 @@ class InvalidField(DomainError):
         self.kind = kind
 
 
+class Unavailable(DomainError):
+    """A server zerg asked on the caller's behalf (an MCP server) failed, or did not answer in time.
+
+    ``reason`` is already fit to show: free of secrets.
+    """
+
+    def __init__(self, reason: str, *, timed_out: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.timed_out = timed_out
+
+
 class KeyRefused(DomainError):
     """An idempotency key that cannot be honoured now; nothing ran."""
 

@@ -10,12 +10,14 @@ from zerg.api import agents
 from zerg.api import health
 from zerg.api import io
 from zerg.api import llm_models
+from zerg.api import mcp_servers
 from zerg.api import openapi
 from zerg.api import problems
 from zerg.api import runs
 from zerg.api import schedules
 from zerg.api import threads
 from zerg.api import tickets
+from zerg.api import tools
 from zerg.api import websocket
 
 
@@ -24,7 +26,19 @@ def init_app(app: Flask) -> None:
     # "/api/agents" and "/api/agents/" both answer, without a redirect.
     app.url_map.strict_slashes = False
     api = Blueprint("api", __name__, url_prefix="/api")
-    resources = (agents, threads, runs, schedules, llm_models, health, openapi, tickets, websocket)
+    resources = (
+        agents,
+        threads,
+        runs,
+        tools,
+        mcp_servers,
+        schedules,
+        llm_models,
+        health,
+        openapi,
+        tickets,
+        websocket,
+    )
     for resource in resources:
         api.register_blueprint(resource.bp)
     if app.config["ENVIRONMENT"] == "development":

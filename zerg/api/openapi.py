@@ -148,6 +148,7 @@ ID_PARAMETERS: dict[type[BaseModel], str] = {
     s.AgentMessageOut: "message_id",
     s.ThreadMessageOut: "message_id",
     s.ThreadMessageSentOut: "message_id",
+    s.McpServerOut: "server_id",
 }
 
 # What the Location header of a create names, by the model it answers with.
@@ -159,6 +160,7 @@ LOCATIONS: dict[type[BaseModel], str] = {
     s.ThreadMessageSentOut: "`/api/threads/{thread_id}/messages/{id}`: the new message.",
     s.RunOut: "`/api/runs/{id}`: the queued run, to follow until it ends.",
     s.WsTicketOut: "`/api/ws?ticket={ticket}`: the websocket URL that redeems the ticket.",
+    s.McpServerOut: "`/api/mcp-servers/{id}`: the new MCP server.",
 }
 
 
@@ -348,7 +350,7 @@ def build_spec(app: Flask) -> dict[str, Any]:
         ],
         "paths": paths,
         "components": {
-            "schemas": component_schemas(_models(routes), model_ids),
+            "schemas": component_schemas(_models(routes), model_ids, app.config["MCP_ALLOW_STDIO"]),
             "responses": _problem_responses(),
         },
     }

@@ -16,6 +16,8 @@ from zerg.api.idempotency import REPLAYED_HEADER
 TAGS = {
     "agents": "Agents: instructions, a model, an optional cron schedule.",
     "threads": "Conversations with one agent, and their messages.",
+    "tools": "The tools agents may be given: built-in ones and MCP servers' (`GET /api/tools`).",
+    "mcp-servers": "MCP servers whose tools agents may call; `env` and `headers` are write-only.",
     "runs": "Executions of an agent on a thread: history, status, cancelling.",
     "schedules": "What a cron expression means in a time zone, before an agent runs on it.",
     "websocket": "Tickets that let a browser open `/api/ws` without the token in its URL.",

@@ -3,7 +3,9 @@
 What the models' own schema cannot say is said while pydantic generates it,
 by a ``GenerateJsonSchema`` subclass: request text may not hold NUL and
 free-form objects are checked to any depth (``schemas.Storable``), and an
-agent's model must be one the app's providers offer (``schemas.OfferedModel``).
+agent's model must be one the app's providers offer (``schemas.OfferedModel``),
+and an MCP server's transport is ``stdio`` only where MCP_ALLOW_STDIO allows
+it (``schemas.StdioTransport``).
 The rest sits on the models themselves (``WithJsonSchema``, ``json_schema_extra``).
 Query models become parameters, where a value is absent or text, never ``null``.
 """
@@ -23,6 +25,7 @@ from pydantic_core import core_schema
 
 from zerg.schemas import NO_NUL
 from zerg.schemas import OFFERED_MODEL
+from zerg.schemas import STDIO_TRANSPORT
 from zerg.schemas import Id
 from zerg.schemas import Storable
 
@@ -34,6 +37,7 @@ class DocumentJsonSchema(GenerateJsonSchema):
     """pydantic's generator, saying also what ``Storable`` and ``OfferedModel`` check in code."""
 
     offered_models: ClassVar[tuple[str, ...]] = ()
+    stdio_allowed: ClassVar[bool] = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -41,9 +45,18 @@ class DocumentJsonSchema(GenerateJsonSchema):
         self._storable: list[bool] = []
 
     @classmethod
-    def offering(cls, model_ids: list[str]) -> type[DocumentJsonSchema]:
-        """Return this generator for an app whose providers offer ``model_ids``."""
-        return type(cls.__name__, (cls,), {"offered_models": tuple(model_ids)})
+    def offering(cls, model_ids: list[str], stdio: bool) -> type[DocumentJsonSchema]:
+        """Return this generator for an app whose providers offer ``model_ids``.
+
+        ``stdio``: whether the app may start stdio MCP servers (MCP_ALLOW_STDIO).
+        """
+        fields = {"offered_models": tuple(model_ids), "stdio_allowed": stdio}
+        return type(cls.__name__, (cls,), fields)
+
+    def literal_schema(self, schema: core_schema.LiteralSchema) -> JsonSchemaValue:
+        if schema.get("metadata", {}).get(STDIO_TRANSPORT) and not self.stdio_allowed:
+            schema = {**schema, "expected": [v for v in schema["expected"] if v != "stdio"]}
+        return super().literal_schema(schema)
 
     def _in_storable_request(self) -> bool:
         return bool(self._storable) and self._storable[-1]
@@ -93,10 +106,10 @@ def storable_json() -> dict[str, Any]:
 
 
 def component_schemas(
-    models: list[tuple[type[BaseModel], JsonSchemaMode]], model_ids: list[str]
+    models: list[tuple[type[BaseModel], JsonSchemaMode]], model_ids: list[str], stdio: bool
 ) -> dict[str, Any]:
     """Return the components: each model's schema as pydantic generates it, and StorableJSON."""
-    generator = DocumentJsonSchema.offering(model_ids)
+    generator = DocumentJsonSchema.offering(model_ids, stdio)
     _, top = models_json_schema(models, ref_template=REF_TEMPLATE, schema_generator=generator)
     components: dict[str, Any] = {**top["$defs"], STORABLE_JSON: storable_json()}
     return dict(sorted(components.items()))

@@ -19,6 +19,7 @@ from zerg.domain_errors import InvalidField
 from zerg.domain_errors import KeyInUse
 from zerg.domain_errors import KeyReused
 from zerg.domain_errors import NotFound
+from zerg.domain_errors import Unavailable
 from zerg.errors import APIError
 from zerg.errors import api_problem
 from zerg.errors import unexpected_error
@@ -55,6 +56,8 @@ def as_api_error(exc: DomainError) -> APIError | None:
         return APIError(404, str(exc))
     if isinstance(exc, Conflict):
         return APIError(409, str(exc))
+    if isinstance(exc, Unavailable):
+        return APIError(504 if exc.timed_out else 502, exc.reason)
     return None
 
 

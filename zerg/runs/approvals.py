@@ -25,6 +25,7 @@ import logging
 from datetime import datetime
 from datetime import timedelta
 from functools import partial
+from typing import Any
 
 from sqlalchemy import Select
 from sqlalchemy import exists
@@ -373,9 +374,13 @@ def answer_text(call: ToolCall) -> str:
     return f"{call.status}: {call.error or 'no result'}"
 
 
-def _announce_call(session: Session, kind: EventType, run: Run, call: ToolCall) -> None:
-    """Announce a call's new state on its thread's stream, named as every tool-call frame is."""
+def call_frame(kind: EventType, thread_id: int, call: ToolCall, **extra: Any) -> events.Event:
+    """A frame about a stored call, named as every tool-call frame is, with ``extra`` fields."""
     data = serialize(ToolCallOut, call)
     fields = {name: data[name] for name in FRAME_FIELDS}
-    frame = events.stream_event(kind, run.thread_id, run.id, call_id=data["id"], **fields)
-    events.announce(session, frame)
+    return events.stream_event(kind, thread_id, call.run_id, call_id=data["id"], **fields, **extra)
+
+
+def _announce_call(session: Session, kind: EventType, run: Run, call: ToolCall) -> None:
+    """Announce a call's new state on its thread's stream."""
+    events.announce(session, call_frame(kind, run.thread_id, call))

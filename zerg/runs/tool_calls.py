@@ -258,22 +258,6 @@ def list_calls(session: Session, run_id: int) -> list[dict[str, Any]]:
     return fetch_rows(session, statement)
 
 
-def call_frame(kind: EventType, thread_id: int, row: ToolCall, **fields: Any) -> events.Event:
-    """A frame about one stored call, naming it as every tool-call frame does."""
-    return events.stream_event(
-        kind,
-        thread_id,
-        row.run_id,
-        call_id=row.id,
-        tool_call_id=row.tool_call_id,
-        round=row.round,
-        position=row.position,
-        name=row.name,
-        function=row.function,
-        **fields,
-    )
-
-
 def _call_of(row: ToolCall) -> Call:
     return Call(
         id=row.id,
@@ -303,24 +287,17 @@ def _answer(
     message = _tool_message(row, content)
     conversations.add_message(session, thread_id, message, processed=True, run_id=row.run_id)
     if status == "success":
-        frame = call_frame(
+        frame = approvals.call_frame(
             EventType.TOOL_CALL_COMPLETED,
             thread_id,
             row,
-            status=status,
             result=row.result,
             truncated=row.truncated,
             duration_ms=row.duration_ms,
         )
     else:
-        frame = call_frame(
-            EventType.TOOL_CALL_FAILED,
-            thread_id,
-            row,
-            status=status,
-            error=row.error,
-            duration_ms=row.duration_ms,
-        )
+        kind = EventType.TOOL_CALL_FAILED
+        frame = approvals.call_frame(kind, thread_id, row, duration_ms=row.duration_ms)
     events.announce(session, frame)
     return {
         "role": "tool",

@@ -35,6 +35,13 @@ from zerg.schemas.base import Request
 from zerg.schemas.base import Response
 from zerg.schemas.base import SearchText
 from zerg.schemas.base import Storable
+from zerg.schemas.mcp_servers import MCP_SERVER_NAME_PATTERN
+from zerg.schemas.mcp_servers import STDIO_TRANSPORT
+from zerg.schemas.mcp_servers import McpServerCreate
+from zerg.schemas.mcp_servers import McpServerName
+from zerg.schemas.mcp_servers import McpServerOut
+from zerg.schemas.mcp_servers import McpServerUpdate
+from zerg.schemas.mcp_servers import McpTransport
 from zerg.schemas.problems import Problem
 from zerg.schemas.problems import ProblemItem
 from zerg.schemas.problems import ServerProblem
@@ -75,6 +82,12 @@ from zerg.schemas.threads import ThreadQuery
 from zerg.schemas.threads import ThreadUpdate
 from zerg.schemas.tool_calls import ToolCallDecision
 from zerg.schemas.tool_calls import ToolCallOut
+from zerg.schemas.tools import MAX_AGENT_TOOLS
+from zerg.schemas.tools import McpServerToolsOut
+from zerg.schemas.tools import McpToolsQuery
+from zerg.schemas.tools import ToolEntries
+from zerg.schemas.tools import ToolEntry
+from zerg.schemas.tools import ToolOut
 
 __all__ = [
     "AgentCreate",
@@ -90,7 +103,16 @@ __all__ = [
     "HealthOut",
     "Id",
     "LongText",
+    "MAX_AGENT_TOOLS",
     "MAX_TEXT",
+    "MCP_SERVER_NAME_PATTERN",
+    "McpServerCreate",
+    "McpServerName",
+    "McpServerOut",
+    "McpServerToolsOut",
+    "McpServerUpdate",
+    "McpToolsQuery",
+    "McpTransport",
     "MemoryStrategy",
     "ModelName",
     "ModelOut",
@@ -114,6 +136,7 @@ __all__ = [
     "RunQuery",
     "RunStatus",
     "RunTrigger",
+    "STDIO_TRANSPORT",
     "STRIPPED_WHITESPACE",
     "Schedule",
     "SchedulePreviewOut",
@@ -137,6 +160,9 @@ __all__ = [
     "TimeZone",
     "ToolCallDecision",
     "ToolCallOut",
+    "ToolEntries",
+    "ToolEntry",
+    "ToolOut",
     "ValidationProblem",
     "WsTicketOut",
     "dump_row",

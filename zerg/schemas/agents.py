@@ -6,15 +6,15 @@ from datetime import datetime
 from typing import Annotated
 from typing import Any
 from typing import Literal
-from typing import cast
 
 from pydantic import BaseModel
+from pydantic import BeforeValidator
+from pydantic import ConfigDict
 from pydantic import Field
-from pydantic import GetCoreSchemaHandler
 from pydantic import StringConstraints
-from pydantic_core import core_schema
 
 from zerg.schemas.base import MAX_TEXT
+from zerg.schemas.base import DocumentMark
 from zerg.schemas.base import LongText
 from zerg.schemas.base import Name
 from zerg.schemas.base import Page
@@ -22,29 +22,45 @@ from zerg.schemas.base import Partial
 from zerg.schemas.base import Request
 from zerg.schemas.base import Response
 from zerg.schemas.base import SearchText
+from zerg.schemas.base import partial_with
+from zerg.schemas.base import whole_float
 from zerg.schemas.schedules import Schedule
 from zerg.schemas.schedules import TimeZone
+from zerg.schemas.tools import APPROVAL_WITHIN_SENT_TOOLS
+from zerg.schemas.tools import APPROVAL_WITHIN_TOOLS
+from zerg.schemas.tools import ToolEntries
 
-
-class OfferedModel:
-    """Marks a model name, so the OpenAPI document lists the models the app's providers offer.
-
-    Which models those are depends on the app's configuration, so the mark is
-    read by the document's schema generator (``zerg.api.openapi_schemas``).
-    """
-
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> core_schema.CoreSchema:
-        schema = handler(source)
-        # A core schema is a TypedDict union; each member's metadata is a plain dict.
-        fields = cast(dict[str, Any], schema)
-        fields["metadata"] = {**fields.get("metadata", {}), OFFERED_MODEL: True}
-        return schema
+# The most an agent may ask of one reply: above every model's output limit today.
+MAX_TOKENS_LIMIT = 1_000_000
+Temperature = Annotated[
+    float,
+    Field(ge=0, le=2, description="Sent to the provider; null leaves the model's default."),
+]
+MaxTokens = Annotated[
+    int,
+    Field(
+        ge=1,
+        le=MAX_TOKENS_LIMIT,
+        description="The most tokens one reply may use; null leaves the model's default.",
+    ),
+    BeforeValidator(whole_float),
+]
+ApprovalRequired = Annotated[
+    ToolEntries,
+    Field(description="Entries of `tools` whose every call waits for a person's yes."),
+]
 
 
 # The key OfferedModel sets in the core schema's metadata.
 OFFERED_MODEL = "zerg_offered_model"
+
+
+class OfferedModel(DocumentMark):
+    """Marks a model name, so the OpenAPI document lists the models the app's providers offer."""
+
+    key = OFFERED_MODEL
+
+
 ModelName = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100),
@@ -65,6 +81,8 @@ class AgentQuery(Page):
 
 
 class AgentCreate(Request):
+    model_config = ConfigDict(json_schema_extra=APPROVAL_WITHIN_TOOLS)
+
     name: Name
     system_instructions: LongText = ""
     task_instructions: LongText = ""
@@ -73,9 +91,15 @@ class AgentCreate(Request):
     timezone: TimeZone = "UTC"
     run_on_schedule: bool | None = None
     config: dict[str, Any] | None = None
+    tools: ToolEntries = []
+    approval_required: ApprovalRequired = []
+    temperature: Temperature | None = None
+    max_tokens: MaxTokens | None = None
 
 
 class AgentUpdate(Partial):
+    model_config = ConfigDict(json_schema_extra=partial_with(APPROVAL_WITHIN_SENT_TOOLS))
+
     NOT_NULL = frozenset(
         {
             "name",
@@ -85,6 +109,8 @@ class AgentUpdate(Partial):
             "timezone",
             "run_on_schedule",
             "status",
+            "tools",
+            "approval_required",
         }
     )
 
@@ -97,6 +123,10 @@ class AgentUpdate(Partial):
     run_on_schedule: bool | None = None
     config: dict[str, Any] | None = None
     status: SettableAgentStatus | None = None
+    tools: ToolEntries | None = None
+    approval_required: ApprovalRequired | None = None
+    temperature: Temperature | None = None
+    max_tokens: MaxTokens | None = None
 
 
 class AgentMessageCreate(Request):
@@ -115,6 +145,12 @@ class AgentOut(Response):
     timezone: str
     run_on_schedule: bool
     config: dict[str, Any] | None
+    tools: list[str] = Field(description="Built-in tool names and `mcp:<server>/<tool>` entries.")
+    approval_required: list[str] = Field(
+        description="Entries of `tools` whose every call waits for a person's yes."
+    )
+    temperature: float | None
+    max_tokens: int | None
     last_error: str | None
     created_at: datetime
     updated_at: datetime

@@ -10,31 +10,35 @@ text (``QueryRequest``). The shared field types (ids, names, text) live here too
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Annotated
 from typing import Any
 from typing import ClassVar
+from typing import cast
 
 from pydantic import BaseModel
 from pydantic import BeforeValidator
 from pydantic import ConfigDict
 from pydantic import Field
+from pydantic import GetCoreSchemaHandler
 from pydantic import StringConstraints
 from pydantic import field_validator
 from pydantic.json_schema import JsonDict
+from pydantic_core import core_schema
 
 from zerg.models import ID_MAX
 
 MAX_TEXT = 100_000
 
 
-def _whole_float(value: Any) -> Any:
+def whole_float(value: Any) -> Any:
     """Take ``5.0`` as ``5``: JSON Schema calls it an integer, so the API does too."""
     return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 # The bounds before the validator: the other way round pydantic's JSON Schema
 # says "ge"/"le" instead of "minimum"/"maximum".
-Id = Annotated[int, Field(ge=1, le=ID_MAX), BeforeValidator(_whole_float)]
+Id = Annotated[int, Field(ge=1, le=ID_MAX), BeforeValidator(whole_float)]
 
 # The whitespace strip_whitespace removes (Unicode White_Space: pydantic-core
 # strips in Rust) as a JSON Schema (ECMA) character class; tests/test_schemas.py
@@ -51,6 +55,25 @@ Name = Annotated[
     Field(json_schema_extra={"pattern": NAME_PATTERN}),
 ]
 LongText = Annotated[str, Field(max_length=MAX_TEXT)]
+
+
+class DocumentMark:
+    """Marks a field whose documented values depend on the app's configuration.
+
+    The mark sets ``key`` in the field's core schema metadata, which the
+    document's schema generator (``zerg.api.openapi_schemas``) reads.
+    """
+
+    key: ClassVar[str]
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        schema = handler(source)
+        # A core schema is a TypedDict union; each member's metadata is a plain dict.
+        fields = cast(dict[str, Any], schema)
+        fields["metadata"] = {**fields.get("metadata", {}), self.key: True}
+        return schema
 
 
 def _storable_problem(value: Any) -> str | None:
@@ -115,6 +138,16 @@ def _partial_json_schema(schema: JsonDict, model: type[BaseModel]) -> None:
                 field.update(rest[0])
             else:
                 field["anyOf"] = rest
+
+
+def partial_with(extra: JsonDict) -> Callable[[JsonDict, type[BaseModel]], None]:
+    """A ``Partial`` subclass's schema hook: what ``Partial`` says, and ``extra`` besides."""
+
+    def hook(schema: JsonDict, model: type[BaseModel]) -> None:
+        _partial_json_schema(schema, model)
+        schema.update(extra)
+
+    return hook
 
 
 class Partial(Request):

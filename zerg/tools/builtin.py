@@ -32,6 +32,8 @@ import httpx
 
 from zerg.tools.registry import Tool
 
+# What an agent's ``tools`` names each built-in tool by (its model-facing name too).
+BUILTIN_NAMES = ("current_time", "http_get", "search_threads")
 DEFAULT_HTTP_TIMEOUT_SECONDS = 10.0
 DEFAULT_HTTP_MAX_BYTES = 200_000
 DEFAULT_HTTP_MAX_REDIRECTS = 3

@@ -94,7 +94,15 @@ class McpTool:
 
 
 class McpToolError(Exception):
-    """Listing tools failed; the message is already free of secrets."""
+    """Listing tools failed; the message is already free of secrets.
+
+    ``timed_out`` tells a server that did not answer in time from one that
+    failed (refused the connection, died, answered with an error).
+    """
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
 
 
 class McpClient:
@@ -140,7 +148,8 @@ class McpClient:
         try:
             tools = self._run(fetch, self.list_timeout)
         except Exception as error:  # noqa: BLE001 - reported with secrets removed
-            raise McpToolError(self._describe("list tools", error, self.list_timeout)) from None
+            message = self._describe("list tools", error, self.list_timeout)
+            raise McpToolError(message, timed_out=isinstance(error, TimeoutError)) from None
         with self._lock:
             self._tools = tools
         return list(tools)

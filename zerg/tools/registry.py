@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from dataclasses import field
+from dataclasses import replace
 from typing import Any
 
 import jsonschema
@@ -64,7 +65,10 @@ def capped(content: str, max_chars: int, *, is_error: bool = False) -> ToolResul
     return ToolResult(content=content[:max_chars], is_error=is_error, truncated=True)
 
 
-ToolFunction = Callable[[dict[str, Any]], str]
+# Text, or a whole result when the tool itself knows it failed (an MCP
+# server's ``is_error``) and the model should read its content as an error.
+ToolFunction = Callable[[dict[str, Any]], str | ToolResult]
+BUILTIN_SOURCE = "builtin"
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,9 @@ class Tool:
     """A tool a model may call: its public description and its implementation.
 
     ``function`` takes the validated arguments and returns text (JSON for
-    structured output); raising is fine, the registry makes it an error result.
+    structured output) or a :class:`ToolResult`; raising is fine, the
+    registry makes it an error result. ``source`` says where the tool comes
+    from, as stored with each call: ``builtin`` or ``mcp:<server>``.
     """
 
     name: str
@@ -81,6 +87,7 @@ class Tool:
     function: ToolFunction = field(repr=False)
     requires_approval: bool = False
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    source: str = BUILTIN_SOURCE
 
     def __post_init__(self) -> None:
         if not NAME_PATTERN.match(self.name):
@@ -188,6 +195,10 @@ class ToolRegistry:
             return ToolResult.timeout(f"tool {name} timed out after {tool.timeout_seconds:g} s")
         except Exception as error:  # noqa: BLE001 - any tool failure goes back to the model
             return ToolResult.error(f"tool {name} failed: {type(error).__name__}: {error}")
+        if isinstance(content, ToolResult):
+            result = capped(content.content, self.max_chars, is_error=content.is_error)
+            truncated = result.truncated or content.truncated
+            return replace(result, truncated=truncated, timed_out=content.timed_out)
         return capped(content, self.max_chars)
 
 

@@ -17,9 +17,6 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request
 from werkzeug.wrappers import Response
 
-from zerg import db
-from zerg.models import Agent
-
 
 class HoldingServer:
     """A local HTTP server whose ``/hold`` answers only once ``release`` is set.
@@ -77,15 +74,16 @@ class HoldingServer:
 
 
 def agent_with_tools(app: Flask, tools: list[str], **fields: Any) -> dict[str, Any]:
-    """Create an agent on the stand-in's model and give it ``tools`` (its API field lands apart)."""
-    client = app.test_client()
-    model = app.config["OPENAI_MODELS"][0]
-    body = {"name": "toolsmith", "model": model, "system_instructions": "Use tools."}
-    agent: dict[str, Any] = client.post("/api/agents", json=body | fields).get_json()
-    with db.session_scope(app) as session:
-        stored = session.get(Agent, agent["id"])
-        assert stored is not None
-        stored.tools = tools
+    """Create an agent on the stand-in's first model with ``tools``; return it."""
+    body = {
+        "name": "toolsmith",
+        "model": app.config["OPENAI_MODELS"][0],
+        "system_instructions": "Use tools.",
+        "tools": tools,
+    }
+    response = app.test_client().post("/api/agents", json=body | fields)
+    assert response.status_code == 201, response.get_json()
+    agent: dict[str, Any] = response.get_json()
     return agent
 
 

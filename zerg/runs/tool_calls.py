@@ -40,10 +40,9 @@ from zerg.realtime import events
 from zerg.realtime.events import EventType
 from zerg.runs import approvals
 from zerg.schemas import ThreadMessageCreate
-from zerg.tools.registry import MCP_PREFIX
+from zerg.tools.registry import BUILTIN_SOURCE
 from zerg.tools.registry import ToolRegistry
 from zerg.tools.registry import ToolResult
-from zerg.tools.registry import parse_mcp_entry
 
 _calls = cast(Table, ToolCall.__table__)
 
@@ -87,16 +86,6 @@ class Round:
     runnable: list[Call]
     answers: dict[int, dict[str, Any]]
     waiting: bool
-
-
-def source_of(entry: str) -> str:
-    """Where a tool comes from: ``builtin`` or ``mcp:<server>``."""
-    if entry.startswith(MCP_PREFIX):
-        try:
-            return MCP_PREFIX + parse_mcp_entry(entry)[0]
-        except ValueError:
-            pass
-    return "builtin"
 
 
 def chat_call(call: RequestedCall) -> dict[str, Any]:
@@ -143,7 +132,7 @@ def store_round(
             position=position,
             name=entry[:255],
             function=call.name[:64],
-            source=source_of(entry)[:255],
+            source=(tool.source if tool is not None else BUILTIN_SOURCE)[:255],
             arguments=call.arguments,
             requires_approval=tool is not None and tool.requires_approval,
         )

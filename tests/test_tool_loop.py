@@ -265,3 +265,51 @@ def test_an_agent_s_temperature_and_max_tokens_reach_the_model(
     (request,) = standin.requests
     assert (request.body["temperature"], request.body["max_tokens"]) == (0.25, 64)
     assert "tools" not in request.body
+
+
+def offline_run(client: FlaskClient, agent_id: int, content: str) -> tuple[int, int]:
+    thread = client.post("/api/threads", json={"agent_id": agent_id}).get_json()
+    return thread["id"], run_on(client, thread["id"], content)
+
+
+def test_the_offline_model_calls_a_tool_and_reports_its_result(make_app: AppFactory) -> None:
+    client = make_app(OFFLINE_DELAY_SECONDS=0.001).test_client()
+    agent = client.post("/api/agents", json={"name": "clock", "tools": ["current_time"]})
+    thread_id, run_id = offline_run(
+        client, agent.get_json()["id"], '/tool current_time {"timezone": "Europe/Paris"}'
+    )
+
+    assert wait_run(client, run_id)["status"] == "success"
+    (call,) = calls_of(client, run_id)
+    assert call["status"] == "success" and "Europe/Paris" in call["result"]
+    stored = messages_of(client, thread_id)
+    assert [m["role"] for m in stored] == ["user", "assistant", "tool", "assistant"]
+    assert stored[-1]["content"].startswith("The tool current_time answered:")
+
+
+def test_an_mcp_server_s_tools_run_in_the_loop_and_time_out_as_timeouts(
+    make_app: AppFactory, mcp_url: str
+) -> None:
+    timeouts = {"TOOL_TIMEOUT_SECONDS": 0.5, "MCP_CALL_TIMEOUT_SECONDS": 1}
+    app = make_app(OFFLINE_DELAY_SECONDS=0.001, **timeouts)
+    client = app.test_client()
+    body = {"name": "web", "transport": "streamable_http", "url": mcp_url}
+    server = client.post("/api/mcp-servers", json=body).get_json()
+    assert client.get(f"/api/mcp-servers/{server['id']}/tools").status_code == 200
+    tools = ["mcp:web/add", "mcp:web/slow"]
+    agent = client.post("/api/agents", json={"name": "adder", "tools": tools}).get_json()
+
+    _thread, added = offline_run(client, agent["id"], '/tool mcp:web/add {"a": 2, "b": 3}')
+    _thread, stalled = offline_run(client, agent["id"], "/tool mcp:web/slow {}")
+
+    assert wait_run(client, added)["status"] == "success"
+    (call,) = calls_of(client, added)
+    assert (call["name"], call["function"], call["source"]) == (
+        "mcp:web/add",
+        "mcp__web__add",
+        "mcp:web",
+    )
+    assert call["status"] == "success" and "5" in call["result"]
+    assert wait_run(client, stalled)["status"] == "success"
+    (call,) = calls_of(client, stalled)
+    assert call["status"] == "timeout" and "timed out" in call["error"]

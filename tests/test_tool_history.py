@@ -9,6 +9,8 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from tests.conftest import AppFactory
+from tests.helpers import orphan_run
+from tests.helpers import reap_dead_owners
 from tests.openai_standin import OpenAIStandIn
 from tests.openai_standin import Reply
 from tests.openai_standin import ScriptedCall
@@ -20,6 +22,7 @@ from tests.tool_runs import calls_of
 from tests.tool_runs import messages_of
 from tests.tool_runs import run_on
 from tests.tool_runs import start
+from zerg import conversations
 from zerg import db
 from zerg import serving
 from zerg.conversations import chat_history
@@ -28,6 +31,7 @@ from zerg.models import ThreadMessage
 from zerg.models import ToolCall
 from zerg.models import utcnow
 from zerg.runs.pool import get_runner
+from zerg.schemas import ThreadMessageCreate
 
 
 @pytest.fixture
@@ -287,3 +291,47 @@ def test_a_history_matches_calls_and_results_within_their_run() -> None:
     ]
     contents = [m["content"] for m in chat_history(rows)]
     assert contents == [None, "first", None, "second"]
+
+
+def test_the_calls_of_a_run_whose_process_died_are_answered_cancelled(
+    client: FlaskClient, tool_app: Flask
+) -> None:
+    agent = agent_with_tools(tool_app, ["current_time"])
+    thread = client.post("/api/threads", json={"agent_id": agent["id"]}).get_json()
+    client.post(f"/api/threads/{thread['id']}/messages", json={"content": "Time?"})
+    run_id = orphan_run(tool_app, thread)
+    call = {"id": "c1", "type": "function", "function": {"name": "current_time", "arguments": "{}"}}
+    # A process that died mid-call: its run running, the call running, no result.
+    with db.session_scope(tool_app) as session:
+        run = session.get(Run, run_id)
+        assert run is not None
+        run.status, run.started_at = "running", utcnow()
+        conversations.add_message(
+            session,
+            thread["id"],
+            ThreadMessageCreate(role="assistant", content="", tool_calls=[call]),
+            processed=True,
+            run_id=run_id,
+        )
+        session.add(
+            ToolCall(
+                run_id=run_id,
+                tool_call_id="c1",
+                round=1,
+                position=0,
+                name="current_time",
+                function="current_time",
+                source="builtin",
+                status="running",
+            )
+        )
+
+    assert reap_dead_owners(tool_app) == 1
+
+    assert client.get(f"/api/runs/{run_id}").get_json()["status"] == "interrupted"
+    (stored,) = calls_of(client, run_id)
+    assert stored["status"] == "cancelled" and "stopped before it finished" in stored["error"]
+    history = messages_of(client, thread["id"])
+    assert [m["role"] for m in history] == ["user", "assistant", "tool"]
+    assert history[-1]["run_id"] == run_id and history[-1]["content"].startswith("cancelled")
+    assert_every_call_answered(history)

@@ -265,7 +265,7 @@ def _tool_message(row: ToolCall, content: str) -> ThreadMessageCreate:
         role="tool",
         content=content or EMPTY_RESULT,
         tool_call_id=row.tool_call_id,
-        name=row.function,
+        name=row.function or None,
     )
 
 

@@ -60,6 +60,12 @@ CREATES = {
         201,
         lambda b: f"/api/threads/{b['thread_id']}/messages/{b['id']}",
     ),
+    "mcp server": Create(
+        lambda _a, _t: "/api/mcp-servers",
+        lambda _a: {"name": "tools", "transport": "streamable_http", "url": "http://x.test/mcp"},
+        201,
+        lambda b: f"/api/mcp-servers/{b['id']}",
+    ),
     "agent run": Create(
         lambda a, _t: f"/api/agents/{a}/run", lambda _a: None, 202, lambda b: f"/api/runs/{b['id']}"
     ),
@@ -183,6 +189,7 @@ def test_the_document_lists_location_for_every_create(app: Flask) -> None:
         ("POST", "/api/agents", "201"),
         ("POST", "/api/agents/{agent_id}/messages", "201"),
         ("POST", "/api/agents/{agent_id}/run", "202"),
+        ("POST", "/api/mcp-servers", "201"),
         ("POST", "/api/threads", "201"),
         ("POST", "/api/threads/{thread_id}/messages", "201"),
         ("POST", "/api/threads/{thread_id}/run", "202"),

@@ -69,7 +69,7 @@ def stdio_fields(name: str = "local", **fields: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def stdio_app(make_app: AppFactory) -> Flask:
-    """An app that may start stdio servers (threads, not gevent: stdio starts there)."""
+    """An app that may start stdio servers."""
     return make_app(MCP_ALLOW_STDIO=True)
 
 

@@ -41,6 +41,8 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/threads/1"): {"title": "t"},
     ("PATCH", "/api/threads/1"): {"title": "t"},
     ("POST", "/api/threads/1/messages"): {"content": "x"},
+    ("POST", "/api/mcp-servers"): {"name": "m", "transport": "streamable_http", "url": "http://x"},
+    ("PATCH", "/api/mcp-servers/1"): {"enabled": False},
 }
 QUERIES = {"/api/schedules/preview": "?cron=0+9+*+*+*"}
 # The routes that never touch the database, so answer as usual.

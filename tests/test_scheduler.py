@@ -362,9 +362,10 @@ def test_start_loads_the_agents_already_in_the_database(make_app: AppFactory) ->
     assert scheduler.running
     jobs = {identifier: next_run for identifier, _name, next_run in scheduler.jobs()}
     # The process that holds the scheduler also reaps the runs of dead processes,
-    # and purges the expired idempotency keys.
+    # purges the expired idempotency keys, and rejects overdue tool approvals.
     assert jobs.pop("reap-interrupted-runs") is not None
     assert jobs.pop("purge-idempotency-keys") is not None
+    assert jobs.pop("expire-tool-approvals") is not None
     assert jobs == {
         job_id(weekly["id"]): parse_utc(weekly["next_run_at"]),
         job_id(daily["id"]): parse_utc(daily["next_run_at"]),

@@ -131,6 +131,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "TOOL_HTTP_ALLOWED_HOSTS": _as_list,
     "TOOL_HTTP_MAX_BYTES": _as_int,
     "TOOL_APPROVAL_TIMEOUT_SECONDS": _as_seconds,
+    "TOOL_APPROVAL_CHECK_SECONDS": _as_seconds,
     "MCP_ALLOW_STDIO": _as_bool,
     "MCP_CONNECT_TIMEOUT_SECONDS": _as_seconds,
     "MCP_LIST_TIMEOUT_SECONDS": _as_seconds,
@@ -190,6 +191,8 @@ DEFAULTS: dict[str, Any] = {
     "TOOL_HTTP_MAX_BYTES": 200_000,
     # A call nobody approves or rejects within this is rejected (an hour).
     "TOOL_APPROVAL_TIMEOUT_SECONDS": 3600,
+    # How often the scheduler's holder looks for calls whose approval is overdue.
+    "TOOL_APPROVAL_CHECK_SECONDS": 15,
     # A stdio MCP server runs a command on this machine: off unless asked for.
     "MCP_ALLOW_STDIO": False,
     "MCP_CONNECT_TIMEOUT_SECONDS": 10,

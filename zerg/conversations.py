@@ -16,6 +16,7 @@ from typing import cast
 
 from sqlalchemy import Table
 from sqlalchemy import bindparam
+from sqlalchemy import delete
 from sqlalchemy import exists
 from sqlalchemy import insert
 from sqlalchemy import select
@@ -173,11 +174,13 @@ def add_message(
     *,
     processed: bool = False,
     partial: bool = False,
+    run_id: int | None = None,
 ) -> dict[str, Any]:
     """Add a message to a thread and stamp the thread; return the message as announced.
 
     Raises NotFound if there is no such thread. ``processed`` marks a message
-    that needs no answer (a run's own reply), ``partial`` a reply cut short.
+    that needs no answer (a run's own reply), ``partial`` a reply cut short,
+    ``run_id`` the run that wrote it.
     The thread is locked before the time is read, so that messages of one
     thread are stamped, numbered, committed and announced in one order: a
     watcher sees them as a reload lists them.
@@ -202,7 +205,7 @@ def add_message(
         "timestamp": now,
         "metadata": message.metadata,
     }
-    message_id = session.execute(INSERT_MESSAGE, values).scalar_one()
+    message_id = session.execute(INSERT_MESSAGE, {**values, "run_id": run_id}).scalar_one()
     # Every column but the id is what was just bound: nothing to read back.
     payload = dump_row(ThreadMessageOut, {"id": message_id, **values})
     events.announce(session, events.thread_message_created(payload))
@@ -289,3 +292,9 @@ def _snippet(content: str, text: str) -> str:
     start = max(at - (SNIPPET_CHARS - len(text)) // 2, 0)
     end = start + SNIPPET_CHARS
     return ("…" if start else "") + content[start:end] + ("…" if end < len(content) else "")
+
+
+def delete_run_messages(session: Session, run_id: int) -> int:
+    """Remove the messages a run wrote (a rolled-back run's reply and tool results); count them."""
+    removed = delete(_messages).where(_messages.c.run_id == run_id).returning(_messages.c.id)
+    return len(session.scalars(removed).all())

@@ -165,10 +165,11 @@ unexpected failure, with a `request_id` and nothing of its internals
 
 ## Retrying safely
 
-The `POST`s that create something (an agent, a thread, a message, a run) take an
-`Idempotency-Key` header (1 to 255 printable ASCII characters; the IETF draft of that
-name). The first request with a key runs, and its response, if a success, is kept
-with the key for {ttl} seconds, in the same transaction as the work. A retry with the same key,
+The `POST`s that create something (an agent, a thread, a message, a run), and the
+decisions on a run's tool calls, take an `Idempotency-Key` header (1 to 255
+printable ASCII characters; the IETF draft of that name). The first request with
+a key runs, and its response, if a success, is kept with the key for {ttl}
+seconds, in the same transaction as the work. A retry with the same key,
 path and body gets that response again (its `Location` too) with
 `{REPLAYED_HEADER}: true`, and changes
 nothing. The same key with another path or body: 422. A retry while the first is

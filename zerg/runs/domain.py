@@ -46,10 +46,13 @@ from zerg.models import Agent
 from zerg.models import Run
 from zerg.models import utcnow
 from zerg.realtime import events
+from zerg.runs import approvals
 from zerg.runs.pool import get_runner
 from zerg.runs.states import ACTIVE
+from zerg.runs.states import HOLDING
 from zerg.runs.states import active_runs
 from zerg.runs.states import announce_run
+from zerg.runs.states import announce_stream_end
 from zerg.runs.states import lock_thread
 from zerg.runs.states import transition
 from zerg.schemas import MultitaskStrategy
@@ -165,7 +168,9 @@ def queue_thread_run(
 
 
 def _supersede(session: Session, run: Run, strategy: MultitaskStrategy) -> None:
-    """Stop an active run for a newer one: a queued run at once, a running one at its next piece.
+    """Stop an active run for a newer one: a queued or waiting run at once, a running one later.
+
+    A running run stops at its next piece; one awaiting approval ends at once.
 
     The running run's owner learns of it over the bus, like a cancel; how the
     run ends (its reply kept or removed) is recorded on the row, where the
@@ -174,6 +179,13 @@ def _supersede(session: Session, run: Run, strategy: MultitaskStrategy) -> None:
     """
     if run.status == "queued":
         _cancel_queued(session, run, SUPERSEDED[strategy], strategy)
+        return
+    if run.status == approvals.WAITING:
+        # No worker holds it: it ends now, as a running run ends at its next piece.
+        discard = strategy == "rollback"
+        approvals.end_waiting(
+            session, run, "cancelled", SUPERSEDED[strategy], stop=strategy, discard=discard
+        )
         return
     # A rollback outranks an earlier interrupt or cancel, an interrupt a cancel.
     if strategy == "rollback" or run.stop_requested not in SUPERSEDED:
@@ -241,7 +253,7 @@ def _start_next(session: Session, thread_id: int) -> Run | None:
     (it has an owner: it started the thread's queue, or was taken before).
     """
     active = active_runs(session, thread_id)
-    if not active or active[0].status == "running" or active[0].owner is not None:
+    if not active or active[0].status in HOLDING or active[0].owner is not None:
         return None
     runner = get_runner(app_of(session))
     run = active[0]
@@ -301,10 +313,12 @@ def queue_agent_run(
 def cancel_run(session: Session, run_id: int) -> tuple[Run, bool]:
     """Cancel a run; return it and whether it is over (False: it stops at its next piece).
 
-    A queued run is cancelled at once. For a running one, a cancel request
-    goes out on the bus once the session commits; the process that owns the
-    run (this one or another) stops it, and it finishes ``cancelled`` keeping
-    its partial reply. Raises Conflict for a finished run.
+    A queued run is cancelled at once, and so is one awaiting approval (no
+    process holds it): its undecided calls are rejected and answered in its
+    thread. For a running one, a cancel request goes out on the bus once the
+    session commits; the process that owns the run (this one or another)
+    stops it, and it finishes ``cancelled`` keeping its partial reply.
+    Raises Conflict for a finished run.
     """
     run = load_run(session, run_id)
     lock_thread(session, run.thread_id)
@@ -315,6 +329,12 @@ def cancel_run(session: Session, run_id: int) -> tuple[Run, bool]:
         _cancel_queued(session, run, "cancelled before it started", "cancel")
         after_end(session, run)
         return run, True
+    if run.status == approvals.WAITING:
+        approvals.end_waiting(
+            session, run, "cancelled", "cancelled while awaiting approval", stop="cancel"
+        )
+        after_end(session, run)
+        return run, True
     run.stop_requested = run.stop_requested or "cancel"
     announce_run(session, run)
     events.announce(session, events.run_cancel_requested(run.id, run.owner))
@@ -322,10 +342,20 @@ def cancel_run(session: Session, run_id: int) -> tuple[Run, bool]:
 
 
 def _cancel_queued(session: Session, run: Run, reason: str, stop: str) -> None:
-    """End a run that never started, saying what stopped it (``stop_requested``).
+    """End a queued run, saying what stopped it (``stop_requested``).
 
-    The caller decides what starts in its place.
+    The caller decides what starts in its place. A run queued to resume after
+    its tool calls were decided (:mod:`zerg.runs.approvals`) began before:
+    its calls are answered (or, for a rollback, its messages removed) and its
+    stream ends.
     """
     values = {"finished_at": utcnow(), "error": reason, "stop_requested": stop}
-    if transition(session, run.id, ("queued",), "cancelled", **values) is not None:
-        announce_run(session, run)
+    if transition(session, run.id, ("queued",), "cancelled", **values) is None:
+        return
+    if run.started_at is not None:
+        removed = conversations.delete_run_messages(session, run.id) if stop == "rollback" else 0
+        approvals.close_open_calls(session, run, reason)
+        announce_stream_end(
+            session, run.thread_id, run.id, run.status, reason, discarded=bool(removed)
+        )
+    announce_run(session, run)

@@ -43,6 +43,7 @@ from zerg.providers.base import Provider
 from zerg.providers.base import Usage
 from zerg.realtime import events
 from zerg.realtime.events import EventType
+from zerg.runs import approvals
 from zerg.runs.domain import SUPERSEDED
 from zerg.runs.domain import after_end
 from zerg.runs.pool import get_runner
@@ -262,13 +263,23 @@ def mark_interrupted(
     the runs waiting behind them (which have no owner yet), and waiting runs
     left with nothing ahead of them: their messages stay unanswered, ready
     for a new run, and the thread is free for one.
+
+    A run awaiting approval has no process to lose (:mod:`zerg.runs.approvals`):
+    it is left waiting, and so are the runs queued behind it. A run queued to
+    resume once its calls were decided, which no worker has begun again, is
+    not ended either, since a person's decision would be lost: with ``dead``
+    this process adopts it (owner and pool), with ``owner`` it is let go
+    (no owner), for the next process that recovers runs to adopt.
     """
     if (owner is None) == (dead is None):
         raise TypeError("mark_interrupted takes either the owner that stopped or the locks")
-    me = get_runner(app_of(session)).instance_id
+    runner = get_runner(app_of(session))
+    me = runner.instance_id
     verdicts: dict[str, bool] = {}
 
-    def gone(run_owner: str) -> bool:
+    def gone(run_owner: str | None) -> bool:
+        if run_owner is None:
+            return False
         if owner is not None:
             return run_owner == owner
         if run_owner not in verdicts:
@@ -276,17 +287,39 @@ def mark_interrupted(
             verdicts[run_owner] = not alive
         return verdicts[run_owner]
 
+    def kept(run: Run) -> bool:
+        # Waiting for a person, or decided and waiting to resume: never ended here.
+        return run.status == approvals.WAITING or approvals.resuming(run)
+
     def stale(runs: list[Run]) -> list[Run]:
-        alive = any(run.owner is not None and not gone(run.owner) for run in runs)
-        return [run for run in runs if (gone(run.owner) if run.owner else not alive)]
+        alive = any(kept(run) or (run.owner is not None and not gone(run.owner)) for run in runs)
+        return [
+            run for run in runs if not kept(run) and (gone(run.owner) if run.owner else not alive)
+        ]
+
+    def orphaned(runs: list[Run]) -> list[Run]:
+        return [
+            run
+            for run in runs
+            if approvals.resuming(run) and (gone(run.owner) or (run.owner is None and dead))
+        ]
+
+    def choose(runs: list[Run]) -> list[Run]:
+        # Called under the thread's lock: the runs to hand over are settled here too.
+        for run in orphaned(runs):
+            run.owner = None if dead is None else me
+            if dead is not None:
+                after_commit(session, partial(runner.submit, run.id))
+            log.warning("run %s, decided and waiting to resume, handed to %s", run.id, run.owner)
+        return stale(runs)
 
     by_thread: dict[int, list[Run]] = {}
     for run in session.scalars(select(Run).where(Run.status.in_(ACTIVE)).order_by(Run.id)):
         by_thread.setdefault(run.thread_id, []).append(run)
     return _end_runs(
         session,
-        [thread_id for thread_id, runs in by_thread.items() if stale(runs)],
-        stale,
+        [thread_id for thread_id, runs in by_thread.items() if stale(runs) or orphaned(runs)],
+        choose,
         "interrupted",
         lambda run: (
             "the process running it stopped before it finished"
@@ -393,7 +426,9 @@ def _close(
     """Do the rest of a run's end, after its transition: announce, record, start what follows.
 
     ``streamed``: its stream started and its end is not announced yet.
+    Tool calls it left without a result are answered first, whatever ended it.
     """
+    approvals.close_open_calls(session, run, run.error or f"the run ended {run.status}")
     if streamed:
         announce_stream_end(session, run.thread_id, run.id, run.status, run.error)
     log.info(

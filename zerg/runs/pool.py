@@ -47,6 +47,8 @@ class Runner:
         self._database_turns = threading.BoundedSemaphore(app.config["DATABASE_POOL_SIZE"])
         self._lock = threading.Lock()
         self._runs: dict[int, tuple[threading.Event, Future[None]]] = {}
+        # Runs submitted again while their worker was still on its way out.
+        self._again: set[int] = set()
         self._stopping = False
         self._interrupting = False
 
@@ -56,16 +58,28 @@ class Runner:
         return self._interrupting
 
     def submit(self, run_id: int) -> None:
-        """Execute a committed, queued run in the background, unless it is here already.
+        """Execute a committed, queued run in the background, once its worker here is done.
 
-        Once shutting down, the run is left queued: the shutdown marks it.
+        A run submitted while a worker still holds it goes again when that
+        worker is done: a run that waited for approval is queued again, and
+        submitted, by whoever decides, and that can be before the worker
+        that parked it has returned. A run begins only once, so a second
+        go at a run that is not queued does nothing. Once shutting down, the
+        run is left queued: the shutdown marks it.
         """
-        switch = threading.Event()
         with self._lock:
-            if self._stopping or run_id in self._runs:
+            if self._stopping:
                 return
-            future = self._pool.submit(self._execute, run_id, switch)
-            self._runs[run_id] = (switch, future)
+            if run_id in self._runs:
+                self._again.add(run_id)
+                return
+            self._start(run_id)
+
+    def _start(self, run_id: int) -> None:
+        """Hand a run to a worker thread; the caller holds the lock."""
+        switch = threading.Event()
+        future = self._pool.submit(self._execute, run_id, switch)
+        self._runs[run_id] = (switch, future)
 
     def _execute(self, run_id: int, switch: threading.Event) -> None:
         try:
@@ -73,6 +87,10 @@ class Runner:
         finally:
             with self._lock:
                 self._runs.pop(run_id, None)
+                if run_id in self._again:
+                    self._again.discard(run_id)
+                    if not self._stopping:
+                        self._start(run_id)
 
     @contextmanager
     def database_turn(self) -> Iterator[None]:

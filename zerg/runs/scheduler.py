@@ -42,6 +42,7 @@ from zerg.models import utcnow
 from zerg.realtime import events
 from zerg.realtime.events import Event
 from zerg.realtime.events import EventType
+from zerg.runs import approvals
 from zerg.runs import domain
 from zerg.runs import lifecycle
 from zerg.runs.ticks import SCHEDULED_TIME
@@ -64,6 +65,7 @@ log = logging.getLogger(__name__)
 
 REAPER = "reap-interrupted-runs"
 PURGER = "purge-idempotency-keys"
+APPROVALS = "expire-tool-approvals"
 # Expired keys are ignored at once by lookups; deleting them can wait this long.
 PURGE_SECONDS = 3600
 
@@ -160,6 +162,25 @@ def purge_idempotency_keys(app: Flask) -> int:
     return purged
 
 
+def expire_approvals(app: Flask) -> int:
+    """The job: reject the tool calls nobody decided on in time; return how many.
+
+    Only the scheduler lock's holder does it, reading the scheduler's clock;
+    a pass that finds nothing overdue only reads. The runs it resumes go to
+    this process's pool.
+    """
+    jobs = get_scheduler(app)
+    if not jobs.holds_lock():
+        log.warning("the approvals' timeout fired after this process lost the scheduler lock")
+        return 0
+    now = jobs.clock()
+    with session_scope(app, write=False) as session:
+        if not approvals.has_overdue(session, now):
+            return 0
+    with session_scope(app) as session:
+        return approvals.expire_overdue(session, now)
+
+
 def missed_ticks(agent: Agent, now: datetime) -> list[datetime]:
     """Return the ticks the agent's schedule passed while no process was scheduling, newest first.
 
@@ -220,8 +241,9 @@ class Scheduler:
         process's, holding the scheduler lock), jobs check the lock before
         each run, and the scheduler interrupts, every RUN_REAP_SECONDS, the runs of
         processes that died (their lock free at two passes), so they do not
-        wait for a restart, and deletes
-        the expired idempotency keys every PURGE_SECONDS.
+        wait for a restart, deletes the expired idempotency keys every
+        PURGE_SECONDS, and rejects the tool calls whose approval is overdue
+        every TOOL_APPROVAL_CHECK_SECONDS.
         """
         if self.running:
             return
@@ -267,6 +289,14 @@ class Scheduler:
                     seconds=PURGE_SECONDS,
                     args=[self.app],
                     id=PURGER,
+                )
+            if locks is not None and self.scheduler.get_job(APPROVALS) is None:
+                self.scheduler.add_job(
+                    expire_approvals,
+                    "interval",
+                    seconds=self.app.config["TOOL_APPROVAL_CHECK_SECONDS"],
+                    args=[self.app],
+                    id=APPROVALS,
                 )
             # Jobs made before a pause wait for ticks that the holder since
             # may have run; each job now waits for the first tick from now on,

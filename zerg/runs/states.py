@@ -2,6 +2,10 @@
 
 ``queued → running → success | failed | cancelled | interrupted``, and a run
 that never started may end ``cancelled``, ``failed`` or ``interrupted`` too.
+A running run whose tool calls need a person's yes waits ``awaiting_approval``
+(:mod:`zerg.runs.approvals`), holding its thread but no worker and no
+process, and goes back to ``queued`` once every call is decided; a cancel or
+a newer run's strategy may end it while it waits.
 Every change of status is one conditional ``UPDATE … WHERE status IN (…)``
 (:func:`transition`) whose row count says whether it happened: of two enders
 racing (a worker finishing, a cancel, the reaper, the sweep) exactly one wins,
@@ -24,6 +28,7 @@ import logging
 from collections.abc import Collection
 from typing import Any
 
+from sqlalchemy import case
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -39,7 +44,11 @@ from zerg.realtime.events import EventType
 from zerg.schemas import RunOut
 from zerg.schemas import serialize
 
-ACTIVE = ("queued", "running")
+# The statuses of a run that has not ended: no other is ever left.
+ACTIVE = ("queued", "running", "awaiting_approval")
+# The statuses of a thread's one run that has begun and not ended (the
+# database's uq_runs_running_thread index allows one per thread).
+HOLDING = ("running", "awaiting_approval")
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +81,7 @@ def lock_thread_of(session: Session, run_id: int) -> Run | None:
 
 
 def active_runs(session: Session, thread_id: int) -> list[Run]:
-    """Return the thread's running run, if any, then its queued ones in the order they start.
+    """Return the thread's running or waiting run, if any, then its queued ones in turn.
 
     Runs the session holds already are read again: callers ask under the
     thread's lock, for what the other holders of the lock committed.
@@ -80,7 +89,7 @@ def active_runs(session: Session, thread_id: int) -> list[Run]:
     statement = (
         select(Run)
         .where(Run.thread_id == thread_id, Run.status.in_(ACTIVE))
-        .order_by(Run.status.desc(), Run.id)  # "running" sorts before "queued"
+        .order_by(case((Run.status.in_(HOLDING), 0), else_=1), Run.id)
         .execution_options(populate_existing=True)
     )
     return list(session.scalars(statement))

@@ -80,6 +80,8 @@ from zerg.schemas.threads import ThreadMessageSentOut
 from zerg.schemas.threads import ThreadOut
 from zerg.schemas.threads import ThreadQuery
 from zerg.schemas.threads import ThreadUpdate
+from zerg.schemas.tool_calls import ToolCallDecision
+from zerg.schemas.tool_calls import ToolCallOut
 from zerg.schemas.tools import MAX_AGENT_TOOLS
 from zerg.schemas.tools import McpServerToolsOut
 from zerg.schemas.tools import McpToolsQuery
@@ -159,6 +161,8 @@ __all__ = [
     "ToolEntries",
     "ToolEntry",
     "ToolOut",
+    "ToolCallDecision",
+    "ToolCallOut",
     "ValidationProblem",
     "WsTicketOut",
     "dump_row",

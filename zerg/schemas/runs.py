@@ -14,7 +14,9 @@ from zerg.schemas.base import Request
 from zerg.schemas.base import Response
 from zerg.schemas.base import SearchText
 
-RunStatus = Literal["queued", "running", "success", "failed", "cancelled", "interrupted"]
+RunStatus = Literal[
+    "queued", "running", "awaiting_approval", "success", "failed", "cancelled", "interrupted"
+]
 RunTrigger = Literal["manual", "schedule", "api", "websocket"]
 # What a run asked for while its thread has an active run does (see zerg.runs.domain).
 MultitaskStrategy = Literal["reject", "enqueue", "interrupt", "rollback"]

@@ -345,12 +345,6 @@ def mark_answered(session: Session, message_ids: Iterable[int]) -> None:
         session.execute(update(_messages).where(_messages.c.id.in_(ids)).values(processed=True))
 
 
-def delete_run_messages(session: Session, run_id: int) -> int:
-    """Remove the messages a run wrote (a rolled-back run's reply and tool results); count them."""
-    removed = delete(_messages).where(_messages.c.run_id == run_id).returning(_messages.c.id)
-    return len(session.scalars(removed).all())
-
-
 def search_messages(session: Session, agent_id: int, text: str, limit: int) -> list[dict[str, Any]]:
     """Find the agent's own thread messages containing ``text``, ignoring case, newest first.
 
@@ -371,3 +365,9 @@ def _snippet(content: str, text: str) -> str:
     start = max(at - (SNIPPET_CHARS - len(text)) // 2, 0)
     end = start + SNIPPET_CHARS
     return ("…" if start else "") + content[start:end] + ("…" if end < len(content) else "")
+
+
+def delete_run_messages(session: Session, run_id: int) -> int:
+    """Remove the messages a run wrote (a rolled-back run's reply and tool results); count them."""
+    removed = delete(_messages).where(_messages.c.run_id == run_id).returning(_messages.c.id)
+    return len(session.scalars(removed).all())

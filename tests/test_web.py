@@ -17,7 +17,7 @@ from tests.conftest import AppFactory
 from zerg import web
 
 WEB = Path(web.__file__).parent
-PAGES = ["/", "/runs", "/agents/1", "/threads/1"]
+PAGES = ["/", "/runs", "/agents/1", "/threads/1", "/runs/1", "/mcp-servers"]
 
 
 @pytest.mark.parametrize("path", PAGES)

@@ -70,6 +70,18 @@ def runs() -> str:
     return render_template("web/runs.html", page="runs", script="runs.js")
 
 
+@bp.get("/runs/<int:run_id>")
+def run(run_id: int) -> str:
+    """Show one run: its status, tokens, the messages it wrote and its tool calls."""
+    return render_template("web/run.html", page="run", script="run.js", ident=run_id)
+
+
+@bp.get("/mcp-servers")
+def mcp_servers() -> str:
+    """Show the MCP servers, with a form to add and edit them."""
+    return render_template("web/mcp_servers.html", page="mcp-servers", script="mcp_servers.js")
+
+
 def page_not_found(exc: NotFound) -> Response:
     """Show a browser a page with a way back; the API and other clients keep problem+json."""
     accept = request.accept_mimetypes

@@ -132,7 +132,7 @@ function renderRuns() {
       el(
         "tr",
         { dataset: { runId: run.id } },
-        el("th", { scope: "row", "data-label": "Run" }, `#${run.id}`),
+        el("th", { scope: "row", "data-label": "Run" }, el("a", { href: `/runs/${run.id}`, text: `#${run.id}` })),
         cell("Status", badge(run.status), run.error ? el("span", { class: "error-text", text: ` ${run.error}` }) : null),
         cell("Trigger", run.trigger),
         cell("Started", when(run.started_at, "Not yet")),

@@ -91,7 +91,7 @@ function runRow(run) {
   return el(
     "tr",
     { dataset: { runId: run.id } },
-    el("th", { scope: "row", "data-label": "Run" }, `#${run.id}`),
+    el("th", { scope: "row", "data-label": "Run" }, el("a", { href: `/runs/${run.id}`, text: `#${run.id}` })),
     cell("Agent", el("a", { href: `/agents/${run.agent_id}`, text: agent ? agent.name : `Agent ${run.agent_id}` })),
     cell("Status", badge(run.status)),
     cell("Trigger", run.trigger),

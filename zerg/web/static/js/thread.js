@@ -1,16 +1,22 @@
 // A thread as a chat: history, a composer, the reply streamed over the
-// websocket, and a cancel button while a run is active.
+// websocket, its tool calls as they happen (approved or rejected here when
+// they wait for a person), and a cancel button while a run is active.
 
 import { ApiError, api, newKey } from "./api.js";
 import { $, clearFieldErrors, el, report, showFieldErrors, showNotice, when } from "./dom.js";
 import { all, livePage } from "./page.js";
 import { renderMarkdown } from "./markdown.js";
+import { ToolCalls } from "./toolcalls.js";
 
 const threadId = Number(document.body.dataset.id);
-const ACTIVE = new Set(["queued", "running"]);
+const ACTIVE = new Set(["queued", "running", "awaiting_approval"]);
+// The newest runs whose tool-call rows a reload asks for (statuses, timings,
+// approvals); older calls show what their messages say.
+const RUNS_WITH_ROWS = 20;
 const ROLES = { user: "You", assistant: "Agent", system: "System", tool: "Tool" };
 
 const messages = new Map();
+const calls = new ToolCalls();
 // run id → { node, text, complete }: replies being streamed. `complete` is
 // false when the page joined mid-stream and so missed the first pieces.
 const streams = new Map();
@@ -34,8 +40,20 @@ async function load() {
   $("agent-link").href = `/agents/${agent.id}`;
   messages.clear();
   for (const message of history) messages.set(message.id, message);
-  renderAll();
-  setActiveRun(recent.find((run) => ACTIVE.has(run.status)) || null);
+  const active = recent.find((run) => ACTIVE.has(run.status)) || null;
+  const rows = await toolCallRows(history, active);
+  renderAll(rows);
+  setActiveRun(active);
+}
+
+// The tool-call rows of the runs that called tools here, and of the active
+// run, whose calls may not be stored as messages yet.
+async function toolCallRows(history, active) {
+  const ids = new Set(history.filter((m) => m.run_id && (m.role === "tool" || m.tool_calls?.length)).map((m) => m.run_id));
+  if (active) ids.add(active.id);
+  const newest = [...ids].sort((a, b) => b - a).slice(0, RUNS_WITH_ROWS).reverse();
+  const lists = await Promise.all(newest.map((id) => api.get(`/api/runs/${id}/tool-calls`)));
+  return lists.flat();
 }
 
 function onEvent(frame) {
@@ -57,6 +75,19 @@ function onEvent(frame) {
     case "stream_end":
       endStream(frame);
       break;
+    case "tool_call_started":
+    case "tool_call_arguments_delta":
+    case "tool_call_approval_required":
+    case "tool_call_completed":
+    case "tool_call_failed": {
+      const { card, made } = calls.frame(frame);
+      if (made) {
+        $("messages").append(card.node);
+        $("messages-empty").hidden = true;
+      }
+      stickToBottom();
+      break;
+    }
     case "run_updated":
       if (ACTIVE.has(frame.data.status)) setActiveRun(frame.data);
       else {
@@ -95,11 +126,23 @@ function showContent(node, role, text) {
   }
 }
 
+// Where a reply came from: a link to its run's page.
+function runLink(runId) {
+  return runId ? [" · ", el("a", { href: `/runs/${runId}`, text: `Run ${runId}` })] : [];
+}
+
 function messageNode(message) {
   const node = el(
     "li",
-    { class: `msg msg-${message.role}`, dataset: { id: message.id, role: message.role } },
-    el("p", { class: "meta" }, el("span", { class: "role", text: ROLES[message.role] || message.role }), " ", when(message.timestamp)),
+    { class: `msg msg-${message.role}`, dataset: { id: message.id, role: message.role, run: message.run_id } },
+    el(
+      "p",
+      { class: "meta" },
+      el("span", { class: "role", text: ROLES[message.role] || message.role }),
+      " ",
+      when(message.timestamp),
+      ...runLink(message.run_id),
+    ),
     el("div", { class: "content" }),
   );
   showContent(node, message.role, message.content);
@@ -118,9 +161,26 @@ function markPartial(node, why) {
   label.textContent = `Partial reply: ${why}.`;
 }
 
-function renderAll() {
+// A stored message as the chat shows it: a bubble, then the cards of the
+// tool calls it asked for; a tool's result fills its call's card instead.
+// Only the nodes not on the page yet are returned.
+function messageNodes(message) {
+  if (message.role === "tool") {
+    const { card, made } = calls.fromToolMessage(message);
+    return made ? [card.node] : [];
+  }
+  const asked = message.role === "assistant" ? calls.fromAssistant(message) : [];
+  const bubble = message.content || !asked.length ? [messageNode(message)] : [];
+  return [...bubble, ...asked.filter(({ made }) => made).map(({ card }) => card.node)];
+}
+
+function renderAll(rows = []) {
+  calls.clear();
   const sorted = [...messages.values()].sort((a, b) => a.timestamp.localeCompare(b.timestamp) || a.id - b.id);
-  $("messages").replaceChildren(...sorted.map(messageNode), ...[...streams.values()].map((s) => s.node));
+  const nodes = sorted.flatMap(messageNodes);
+  // Calls not stored as messages yet (a round still running) follow them.
+  for (const { card, made } of calls.fromRows(rows)) if (made) nodes.push(card.node);
+  $("messages").replaceChildren(...nodes, ...[...streams.values()].map((s) => s.node));
   $("messages-empty").hidden = messages.size + streams.size > 0;
   stickToBottom(true);
 }
@@ -136,20 +196,26 @@ function addMessage(message) {
     return;
   }
   messages.set(message.id, message);
+  const first = [...streams.values()][0]?.node;
   if (stream) {
     // The streamed reply is now stored: the bubble becomes that message. Its
     // text stays what was streamed unless the page missed the stream's start.
+    // A reply of tool calls alone is shown by their cards.
     const [runId] = [...streams.entries()].find(([, value]) => value === stream);
     streams.delete(runId);
-    stream.node.dataset.id = message.id;
-    stream.node.dataset.run = runId;
-    settle(stream.node, " ", when(message.timestamp));
-    if (!stream.complete) showContent(stream.node, "assistant", message.content);
-    if (message.partial) markPartial(stream.node, "the run was cancelled or interrupted");
+    const cards = calls.fromAssistant(message).filter(({ made }) => made).map(({ card }) => card.node);
+    stream.node.after(...cards);
+    if (!message.content && message.tool_calls?.length) {
+      stream.node.remove();
+    } else {
+      stream.node.dataset.id = message.id;
+      stream.node.dataset.run = runId;
+      settle(stream.node, " ", when(message.timestamp), ...runLink(message.run_id ?? runId));
+      if (!stream.complete) showContent(stream.node, "assistant", message.content);
+      if (message.partial) markPartial(stream.node, "the run was cancelled or interrupted");
+    }
   } else {
-    const node = messageNode(message);
-    const first = [...streams.values()][0]?.node;
-    $("messages").insertBefore(node, first || null);
+    for (const node of messageNodes(message)) $("messages").insertBefore(node, first || null);
   }
   $("messages-empty").hidden = true;
   stickToBottom();
@@ -192,7 +258,8 @@ function endStream(frame) {
       markPartial(stream.node, why);
     } else stream.node.remove();
   }
-  const stored = document.querySelector(`#messages [data-run="${frame.run_id}"]`);
+  // The run's last reply (one that called tools may have written several).
+  const stored = [...document.querySelectorAll(`#messages li.msg[data-run="${frame.run_id}"]`)].pop();
   if (stored && (frame.status === "cancelled" || frame.status === "interrupted")) {
     markPartial(stored, `the run was ${frame.status}`);
   }
@@ -201,12 +268,20 @@ function endStream(frame) {
   }
 }
 
+const RUN_STATES = {
+  queued: "Reply queued…",
+  running: "The agent is replying…",
+  awaiting_approval: "A tool call waits for your approval.",
+};
+
 function setActiveRun(run, finished) {
   activeRun = run;
   $("cancel-run").hidden = run === null;
-  if (run) $("run-state").textContent = run.status === "queued" ? "Reply queued…" : "The agent is replying…";
-  else if (finished && finished.status !== "failed") $("run-state").textContent = `Run ${finished.id} ended: ${finished.status}.`;
-  else if (!finished) $("run-state").textContent = "";
+  const state = $("run-state");
+  if (run) state.replaceChildren(RUN_STATES[run.status], ...runLink(run.id));
+  else if (finished && finished.status !== "failed") {
+    state.replaceChildren(el("a", { href: `/runs/${finished.id}`, text: `Run ${finished.id}` }), ` ended: ${finished.status}.`);
+  } else if (!finished) state.textContent = "";
 }
 
 function stickToBottom(force = false) {

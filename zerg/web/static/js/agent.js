@@ -79,9 +79,24 @@ function renderAgent() {
     ["Next run", nextRun()],
     ["Last run", agent.last_run_at ? [when(agent.last_run_at), " ", badge(agent.last_run_status)] : "Never"],
     ["Last error", agent.last_error || "—"],
+    ["Tools", toolList()],
+    ["Temperature", agent.temperature ?? "The model's default"],
+    ["Most tokens per reply", agent.max_tokens ?? "No limit"],
   ];
   $("agent-facts").replaceChildren(
     ...facts.flatMap(([term, value]) => [el("dt", { text: term }), el("dd", {}, value)]),
+  );
+}
+
+// The agent's tools, each saying whether its calls wait for a person's yes.
+function toolList() {
+  const tools = agent.tools || [];
+  if (!tools.length) return "None";
+  const asking = new Set(agent.approval_required || []);
+  return el(
+    "ul",
+    { class: "plain" },
+    tools.map((entry) => el("li", {}, el("code", { text: entry }), asking.has(entry) ? " (asks before each call)" : "")),
   );
 }
 

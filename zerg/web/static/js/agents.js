@@ -4,6 +4,7 @@ import { ApiError, api } from "./api.js";
 import { $, badge, cell, clearFieldErrors, cronCode, el, report, showFieldErrors, showNotice, when } from "./dom.js";
 import { Pager, debounced, livePage, replaceKeepingFocus } from "./page.js";
 import { preview, scheduleWords } from "./schedule.js";
+import { ToolPicker } from "./tool_picker.js";
 
 const agents = new Map();
 const rows = new Map();
@@ -20,10 +21,12 @@ const { live, start } = livePage({ topics: ["agents"], load, onEvent });
 const PAGE = 25;
 const pager = new Pager("agents", PAGE, loadAgents);
 const search = $("search-q");
+const picker = new ToolPicker($("tool-groups"), $("tools-empty"));
 
 async function load() {
-  const [models] = await Promise.all([api.get("/api/models"), loadAgents()]);
+  const [models, tools] = await Promise.all([api.get("/api/models"), api.get("/api/tools"), loadAgents()]);
   fillModels(models);
+  picker.offer(tools);
   const wanted = Number(new URLSearchParams(location.search).get("edit"));
   if (wanted && editing === null) {
     // The agent to edit may be on another page of the list.
@@ -227,6 +230,9 @@ function startEditing(agent) {
   form.elements.schedule.value = agent.schedule || "";
   form.elements.timezone.value = agent.timezone;
   form.elements.run_on_schedule.checked = agent.run_on_schedule;
+  form.elements.temperature.value = agent.temperature ?? "";
+  form.elements.max_tokens.value = agent.max_tokens ?? "";
+  picker.set(agent.tools, agent.approval_required);
   describeSchedule();
   form.scrollIntoView({ block: "start" });
   form.elements.name.focus();
@@ -236,6 +242,7 @@ function stopEditing() {
   editing = null;
   form.reset();
   form.elements.timezone.value = browserZone;
+  picker.set();
   clearFieldErrors(form);
   describeSchedule();
   $("form-title").textContent = "Create an agent";
@@ -252,14 +259,35 @@ function formBody() {
     schedule: fields.schedule.value.trim() || null,
     timezone: fields.timezone.value.trim(),
     run_on_schedule: fields.run_on_schedule.checked,
+    temperature: numberOrNull(fields.temperature),
+    max_tokens: numberOrNull(fields.max_tokens),
+    ...picker.value(),
   };
   if (fields.model.value) body.model = fields.model.value;
   return body;
 }
 
+// An empty number field means "not set"; the server judges the range.
+function numberOrNull(input) {
+  return input.value === "" ? null : Number(input.value);
+}
+
+// Text a number field cannot read ("0,7" in some keyboards' hands) is said
+// at the field, rather than sent as "not set".
+function unreadableNumbers() {
+  const bad = ["temperature", "max_tokens"].filter((name) => form.elements[name].validity.badInput);
+  for (const name of bad) {
+    $(`error-${name}`).textContent = "Enter a number.";
+    form.elements[name].setAttribute("aria-invalid", "true");
+  }
+  form.elements[bad[0]]?.focus();
+  return bad.length > 0;
+}
+
 async function submit(event) {
   event.preventDefault();
   clearFieldErrors(form);
+  if (unreadableNumbers()) return;
   const id = editing;
   try {
     const agent = id === null

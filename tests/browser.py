@@ -1,5 +1,8 @@
 """Headless Chromium for the browser tests: Debian's ``chromium`` driven by selenium.
 
+A plugin of the suite (tests/conftest.py names it): its fixtures ``chromium``
+and ``browser`` serve every module of browser tests.
+
 No browser is downloaded: the tests use the system's Chromium and its
 matching ``chromedriver``. Where they are missing the browser tests skip,
 saying why, except in CI (``CI=true``), where a missing browser fails the run
@@ -14,15 +17,21 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from typing import Any
 
 import pytest
+import requests
 from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
+
+if TYPE_CHECKING:
+    from tests.conftest import LiveServer
 
 SCREENSHOTS = Path(__file__).parent / "screenshots"
 # Flags that keep Chromium from calling home: on a closed network its
@@ -141,6 +150,20 @@ class Browser:
                 raise AssertionError(f"timed out after {timeout} s waiting for {what}")
             time.sleep(0.05)
 
+    def assert_readable(self, what: str) -> None:
+        """Check the page as shown: no sideways scrolling, and every control labelled."""
+        width = (
+            "return [document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+        )
+        scroll_width, client_width = self.js(width)
+        assert scroll_width <= client_width, f"{what} scrolls sideways at {client_width} px"
+        # Every form control has a label a screen reader can announce.
+        unlabelled = self.js(
+            "return [...document.querySelectorAll('main input, main select, main textarea')]"
+            ".filter(c => !c.labels.length && !c.getAttribute('aria-label')).map(c => c.id)"
+        )
+        assert unlabelled == [], f"{what}: {unlabelled}"
+
     def console_errors(self) -> list[str]:
         """Errors the page logged (script errors, missing files) since the last call.
 
@@ -156,3 +179,41 @@ class Browser:
 
 def new_profile() -> str:
     return tempfile.mkdtemp(prefix="zerg-chromium-")
+
+
+def api(server: LiveServer, method: str, path: str, body: Any = None, token: str = "") -> Any:
+    """Call the API over HTTP as any other client would."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = requests.request(
+        method, f"{server.url}/api{path}", json=body, headers=headers, timeout=10
+    )
+    assert response.ok, response.text
+    return response.json() if response.content else None
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[webdriver.Chrome]:
+    """One headless Chromium for a module of browser tests; each test uses its own server.
+
+    Module-scoped so that the browser is gone before the rest of the suite runs.
+    """
+    binary, driver_path = find_chromium()
+    profile = new_profile()
+    driver = start_chromium(binary, driver_path, profile)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+@pytest.fixture
+def browser(chromium: webdriver.Chrome, request: pytest.FixtureRequest) -> Iterator[Browser]:
+    """The shared browser, reset for this test; fails the test on any script error."""
+    chromium.set_window_size(*DESKTOP)
+    browser = Browser(chromium, request.node.name)
+    yield browser
+    errors = browser.console_errors()
+    # Leave the page so that its websocket closes before the server stops.
+    chromium.get("about:blank")
+    assert errors == [], errors

@@ -56,6 +56,9 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 AppFactory = Callable[..., Flask]
 
+# The browser tests' fixtures (chromium, browser) live beside their helpers.
+pytest_plugins = ("tests.browser",)
+
 
 def pytest_report_header() -> str:
     return f"zerg test database: {TEST_DATABASE_URL or 'SQLite file per test'}"

@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 from flask import Flask
-from selenium import webdriver
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -24,11 +21,8 @@ from selenium.webdriver.support.ui import Select
 from sqlalchemy import select
 from sqlalchemy import text
 
-from tests.browser import DESKTOP
 from tests.browser import Browser
-from tests.browser import find_chromium
-from tests.browser import new_profile
-from tests.browser import start_chromium
+from tests.browser import api
 from tests.conftest import AppFactory
 from tests.conftest import LiveServer
 from tests.conftest import serve
@@ -48,47 +42,9 @@ from zerg.runs import lifecycle
 
 TOKEN = "browser-test-token"
 
-# One Chromium for the whole module: under pytest-xdist (--dist loadgroup) all
+# One Chromium per module (tests/conftest.py): under pytest-xdist (--dist loadgroup) all
 # of its tests go to one worker. `.ci/run` runs them on one database only.
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[webdriver.Chrome]:
-    """One headless Chromium for this module; each test uses its own server (origin).
-
-    Module-scoped so that the browser is gone before the rest of the suite runs.
-    """
-    binary, driver_path = find_chromium()
-    profile = new_profile()
-    driver = start_chromium(binary, driver_path, profile)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-@pytest.fixture
-def browser(chromium: webdriver.Chrome, request: pytest.FixtureRequest) -> Iterator[Browser]:
-    """The shared browser, reset for this test; fails the test on any script error."""
-    chromium.set_window_size(*DESKTOP)
-    browser = Browser(chromium, request.node.name)
-    yield browser
-    errors = browser.console_errors()
-    # Leave the page so that its websocket closes before the server stops.
-    chromium.get("about:blank")
-    assert errors == [], errors
-
-
-def api(server: LiveServer, method: str, path: str, body: Any = None, token: str = "") -> Any:
-    """Call the API over HTTP as any other client would."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    response = requests.request(
-        method, f"{server.url}/api{path}", json=body, headers=headers, timeout=10
-    )
-    assert response.ok, response.text
-    return response.json() if response.content else None
 
 
 def test_create_an_agent_through_the_form(live_server: LiveServer, browser: Browser) -> None:

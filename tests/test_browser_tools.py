@@ -1,0 +1,279 @@
+"""Agent tools in a real browser: calls in the chat, approvals, the tool picker, MCP servers.
+
+The offline model calls a tool when a message says ``/tool <entry> <JSON>``,
+so these run with no network; headless Chromium as in test_browser.py.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests
+from selenium.webdriver.common.keys import Keys
+
+from tests.browser import Browser
+from tests.browser import api
+from tests.conftest import AppFactory
+from tests.conftest import LiveServer
+from tests.conftest import serve
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+
+ASK_THE_TIME = '/tool current_time {"timezone": "UTC"}'
+CARD = "#messages li.tool-call"
+
+
+def _agent_and_thread(server: LiveServer, **fields: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    agent = api(server, "POST", "/agents", {"name": "Clock", "tools": ["current_time"], **fields})
+    thread = api(server, "POST", "/threads", {"agent_id": agent["id"], "title": "What time"})
+    return agent, thread
+
+
+def _send(browser: Browser, text: str) -> None:
+    box = browser.css("#compose")
+    box.send_keys(text)
+    box.send_keys(Keys.ENTER)
+
+
+def _text(browser: Browser, selector: str) -> str:
+    """All the text of an element, also inside a folded <details>."""
+    found = browser.all(selector)
+    return str(found[0].get_attribute("textContent")) if found else ""
+
+
+def _only_run(server: LiveServer, thread_id: int) -> dict[str, Any]:
+    [run] = api(server, "GET", f"/runs?thread_id={thread_id}")
+    return dict(run)
+
+
+def test_a_tool_call_is_shown_as_it_happens_and_after_a_reload(
+    make_app: AppFactory, browser: Browser
+) -> None:
+    with serve(make_app(OFFLINE_DELAY_SECONDS=0.05)) as server:
+        browser.base = server.url
+        _, thread = _agent_and_thread(server)
+        browser.open(f"/threads/{thread['id']}", "thread")
+        _send(browser, ASK_THE_TIME)
+
+        browser.wait_for(lambda: browser.all(CARD), "the call's card")
+        browser.screenshot("tool-call-started")
+        browser.wait_for(lambda: browser.all(f"{CARD}[data-status=success]"), "the call to succeed")
+        browser.wait_for(
+            lambda: browser.all("#messages li[data-role=assistant][data-id]"), "the answer"
+        )
+        browser.screenshot("tool-call-answered")
+        run = _only_run(server, thread["id"])
+        [call] = api(server, "GET", f"/runs/{run['id']}/tool-calls")
+        assert call["status"] == "success" and call["name"] == "current_time"
+
+        def shown() -> dict[str, str]:
+            return {
+                "name": _text(browser, f"{CARD} .tool-name"),
+                "status": _text(browser, f"{CARD} summary .badge"),
+                "arguments": _text(browser, f"{CARD} .tool-arguments"),
+                "result": _text(browser, f"{CARD} .tool-result"),
+                "duration": _text(browser, f"{CARD} .tool-duration"),
+            }
+
+        live = shown()
+        assert live["name"] == "current_time" and live["status"] == "success"
+        assert json.loads(live["arguments"]) == {"timezone": "UTC"}
+        assert live["result"] == call["result"]
+        assert live["duration"].strip()
+        assert len(browser.all(CARD)) == 1
+        # The result folds away; the summary line stays.
+        browser.css(f"{CARD} summary").click()
+        assert not browser.css(f"{CARD} .tool-result").is_displayed()
+
+        browser.open(f"/threads/{thread['id']}", "thread-reloaded")
+        browser.wait_for(lambda: browser.all(f"{CARD}[data-status=success]"), "the stored call")
+        assert shown() == live
+        assert len(browser.all(CARD)) == 1
+        # No bubble for the tool's message: its result is in the card.
+        assert browser.all("#messages li[data-role=tool]") == []
+
+        # The chat links to the run's page, which shows the call with its timings.
+        browser.css(f"#messages li[data-role=assistant] a[href='/runs/{run['id']}']").click()
+        browser.wait_live()
+        browser.wait_for(lambda: browser.all("#tool-calls li.tool-call"), "the run's calls")
+        browser.screenshot("run-page")
+        assert "success" in browser.text("#run-facts")
+        assert _text(browser, "#tool-calls .tool-result") == call["result"]
+        assert "Started" in _text(browser, "#tool-calls .tool-timing")
+        roles = [li.get_attribute("data-role") for li in browser.all("#run-messages li")]
+        assert roles == ["assistant", "tool", "assistant"]
+        run = api(server, "GET", f"/runs/{run['id']}")
+        if run["total_tokens"] is not None:
+            assert str(run["total_tokens"]) in browser.text("#run-facts")
+
+
+@pytest.mark.parametrize("decision", ["approve", "reject"])
+def test_a_waiting_call_is_decided_in_the_chat(
+    live_server: LiveServer, browser: Browser, decision: str
+) -> None:
+    browser.base = live_server.url
+    _, thread = _agent_and_thread(live_server, approval_required=["current_time"])
+    browser.open(f"/threads/{thread['id']}", "thread")
+    _send(browser, ASK_THE_TIME)
+    waiting = f"{CARD}[data-status=awaiting_approval]"
+    browser.wait_for(lambda: browser.all(f"{waiting} button[data-decision]"), "the buttons")
+    browser.wait_for(lambda: "approval" in browser.text("#run-state"), "the run to wait")
+    browser.screenshot("tool-call-waiting")
+    assert _only_run(live_server, thread["id"])["status"] == "awaiting_approval"
+
+    browser.type_into(f"{waiting} input[name=reason]", "checked by a person")
+    browser.css(f"{waiting} button[data-decision={decision}]").click()
+    final = "success" if decision == "approve" else "rejected"
+    browser.wait_for(lambda: browser.all(f"{CARD}[data-status={final}]"), f"the call {final}")
+    browser.wait_for(
+        lambda: browser.all("#messages li[data-role=assistant][data-id]"), "the answer"
+    )
+    browser.screenshot(f"tool-call-{final}")
+    assert browser.all(f"{CARD} button[data-decision]") == []
+    run = _only_run(live_server, thread["id"])
+    [call] = api(live_server, "GET", f"/runs/{run['id']}/tool-calls")
+    assert call["status"] == final
+    assert call["decision_reason"] == "checked by a person"
+    assert "checked by a person" in _text(browser, f"{CARD} .tool-decision")
+    browser.wait_for(lambda: "ended" in browser.text("#run-state"), "the run's end")
+    assert api(live_server, "GET", f"/runs/{run['id']}")["status"] == "success"
+
+
+def test_the_agent_form_gives_tools_and_settings(live_server: LiveServer, browser: Browser) -> None:
+    browser.base = live_server.url
+    browser.open("/", "agents")
+    offered = {tool["entry"] for tool in api(live_server, "GET", "/tools")}
+    browser.wait_for(lambda: browser.all("#tool-groups input[name=tools]"), "the tools")
+    shown = {box.get_attribute("value") for box in browser.all("#tool-groups input[name=tools]")}
+    assert shown == offered and "current_time" in shown
+    ask = "#tool-groups input[name=approval_required][value=current_time]"
+    assert not browser.css(ask).is_enabled()
+
+    browser.type_into("#field-name", "Timekeeper")
+    browser.css("#tool-groups input[name=tools][value=current_time]").click()
+    browser.css(ask).click()
+    browser.type_into("#field-temperature", "3")
+    browser.css("#form-submit").click()
+    message = browser.wait_for(lambda: browser.text("#error-temperature"), "the server's error")
+    browser.screenshot("agent-form-bad-temperature")
+    assert browser.css("#field-temperature").get_attribute("aria-invalid") == "true"
+    assert message and api(live_server, "GET", "/agents") == []
+
+    browser.type_into("#field-temperature", "0.5")
+    browser.type_into("#field-max_tokens", "200")
+    browser.css("#form-submit").click()
+    browser.wait_for(lambda: "Timekeeper" in browser.text("#agents"), "the new row")
+    [agent] = api(live_server, "GET", "/agents")
+    assert agent["tools"] == ["current_time"]
+    assert agent["approval_required"] == ["current_time"]
+    assert agent["temperature"] == 0.5 and agent["max_tokens"] == 200
+
+    # Editing shows the choice, and a box unticked is saved as such.
+    browser.css(f"#agents tr[data-agent-id='{agent['id']}'] button.secondary").click()
+    assert browser.css("#tool-groups input[name=tools][value=current_time]").is_selected()
+    assert browser.css(ask).is_selected()
+    assert browser.css("#field-temperature").get_attribute("value") == "0.5"
+    browser.css(ask).click()
+    browser.css("#form-submit").click()
+    browser.wait_for(
+        lambda: api(live_server, "GET", f"/agents/{agent['id']}")["approval_required"] == [],
+        "the change to be saved",
+    )
+    assert api(live_server, "GET", f"/agents/{agent['id']}")["tools"] == ["current_time"]
+
+
+def test_an_mcp_server_is_added_with_a_secret_that_is_never_shown(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    secret = "Bearer s3cret-never-shown"
+    browser.base = live_server.url
+    browser.open("/", "agents")
+    browser.css("header nav a[href='/mcp-servers']").click()
+    browser.wait_live()
+    assert browser.css("#servers-empty").is_displayed()
+
+    browser.type_into("#field-name", "docs")
+    # Nothing listens on the discard port: listing its tools must fail, and say so.
+    browser.type_into("#field-url", "http://127.0.0.1:9/mcp")
+    browser.css("#headers-add").click()
+    browser.type_into("#headers-rows input[name=headers]", "Authorization")
+    browser.type_into("#headers-rows input[name=headers-value]", secret)
+    assert browser.css("#headers-rows input[name=headers-value]").get_attribute("type") == (
+        "password"
+    )
+    browser.css("#form-submit").click()
+    browser.wait_for(lambda: "docs" in browser.text("#servers"), "the new row")
+    browser.screenshot("mcp-server-added")
+    [server] = api(live_server, "GET", "/mcp-servers")
+    assert server["header_names"] == ["Authorization"]
+    assert secret not in json.dumps(server)
+    assert "Authorization" in browser.text(f"#servers tr[data-server-id='{server['id']}']")
+
+    # Editing names the stored header but never fills in its value.
+    browser.css(f"#servers tr[data-server-id='{server['id']}'] button.secondary").click()
+    assert "Authorization" in browser.text("#headers-stored")
+    assert browser.all("#headers-rows input") == []
+    assert secret not in browser.driver.page_source
+    browser.css("#field-enabled").click()
+    browser.css("#form-submit").click()
+    browser.wait_for(
+        lambda: not api(live_server, "GET", f"/mcp-servers/{server['id']}")["enabled"],
+        "the server to be disabled",
+    )
+    # A save that left the secret alone kept it.
+    assert api(live_server, "GET", f"/mcp-servers/{server['id']}")["header_names"] == [
+        "Authorization"
+    ]
+
+    browser.css(
+        f"#servers tr[data-server-id='{server['id']}'] button[aria-label='Tools: docs']"
+    ).click()
+    browser.css("#tools-refresh").click()
+    error = browser.wait_for(lambda: browser.text("#tools-error"), "the listing's error")
+    browser.screenshot("mcp-server-unreachable")
+    assert "could not be listed" in error
+    answer = requests.get(
+        f"{live_server.url}/api/mcp-servers/{server['id']}/tools",
+        params={"refresh": "true"},
+        timeout=30,
+    )
+    assert answer.status_code in (502, 504)
+    assert answer.json()["detail"] in error
+    assert secret not in browser.driver.page_source
+
+
+def test_the_tool_pages_are_readable_at_360_pixels(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    browser.base = live_server.url
+    agent, thread = _agent_and_thread(live_server, approval_required=["current_time"])
+    api(
+        live_server,
+        "POST",
+        "/mcp-servers",
+        {
+            "name": "docs",
+            "transport": "streamable_http",
+            "url": "http://127.0.0.1:9/mcp",
+            "headers": {"Authorization": "x"},
+        },
+    )
+    browser.driver.set_window_size(360, 800)
+    browser.open(f"/threads/{thread['id']}", "narrow-thread")
+    _send(browser, ASK_THE_TIME)
+    browser.wait_for(lambda: browser.all(f"{CARD} button[data-decision]"), "the buttons")
+    browser.screenshot("narrow-thread-waiting")
+    browser.assert_readable("the chat with a waiting call")
+    run = _only_run(live_server, thread["id"])
+    browser.open(f"/runs/{run['id']}", "narrow-run")
+    browser.wait_for(lambda: browser.all("#tool-calls li.tool-call"), "the run's call")
+    browser.assert_readable("a run's page")
+    browser.open("/mcp-servers", "narrow-mcp-servers")
+    browser.css("button[aria-label='Edit: docs']").click()
+    browser.css("#headers-add").click()
+    browser.assert_readable("the MCP servers page")
+    browser.open(f"/?edit={agent['id']}", "narrow-agent-form")
+    browser.wait_for(lambda: browser.all("#tool-groups input[name=tools]"), "the tools")
+    browser.assert_readable("the agent form")

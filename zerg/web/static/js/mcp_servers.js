@@ -246,8 +246,9 @@ function stopEditing() {
   $("form-cancel").hidden = true;
 }
 
-// What the form says, for the transport chosen; on an edit the other
-// transport's address is cleared and secrets left blank are kept.
+// What the form says, for the transport chosen only (the server refuses the
+// other's fields, and clears them when the transport changes); on an edit,
+// secrets left blank are kept.
 function formBody() {
   const fields = form.elements;
   const body = { name: fields.name.value.trim(), transport: fields.transport.value, enabled: fields.enabled.checked };
@@ -255,11 +256,9 @@ function formBody() {
     body.command = fields.command.value.trim();
     body.args = fields.args.value.split("\n").map((line) => line.trim()).filter(Boolean);
     body.env = env.value();
-    if (editing !== null) body.url = null;
   } else {
     body.url = fields.url.value.trim();
     body.headers = headers.value();
-    if (editing !== null) body.command = null;
   }
   for (const key of Object.keys(body)) if (body[key] === undefined) delete body[key];
   return body;

@@ -50,7 +50,7 @@ CHROMIUM_FLAGS = (
     "--lang=en-GB",
 )
 DESKTOP = (1280, 900)
-API_REFUSAL = re.compile(r"/api/\S* - Failed to load resource: .* status of 4\d\d ")
+API_REFUSAL = re.compile(r"/api/\S* - Failed to load resource: .* status of (4\d\d|50[24]) ")
 
 
 def find_chromium() -> tuple[str, str]:
@@ -168,7 +168,8 @@ class Browser:
         """Errors the page logged (script errors, missing files) since the last call.
 
         Chromium logs every 4xx answer of the API too; those are answers the
-        pages handle (a 422 shown at its field, a 401 that brings the prompt).
+        pages handle (a 422 shown at its field, a 401 that brings the prompt),
+        as are the 502 and 504 of an MCP server that fails or does not answer.
         """
         return [
             entry["message"]

@@ -277,3 +277,40 @@ def test_the_tool_pages_are_readable_at_360_pixels(
     browser.open(f"/?edit={agent['id']}", "narrow-agent-form")
     browser.wait_for(lambda: browser.all("#tool-groups input[name=tools]"), "the tools")
     browser.assert_readable("the agent form")
+
+
+def test_an_mcp_servers_tools_are_listed_offered_and_called(
+    make_app: AppFactory, browser: Browser, mcp_url: str
+) -> None:
+    with serve(make_app(OFFLINE_DELAY_SECONDS=0.01)) as server:
+        browser.base = server.url
+        mcp = api(
+            server,
+            "POST",
+            "/mcp-servers",
+            {"name": "tiny", "transport": "streamable_http", "url": mcp_url},
+        )
+        browser.open("/mcp-servers", "mcp-servers")
+        browser.css("button[aria-label='Tools: tiny']").click()
+        browser.wait_for(lambda: browser.all("#tools-list li"), "the server's tools")
+        browser.screenshot("mcp-server-tools")
+        listed = [li.get_attribute("data-entry") for li in browser.all("#tools-list li")]
+        assert "mcp:tiny/add" in listed
+        assert "Not yet" not in browser.text(f"#servers tr[data-server-id='{mcp['id']}']")
+
+        # The agent form offers them under their server, and an agent calls one.
+        browser.open("/", "agents")
+        browser.wait_for(lambda: browser.all("#tool-groups input[value='mcp:tiny/add']"), "it")
+        assert "MCP server tiny" in browser.text("#tool-groups")
+        browser.type_into("#field-name", "Adder")
+        browser.css("#tool-groups input[value='mcp:tiny/add']").click()
+        browser.css("#form-submit").click()
+        browser.wait_for(lambda: "Adder" in browser.text("#agents"), "the new row")
+        [agent] = api(server, "GET", "/agents")
+        thread = api(server, "POST", "/threads", {"agent_id": agent["id"]})
+        browser.open(f"/threads/{thread['id']}", "thread")
+        _send(browser, '/tool mcp:tiny/add {"a": 2, "b": 3}')
+        browser.wait_for(lambda: browser.all(f"{CARD}[data-status=success]"), "the call")
+        browser.screenshot("mcp-tool-called")
+        assert _text(browser, f"{CARD} .tool-name") == "mcp:tiny/add"
+        assert "5" in _text(browser, f"{CARD} .tool-result")

@@ -163,7 +163,8 @@ export class ToolCallCard {
     try {
       const row = await api.post(
         `/api/runs/${call.run_id}/tool-calls/${call.id}/${decision}`,
-        reason ? { reason } : {},
+        // decided_by says where the decision came from; the UI knows no names.
+        { by: "web UI", ...(reason ? { reason } : {}) },
         { "Idempotency-Key": this.asked.key },
       );
       this.update(row);

@@ -52,8 +52,14 @@ async function toolCallRows(history, active) {
   const ids = new Set(history.filter((m) => m.run_id && (m.role === "tool" || m.tool_calls?.length)).map((m) => m.run_id));
   if (active) ids.add(active.id);
   const newest = [...ids].sort((a, b) => b - a).slice(0, RUNS_WITH_ROWS).reverse();
-  const lists = await Promise.all(newest.map((id) => api.get(`/api/runs/${id}/tool-calls`)));
+  const lists = await Promise.all(newest.map((id) => api.get(`/api/runs/${id}/tool-calls`).catch(gone)));
   return lists.flat();
+}
+
+// A run deleted meanwhile has no rows: its calls show what their messages say.
+function gone(error) {
+  if (error instanceof ApiError && error.status === 404) return [];
+  throw error;
 }
 
 function onEvent(frame) {

@@ -18,6 +18,8 @@ from tests.browser import api
 from tests.conftest import AppFactory
 from tests.conftest import LiveServer
 from tests.conftest import serve
+from zerg.realtime import events
+from zerg.realtime.events import EventType
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 
@@ -314,3 +316,54 @@ def test_an_mcp_servers_tools_are_listed_offered_and_called(
         browser.screenshot("mcp-tool-called")
         assert _text(browser, f"{CARD} .tool-name") == "mcp:tiny/add"
         assert "5" in _text(browser, f"{CARD} .tool-result")
+
+
+def test_a_call_s_arguments_stream_in_and_its_failure_is_shown(
+    make_app: AppFactory, browser: Browser
+) -> None:
+    """The card follows the frames of a run of another process, piece by piece."""
+    app = make_app()
+    with serve(app) as server:
+        browser.base = server.url
+        _, thread = _agent_and_thread(server)
+        browser.open(f"/threads/{thread['id']}", "thread")
+
+        def frame(kind: EventType, **fields: Any) -> None:
+            fields.setdefault("tool_call_id", "call_7")
+            events.publish(events.stream_event(kind, thread["id"], 99, **fields), app)
+
+        frame(
+            EventType.TOOL_CALL_STARTED,
+            round=1,
+            position=0,
+            name="http_get",
+            function="http_get",
+        )
+        seen = []
+        for piece in ['{"url": ', '"http://example.invalid/"', "}"]:
+            frame(EventType.TOOL_CALL_ARGUMENTS_DELTA, delta=piece)
+            seen.append(
+                browser.wait_for(
+                    lambda piece=piece: (
+                        (text := _text(browser, f"{CARD} .tool-arguments"))
+                        .rstrip()
+                        .endswith(piece.strip())
+                        and text
+                    ),
+                    "the piece",
+                )
+            )
+        browser.screenshot("tool-call-arguments")
+        assert seen[0] == '{"url": ' and seen[1] == '{"url": "http://example.invalid/"'
+        assert json.loads(seen[2]) == {"url": "http://example.invalid/"}
+        assert _text(browser, f"{CARD} summary .badge") == "pending"
+
+        frame(
+            EventType.TOOL_CALL_FAILED, status="timeout", error="took too long", duration_ms=30000
+        )
+        browser.wait_for(lambda: browser.all(f"{CARD}[data-status=timeout]"), "the failure")
+        browser.screenshot("tool-call-timeout")
+        assert _text(browser, f"{CARD} .tool-error") == "took too long"
+        assert _text(browser, f"{CARD} .tool-duration").strip() == "30.0 s"
+        assert len(browser.all(CARD)) == 1
+        assert browser.all(f"{CARD} a[href='/runs/99']")

@@ -28,6 +28,7 @@ from selenium import webdriver
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
 
 if TYPE_CHECKING:
@@ -134,6 +135,12 @@ class Browser:
         field = self.css(selector)
         field.clear()
         field.send_keys(text)
+
+    def compose(self, text: str) -> None:
+        """Type a message into the chat's composer and send it with Enter."""
+        box = self.css("#compose")
+        box.send_keys(text)
+        box.send_keys(Keys.ENTER)
 
     def wait_for(self, condition: Callable[[], Any], what: str, timeout: float = 15) -> Any:
         """Poll until ``condition`` returns something true; fail saying what did not happen."""

@@ -167,18 +167,12 @@ def _thread(server: LiveServer) -> tuple[dict[str, Any], dict[str, Any]]:
     return agent, thread
 
 
-def _send(browser: Browser, text: str) -> None:
-    box = browser.css("#compose")
-    box.send_keys(text)
-    box.send_keys(Keys.ENTER)
-
-
 def _start_a_long_reply(browser: Browser, server: LiveServer) -> dict[str, Any]:
     """Open a new thread's page, send a message, and wait for the reply's first pieces."""
     browser.base = server.url
     _, thread = _thread(server)
     browser.open(f"/threads/{thread['id']}", "thread")
-    _send(browser, "Please write something long")
+    browser.compose("Please write something long")
     browser.wait_for(
         lambda: browser.text("#messages li[data-streaming] .content"), "the first pieces"
     )
@@ -217,7 +211,7 @@ def test_a_reply_streams_in_pieces_and_ends_as_stored(
         assert browser.text("#thread-title") == "First chat"
         browser.screenshot("thread-empty")
 
-        _send(browser, "Hello there, agent")
+        browser.compose("Hello there, agent")
         browser.wait_for(lambda: browser.all("#messages li[data-role=user]"), "my message")
         pieces = _reply_pieces(browser)
         browser.screenshot("thread-replied")
@@ -246,7 +240,7 @@ def test_offline_a_message_is_sent_and_answered_in_one_rest_request(
             lambda: browser.css("#live-status").get_attribute("data-state") == "offline",
             "the page to find no websocket place",
         )
-        _send(browser, "Sent without a socket")
+        browser.compose("Sent without a socket")
         browser.wait_for(lambda: browser.all("#messages li[data-role=user]"), "my message")
         browser.screenshot("thread-sent-offline")
 
@@ -310,7 +304,7 @@ def test_a_message_sent_with_rollback_replaces_the_reply_being_written(
     with serve(make_app(OFFLINE_DELAY_SECONDS=0.3)) as server:
         thread = _start_a_long_reply(browser, server)
         Select(browser.css("#strategy")).select_by_value("rollback")
-        _send(browser, "Actually, say this instead")
+        browser.compose("Actually, say this instead")
 
         def replaced() -> bool:
             replies = browser.all("#messages li[data-role=assistant]")
@@ -398,7 +392,7 @@ def test_after_a_dropped_connection_nothing_is_missing_or_doubled(
         browser.base = server.url
         _, thread = _thread(server)
         browser.open(f"/threads/{thread['id']}", "thread")
-        _send(browser, "Keep talking while I reconnect")
+        browser.compose("Keep talking while I reconnect")
         browser.wait_for(
             lambda: browser.text("#messages li[data-streaming] .content"), "the first pieces"
         )
@@ -687,7 +681,7 @@ def test_a_second_browser_tab_watches_the_same_chat_live(
         try:
             browser.open(path, "thread-tab-two")
             browser.driver.switch_to.window(first)
-            _send(browser, "Seen from two tabs")
+            browser.compose("Seen from two tabs")
             browser.driver.switch_to.window(second)
             browser.wait_for(
                 lambda: browser.all("#messages li[data-role=assistant][data-id]"),
@@ -989,7 +983,7 @@ def test_a_reply_is_rendered_as_markdown_while_it_streams(
             f"[x](javascript:alert(1)) or {XSS} and a few more words to keep it "
             "streaming for a while after the bold part has arrived"
         )
-        _send(browser, said)
+        browser.compose(said)
         streaming = "#messages li[data-streaming] .content"
         # The bold is bold while the rest of the reply is still coming.
         browser.wait_for(lambda: browser.all(f"{streaming} strong"), "bold text mid-stream")

@@ -11,7 +11,6 @@ from typing import Any
 
 import pytest
 import requests
-from selenium.webdriver.common.keys import Keys
 
 from tests.browser import Browser
 from tests.browser import api
@@ -33,12 +32,6 @@ def _agent_and_thread(server: LiveServer, **fields: Any) -> tuple[dict[str, Any]
     return agent, thread
 
 
-def _send(browser: Browser, text: str) -> None:
-    box = browser.css("#compose")
-    box.send_keys(text)
-    box.send_keys(Keys.ENTER)
-
-
 def _text(browser: Browser, selector: str) -> str:
     """All the text of an element, also inside a folded <details>."""
     found = browser.all(selector)
@@ -57,7 +50,7 @@ def test_a_tool_call_is_shown_as_it_happens_and_after_a_reload(
         browser.base = server.url
         _, thread = _agent_and_thread(server)
         browser.open(f"/threads/{thread['id']}", "thread")
-        _send(browser, ASK_THE_TIME)
+        browser.compose(ASK_THE_TIME)
 
         browser.wait_for(lambda: browser.all(CARD), "the call's card")
         browser.screenshot("tool-call-started")
@@ -118,7 +111,7 @@ def test_a_waiting_call_is_decided_in_the_chat(
     browser.base = live_server.url
     _, thread = _agent_and_thread(live_server, approval_required=["current_time"])
     browser.open(f"/threads/{thread['id']}", "thread")
-    _send(browser, ASK_THE_TIME)
+    browser.compose(ASK_THE_TIME)
     waiting = f"{CARD}[data-status=awaiting_approval]"
     browser.wait_for(lambda: browser.all(f"{waiting} button[data-decision]"), "the buttons")
     browser.wait_for(lambda: "approval" in browser.text("#run-state"), "the run to wait")
@@ -264,7 +257,7 @@ def test_the_tool_pages_are_readable_at_360_pixels(
     )
     browser.driver.set_window_size(360, 800)
     browser.open(f"/threads/{thread['id']}", "narrow-thread")
-    _send(browser, ASK_THE_TIME)
+    browser.compose(ASK_THE_TIME)
     browser.wait_for(lambda: browser.all(f"{CARD} button[data-decision]"), "the buttons")
     browser.screenshot("narrow-thread-waiting")
     browser.assert_readable("the chat with a waiting call")
@@ -311,7 +304,7 @@ def test_an_mcp_servers_tools_are_listed_offered_and_called(
         [agent] = api(server, "GET", "/agents")
         thread = api(server, "POST", "/threads", {"agent_id": agent["id"]})
         browser.open(f"/threads/{thread['id']}", "thread")
-        _send(browser, '/tool mcp:tiny/add {"a": 2, "b": 3}')
+        browser.compose('/tool mcp:tiny/add {"a": 2, "b": 3}')
         browser.wait_for(lambda: browser.all(f"{CARD}[data-status=success]"), "the call")
         browser.screenshot("mcp-tool-called")
         assert _text(browser, f"{CARD} .tool-name") == "mcp:tiny/add"

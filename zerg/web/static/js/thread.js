@@ -264,14 +264,25 @@ function endStream(frame) {
       markPartial(stream.node, why);
     } else stream.node.remove();
   }
-  // The run's last reply (one that called tools may have written several).
+  if (frame.discarded) forgetRun(frame.run_id);
+  // The run's last reply (one that called tools may have written several),
+  // unless it is known to be whole (a reply before a call that was waiting).
   const stored = [...document.querySelectorAll(`#messages li.msg[data-run="${frame.run_id}"]`)].pop();
-  if (stored && (frame.status === "cancelled" || frame.status === "interrupted")) {
+  const whole = messages.get(Number(stored?.dataset.id))?.partial === false;
+  if (stored && !whole && (frame.status === "cancelled" || frame.status === "interrupted")) {
     markPartial(stored, `the run was ${frame.status}`);
   }
   if (frame.status === "failed") {
     $("run-state").textContent = `The run failed: ${frame.error || "unknown error"}`;
   }
+}
+
+// A rolled-back run's messages were removed: so are their bubbles and cards.
+function forgetRun(runId) {
+  for (const [id, message] of messages) if (message.run_id === runId) messages.delete(id);
+  for (const node of document.querySelectorAll(`#messages li[data-run="${runId}"]`)) node.remove();
+  calls.forgetRun(runId);
+  $("messages-empty").hidden = $("messages").children.length > 0;
 }
 
 const RUN_STATES = {

@@ -192,6 +192,10 @@ export class ToolCalls {
     return this.cards.get(`${runId ?? ""}:${toolCallId}`) || this.cards.get(`:${toolCallId}`);
   }
 
+  forgetRun(runId) {
+    for (const [key, card] of this.cards) if (card.call.run_id === runId) this.cards.delete(key);
+  }
+
   // The card for a call, made (and reported as new) if there is none yet.
   card(runId, toolCallId, { open = false } = {}) {
     let card = this.get(runId, toolCallId);

@@ -34,8 +34,8 @@ class SecretPairs {
     const row = el(
       "div",
       { class: "pair" },
-      el("input", { name: this.kind, "aria-label": `${this.label} ${n}: name`, autocomplete: "off", spellcheck: "false" }),
-      el("input", { name: `${this.kind}-value`, type: "password", "aria-label": `${this.label} ${n}: value`, autocomplete: "new-password" }),
+      el("input", { name: this.kind, placeholder: "Name", "aria-label": `${this.label} ${n}: name`, autocomplete: "off", spellcheck: "false" }),
+      el("input", { name: `${this.kind}-value`, type: "password", placeholder: "Value (secret)", "aria-label": `${this.label} ${n}: value`, autocomplete: "new-password" }),
       el("button", { type: "button", class: "secondary", "aria-label": `Remove ${this.label.toLowerCase()} ${n}`, onclick: () => row.remove() }, "Remove"),
     );
     this.rows.append(row);

@@ -334,7 +334,7 @@ def test_a_call_s_arguments_stream_in_and_its_failure_is_shown(
         )
         seen = []
         for piece in ['{"url": ', '"http://example.invalid/"', "}"]:
-            frame(EventType.TOOL_CALL_ARGUMENTS_DELTA, delta=piece)
+            frame(EventType.TOOL_CALL_ARGUMENTS_DELTA, arguments=piece)
             seen.append(
                 browser.wait_for(
                     lambda piece=piece: (

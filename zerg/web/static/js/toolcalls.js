@@ -56,13 +56,13 @@ export class ToolCallCard {
     this.node.dataset.toolCallId = call.tool_call_id;
     if (call.run_id) this.node.dataset.run = call.run_id;
     if (call.id) this.node.dataset.id = call.id;
-    const timing = call.duration_ms === null || call.duration_ms === undefined ? null : duration(call.duration_ms);
+    const timed = call.duration_ms !== null && call.duration_ms !== undefined;
     this.summary.replaceChildren(
       el("span", { class: "tool-label", text: "Tool call " }),
       el("code", { class: "tool-name", text: call.name || call.function || "tool" }),
       " ",
       badge(call.status),
-      timing ? el("span", { class: "muted tool-duration", text: ` ${timing}` }) : null,
+      ...(timed ? [el("span", { class: "muted tool-duration", text: ` ${duration(call.duration_ms)}` })] : []),
     );
     this.renderBody();
     this.renderApproval();
@@ -214,22 +214,26 @@ export class ToolCalls {
     return { card, made };
   }
 
-  // Apply a tool_call_* frame; returns the card and whether it is new.
+  // Apply a tool_call_* frame; returns the card and whether it is new. Every
+  // frame names the call (`name`, `function`); those about a stored call
+  // also carry its row's id as `call_id`.
   frame(frame) {
     const { card, made } = this.card(frame.run_id, frame.tool_call_id, { open: true });
+    const named = { id: frame.call_id, name: frame.name, function: frame.function, round: frame.round, position: frame.position };
     switch (frame.type) {
       case "tool_call_started":
-        card.update({ name: frame.name, function: frame.function, round: frame.round, position: frame.position });
+        card.update(named);
         break;
       case "tool_call_arguments_delta":
-        card.appendArguments(frame.delta);
+        // `arguments` is the next piece of the JSON text here.
+        card.update(named);
+        card.appendArguments(frame.arguments);
         break;
       case "tool_call_approval_required":
         card.update({
-          id: frame.id,
-          name: frame.name,
+          ...named,
           arguments: frame.arguments,
-          approval_deadline: frame.deadline,
+          approval_deadline: frame.approval_deadline,
           requires_approval: true,
           status: "awaiting_approval",
         });
@@ -237,11 +241,14 @@ export class ToolCalls {
       case "tool_call_completed":
       case "tool_call_failed":
         card.update({
+          ...named,
           status: frame.status,
           result: frame.result,
           truncated: frame.truncated,
           error: frame.error,
           duration_ms: frame.duration_ms,
+          decided_by: frame.decided_by,
+          decision_reason: frame.decision_reason,
         });
         break;
     }

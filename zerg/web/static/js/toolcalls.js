@@ -96,8 +96,10 @@ export class ToolCallCard {
         ),
       );
     }
-    if (call.started_at || call.finished_at) {
-      parts.push(el("p", { class: "muted tool-timing" }, "Started ", when(call.started_at), ", finished ", when(call.finished_at)));
+    if (call.started_at) {
+      parts.push(el("p", { class: "muted tool-timing" }, "Started ", when(call.started_at), ", finished ", when(call.finished_at, "not yet")));
+    } else if (call.finished_at) {
+      parts.push(el("p", { class: "muted tool-timing" }, "Never ran; ended ", when(call.finished_at)));
     }
     if (call.run_id && document.body.dataset.page !== "run") {
       parts.push(el("p", { class: "tool-run" }, el("a", { href: `/runs/${call.run_id}`, text: `Run ${call.run_id}` })));
@@ -243,7 +245,9 @@ export class ToolCalls {
         card.update({
           ...named,
           status: frame.status,
-          result: frame.result,
+          // A failed call's tool message (which may have come first) says
+          // its error to the model: the card shows that as the error.
+          result: frame.type === "tool_call_failed" ? null : frame.result,
           truncated: frame.truncated,
           error: frame.error,
           duration_ms: frame.duration_ms,

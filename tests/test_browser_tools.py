@@ -134,6 +134,12 @@ def test_a_waiting_call_is_decided_in_the_chat(
     assert "checked by a person" in _text(browser, f"{CARD} .tool-decision")
     browser.wait_for(lambda: "ended" in browser.text("#run-state"), "the run's end")
     assert api(live_server, "GET", f"/runs/{run['id']}")["status"] == "success"
+    # A rejected call shows why once, as its error; a reload shows the same.
+    assert bool(browser.all(f"{CARD} .tool-result")) == (decision == "approve")
+    shown = _text(browser, CARD)
+    browser.open(f"/threads/{thread['id']}", "thread-reloaded")
+    browser.wait_for(lambda: browser.all(f"{CARD}[data-status={final}]"), "the stored call")
+    assert _text(browser, CARD) == shown
 
 
 def test_the_agent_form_gives_tools_and_settings(live_server: LiveServer, browser: Browser) -> None:

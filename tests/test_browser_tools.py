@@ -136,10 +136,11 @@ def test_a_waiting_call_is_decided_in_the_chat(
     assert api(live_server, "GET", f"/runs/{run['id']}")["status"] == "success"
     # A rejected call shows why once, as its error; a reload shows the same.
     assert bool(browser.all(f"{CARD} .tool-result")) == (decision == "approve")
-    shown = _text(browser, CARD)
+    decided = _text(browser, f"{CARD} .tool-decision")
     browser.open(f"/threads/{thread['id']}", "thread-reloaded")
     browser.wait_for(lambda: browser.all(f"{CARD}[data-status={final}]"), "the stored call")
-    assert _text(browser, CARD) == shown
+    assert _text(browser, f"{CARD} .tool-decision") == decided
+    assert bool(browser.all(f"{CARD} .tool-result")) == (decision == "approve")
 
 
 def test_the_agent_form_gives_tools_and_settings(live_server: LiveServer, browser: Browser) -> None:

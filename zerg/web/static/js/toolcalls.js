@@ -10,6 +10,7 @@ import { badge, duration, el, report, when } from "./dom.js";
 
 // Once a call has one of these, nothing later may move it back.
 const FINAL = new Set(["success", "error", "timeout", "rejected", "cancelled", "done"]);
+const FAILED = new Set(["error", "timeout", "rejected", "cancelled"]);
 // A call known only from the thread's messages: it has a result, but which
 // status it ended with only the run's rows say.
 const ANSWERED = "done";
@@ -270,10 +271,13 @@ export class ToolCalls {
     });
   }
 
-  // A stored tool result: the answer of a call already shown.
+  // A stored tool result: the answer of a call already shown. A failed
+  // call's answer is its error, which the card already shows as such.
   fromToolMessage(message) {
     const found = this.card(message.run_id, message.tool_call_id);
-    if (found.card.call.result === null || found.card.call.result === undefined) {
+    const call = found.card.call;
+    const failed = FAILED.has(call.status) || Boolean(call.error);
+    if (!failed && (call.result === null || call.result === undefined)) {
       found.card.update({ result: message.content, status: ANSWERED });
     } else found.card.update({ status: ANSWERED });
     return found;

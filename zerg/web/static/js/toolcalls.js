@@ -8,12 +8,12 @@
 import { ApiError, api, newKey } from "./api.js";
 import { badge, duration, el, report, when } from "./dom.js";
 
-// Once a call has one of these, nothing later may move it back.
-const FINAL = new Set(["success", "error", "timeout", "rejected", "cancelled", "done"]);
 const FAILED = new Set(["error", "timeout", "rejected", "cancelled"]);
 // A call known only from the thread's messages: it has a result, but which
 // status it ended with only the run's rows say.
 const ANSWERED = "done";
+// Once a call has one of these, nothing later may move it back.
+const FINAL = new Set([...FAILED, "success", ANSWERED]);
 
 // A call's arguments as the model wrote them, indented when they are whole JSON.
 function pretty(text) {
@@ -37,11 +37,12 @@ export class ToolCallCard {
     this.render();
   }
 
-  // Merge what a frame, a message or a row says; a final status stays final.
+  // Merge what a frame, a message or a row says. A final status stays
+  // final, and a known outcome is not blurred into "done" by a message.
   update(fields) {
     const known = Object.fromEntries(Object.entries(fields).filter(([, value]) => value !== undefined));
-    if (FINAL.has(this.call.status) && known.status && !FINAL.has(known.status)) delete known.status;
-    if (this.call.status !== ANSWERED && FINAL.has(this.call.status) && known.status === ANSWERED) delete known.status;
+    const ended = FINAL.has(this.call.status);
+    if (ended && known.status && (!FINAL.has(known.status) || known.status === ANSWERED)) delete known.status;
     Object.assign(this.call, known);
     this.render();
   }

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import requests
+from selenium.webdriver.support.ui import Select
 
 from tests.browser import Browser
 from tests.browser import api
@@ -184,6 +185,9 @@ def test_the_agent_form_gives_tools_and_settings(live_server: LiveServer, browse
         "the change to be saved",
     )
     assert api(live_server, "GET", f"/agents/{agent['id']}")["tools"] == ["current_time"]
+    browser.open(f"/agents/{agent['id']}", "agent")
+    assert "current_time" in browser.text("#agent-facts")
+    assert "asks before" not in browser.text("#agent-facts")
 
 
 def test_an_mcp_server_is_added_with_a_secret_that_is_never_shown(
@@ -197,6 +201,15 @@ def test_an_mcp_server_is_added_with_a_secret_that_is_never_shown(
     assert browser.css("#servers-empty").is_displayed()
 
     browser.type_into("#field-name", "docs")
+    # A stdio server runs a command here: refused unless the settings allow it.
+    Select(browser.css("#field-transport")).select_by_value("stdio")
+    browser.type_into("#field-command", "uvx")
+    browser.css("#form-submit").click()
+    refused = browser.wait_for(lambda: browser.text("#error-transport"), "the refusal")
+    browser.screenshot("mcp-server-stdio-refused")
+    assert "MCP_ALLOW_STDIO" in refused
+    assert api(live_server, "GET", "/mcp-servers") == []
+    Select(browser.css("#field-transport")).select_by_value("streamable_http")
     # Nothing listens on the discard port: listing its tools must fail, and say so.
     browser.type_into("#field-url", "http://127.0.0.1:9/mcp")
     browser.css("#headers-add").click()

@@ -124,7 +124,8 @@ export class ToolCallCard {
       return;
     }
     const base = `approve-${this.call.run_id}-${this.call.tool_call_id}`.replace(/[^\w-]/g, "_");
-    this.deadline = el("p", { class: "approval-question" }, ...this.deadlineText());
+    // The question names the call, so that each button says which call it decides.
+    this.deadline = el("p", { id: `${base}-question`, class: "approval-question" }, ...this.deadlineText());
     this.message = el("p", { class: "error", role: "alert" });
     this.form = el(
       "form",
@@ -139,8 +140,8 @@ export class ToolCallCard {
       el(
         "div",
         { class: "actions" },
-        el("button", { type: "button", dataset: { decision: "approve" }, onclick: () => this.decide("approve") }, "Approve"),
-        el("button", { type: "button", class: "danger", dataset: { decision: "reject" }, onclick: () => this.decide("reject") }, "Reject"),
+        el("button", { type: "button", "aria-describedby": `${base}-question`, dataset: { decision: "approve" }, onclick: () => this.decide("approve") }, "Approve"),
+        el("button", { type: "button", class: "danger", "aria-describedby": `${base}-question`, dataset: { decision: "reject" }, onclick: () => this.decide("reject") }, "Reject"),
       ),
       this.message,
     );

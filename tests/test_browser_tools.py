@@ -380,3 +380,36 @@ def test_a_call_s_arguments_stream_in_and_its_failure_is_shown(
         assert _text(browser, f"{CARD} .tool-duration").strip() == "30.0 s"
         assert len(browser.all(CARD)) == 1
         assert browser.all(f"{CARD} a[href='/runs/99']")
+
+
+def test_a_decision_the_server_refuses_is_said_at_the_call(
+    live_server: LiveServer, browser: Browser
+) -> None:
+    """A call announced as waiting that the API does not know: the refusal shows in its card."""
+    browser.base = live_server.url
+    _, thread = _agent_and_thread(live_server)
+    browser.open(f"/threads/{thread['id']}", "thread")
+    waiting = events.stream_event(
+        EventType.TOOL_CALL_APPROVAL_REQUIRED,
+        thread["id"],
+        4242,
+        call_id=4242,
+        tool_call_id="call_x",
+        name="current_time",
+        function="current_time",
+        arguments='{"timezone": "UTC"}',
+        approval_deadline="2030-01-01T00:00:00Z",
+    )
+    events.publish(waiting, live_server.app)
+    browser.wait_for(lambda: browser.all(f"{CARD} button[data-decision=approve]"), "buttons")
+    assert "until" in browser.text(f"{CARD} .approval-question")
+    browser.css(f"{CARD} button[data-decision=approve]").click()
+    refusal = browser.wait_for(lambda: browser.text(f"{CARD} .approval-form .error"), "it")
+    browser.screenshot("tool-call-refused")
+    problem = requests.post(
+        f"{live_server.url}/api/runs/4242/tool-calls/4242/approve", json={}, timeout=10
+    ).json()
+    assert refusal == problem["detail"]
+    # Still waiting, and the buttons work again.
+    assert browser.css(f"{CARD} button[data-decision=approve]").is_enabled()
+    assert browser.all(f"{CARD}[data-status=awaiting_approval]")

@@ -118,6 +118,11 @@ def test_a_waiting_call_is_decided_in_the_chat(
     browser.wait_for(lambda: "approval" in browser.text("#run-state"), "the run to wait")
     browser.screenshot("tool-call-waiting")
     assert _only_run(live_server, thread["id"])["status"] == "awaiting_approval"
+    # A page opened while the call waits offers the same decision.
+    browser.open(f"/threads/{thread['id']}", "thread-reopened")
+    browser.wait_for(lambda: browser.all(f"{waiting} button[data-decision]"), "the buttons")
+    assert len(browser.all(CARD)) == 1
+    assert "approval" in browser.text("#run-state")
 
     browser.type_into(f"{waiting} input[name=reason]", "checked by a person")
     browser.css(f"{waiting} button[data-decision={decision}]").click()

@@ -56,6 +56,8 @@ WITHOUT_DATABASE = {
     "/agents/1",
     "/threads/1",
     "/runs",
+    "/runs/1",
+    "/mcp-servers",
 }
 
 

@@ -364,12 +364,16 @@ def test_a_call_nobody_decides_on_is_rejected_at_its_deadline(
     waiting = park_run(app, client, approval=(True, True), deadline=None)
     one, two = waiting.calls.values()
     assert decide(client, waiting, one, "approve").status_code == 200
+    # Parking gave the call its deadline, a minute after it was parked.
+    deadline = call_row(app, two).approval_deadline
+    assert deadline is not None
+    assert timedelta(seconds=59) < deadline - clock.now < timedelta(seconds=70)
 
-    clock.advance(seconds=59)
+    clock.now = deadline - timedelta(seconds=1)
     assert expire_approvals(app) == 0
     assert get_run(client, waiting.run_id)["status"] == "awaiting_approval"
 
-    clock.advance(seconds=2)
+    clock.now = deadline + timedelta(seconds=1)
     with recording(app) as seen:
         assert expire_approvals(app) == 1
         wait_ended(client, waiting.run_id)

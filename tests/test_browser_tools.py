@@ -21,7 +21,7 @@ from tests.conftest import serve
 from zerg.realtime import events
 from zerg.realtime.events import EventType
 
-pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser-tools")]
 
 ASK_THE_TIME = '/tool current_time {"timezone": "UTC"}'
 CARD = "#messages li.tool-call"

@@ -33,18 +33,19 @@ from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from dataclasses import field
+from typing import TYPE_CHECKING
 from typing import Any
 from typing import TypeVar
 
 import anyio
-import httpx2
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
-from zerg.tools.mcp_stdio import stdio_transport
 from zerg.tools.registry import DEFAULT_MAX_CHARS
 from zerg.tools.registry import ToolResult
 from zerg.tools.registry import capped
+
+if TYPE_CHECKING:
+    import httpx2
+    from mcp import Client
 
 DEFAULT_CONNECT_TIMEOUT_SECONDS = 30.0
 DEFAULT_LIST_TIMEOUT_SECONDS = 30.0
@@ -183,18 +184,22 @@ class McpClient:
         nest exactly) and its deadline moves from step to step.
         """
 
-        # Built here, on the calling thread: httpx2's first client imports
-        # modules that spawn a subprocess, which gevent allows only on the hub's
-        # own thread, not on the worker thread the loop runs on.
-        http = self._http_client()
+        # The SDK is imported on first use, not with zerg: it was half of the
+        # second every process (a worker, a `flask` command) took to start.
+        # Here, on the calling thread, with the HTTP client: httpx2's first
+        # client imports modules that spawn a subprocess, which gevent allows
+        # only on the hub's own thread, not on the worker thread the loop runs on.
+        from mcp import Client
+
+        http, transport = self._transport()
 
         async def main() -> T:
             step = "connect"
             with anyio.CancelScope(deadline=anyio.current_time() + self.connect_timeout) as scope:
                 async with AsyncExitStack() as stack:
-                    client = await stack.enter_async_context(
-                        Client(await self._transport(stack, http), cache=None)
-                    )
+                    if http is not None:
+                        await stack.enter_async_context(http)
+                    client = await stack.enter_async_context(Client(transport, cache=None))
                     step = "operation"
                     scope.deadline = anyio.current_time() + timeout
                     result = await operation(client)
@@ -207,19 +212,18 @@ class McpClient:
 
         return _on_own_os_thread(lambda: anyio.run(main))
 
-    def _http_client(self) -> httpx2.AsyncClient | None:
-        if isinstance(self.server, HttpServer):
-            return httpx2.AsyncClient(headers=self.server.headers, timeout=self.connect_timeout)
-        return None
-
-    async def _transport(self, stack: AsyncExitStack, http: httpx2.AsyncClient | None) -> Any:
-        """The SDK's transport argument; the HTTP client is closed with ``stack``."""
+    def _transport(self) -> tuple[httpx2.AsyncClient | None, Any]:
+        """The SDK's transport, and the HTTP client to close with it (None for stdio)."""
         server = self.server
         if isinstance(server, StdioServer):
-            return stdio_transport(server.command, server.args, server.env)
-        assert http is not None  # built by _http_client for every HttpServer
-        await stack.enter_async_context(http)
-        return streamable_http_client(server.url, http_client=http)
+            from zerg.tools.mcp_stdio import stdio_transport
+
+            return None, stdio_transport(server.command, server.args, server.env)
+        import httpx2
+        from mcp.client.streamable_http import streamable_http_client
+
+        http = httpx2.AsyncClient(headers=server.headers, timeout=self.connect_timeout)
+        return http, streamable_http_client(server.url, http_client=http)
 
     def _describe(self, what: str, error: BaseException, timeout: float) -> str:
         if isinstance(error, TimeoutError) and str(error) == "connect":

@@ -301,20 +301,19 @@ def test_a_slow_tool_times_out_as_an_error_result(make_app: AppFactory, mcp_url:
     assert "timed out after 0.5 s" in result.content
 
 
+def add_stdio_server(client: FlaskClient, **fields: Any) -> None:
+    """Add the test MCP server as ``local`` over stdio, and list its tools."""
+    body = {"name": "local", "transport": "stdio", "command": sys.executable}
+    server = client.post(
+        "/api/mcp-servers", json={**body, "args": [str(MCP_SERVER)], **fields}
+    ).get_json()
+    assert client.get(f"/api/mcp-servers/{server['id']}/tools").status_code == 200
+
+
 def test_a_stdio_tool_runs_with_its_env(make_app: AppFactory) -> None:
     app = make_app(MCP_ALLOW_STDIO=True)
     client = app.test_client()
-    server = client.post(
-        "/api/mcp-servers",
-        json={
-            "name": "local",
-            "transport": "stdio",
-            "command": sys.executable,
-            "args": [str(MCP_SERVER)],
-            "env": {"TOKEN": "from-env"},
-        },
-    ).get_json()
-    client.get(f"/api/mcp-servers/{server['id']}/tools")
+    add_stdio_server(client, env={"TOKEN": "from-env"})
     agent = create_agent(client, tools=["mcp:local/secret_env"])
 
     with registry(app, agent["id"]) as tools:
@@ -326,16 +325,7 @@ def test_a_stdio_tool_runs_with_its_env(make_app: AppFactory) -> None:
 def test_stdio_tools_are_left_out_once_stdio_is_turned_off(make_app: AppFactory) -> None:
     allowed = make_app(MCP_ALLOW_STDIO=True)
     client = allowed.test_client()
-    server = client.post(
-        "/api/mcp-servers",
-        json={
-            "name": "local",
-            "transport": "stdio",
-            "command": sys.executable,
-            "args": [str(MCP_SERVER)],
-        },
-    ).get_json()
-    client.get(f"/api/mcp-servers/{server['id']}/tools")
+    add_stdio_server(client)
     agent = create_agent(client, tools=["current_time", "mcp:local/add"])
     refused_app = make_app()
 

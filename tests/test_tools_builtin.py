@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler
 from http.server import ThreadingHTTPServer
 from typing import Any
 
+import jsonschema
 import pytest
 
 from zerg.tools.builtin import current_time_tool
@@ -203,3 +204,13 @@ def test_search_threads_uses_the_plugged_in_search(registry: ToolRegistry) -> No
     assert json.loads(result.content)["results"][0]["text"] == "found"
     assert seen == [("found", 3)]
     assert registry.call("search_threads", {"query": "found", "limit": 50}).is_error
+
+
+def test_a_tool_with_an_invalid_schema_is_refused_every_time() -> None:
+    """Schemas are checked once per process; a bad one is refused again, never remembered."""
+    for _ in range(2):
+        with pytest.raises(jsonschema.SchemaError):
+            Tool("broken", "", {"type": "no-such-type"}, function=lambda arguments: "")
+    parameters = {"type": "object", "properties": {"x": {"type": "integer"}}}
+    same = [Tool("fine", "", dict(parameters), function=lambda arguments: "") for _ in range(2)]
+    assert same[0].parameters == same[1].parameters == parameters

@@ -20,6 +20,8 @@ tool runs while the run holds no session.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from collections.abc import Collection
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
@@ -53,8 +55,14 @@ from zerg.tools.registry import parse_mcp_entry
 log = logging.getLogger(__name__)
 
 
-def builtin_tools(app: Flask, agent_id: int | None) -> list[Tool]:
-    """The built-in tools as the settings configure them, bound to one agent's threads."""
+def builtin_tools(
+    app: Flask, agent_id: int | None, names: Collection[str] = BUILTIN_NAMES
+) -> list[Tool]:
+    """The built-in tools called ``names``, as the settings configure them, bound to one agent.
+
+    Only those asked for are built: a tool checks its JSON Schema as it is
+    made (about 1.5 ms each), and a run builds its agent's tools as it begins.
+    """
     config = app.config
     timeout = config["TOOL_TIMEOUT_SECONDS"]
 
@@ -64,16 +72,16 @@ def builtin_tools(app: Flask, agent_id: int | None) -> list[Tool]:
         with session_scope(app, write=False) as session:
             return conversations.search_messages(session, agent_id, query, limit)
 
-    tools = [
-        current_time_tool(),
-        http_get_tool(
+    makers: dict[str, Callable[[], Tool]] = {
+        "current_time": current_time_tool,
+        "http_get": lambda: http_get_tool(
             config["TOOL_HTTP_ALLOWED_HOSTS"],
             timeout_seconds=timeout,
             max_bytes=config["TOOL_HTTP_MAX_BYTES"],
         ),
-        search_threads_tool(search),
-    ]
-    return [_with_timeout(tool, timeout) for tool in tools]
+        "search_threads": lambda: search_threads_tool(search),
+    }
+    return [_with_timeout(makers[name](), timeout) for name in BUILTIN_NAMES if name in names]
 
 
 def _with_timeout(tool: Tool, timeout: float) -> Tool:
@@ -191,7 +199,9 @@ def registry_for(session: Session, agent: Agent) -> ToolRegistry:
     registry = ToolRegistry(max_chars=app.config["TOOL_RESULT_MAX_CHARS"])
     entries = list(agent.tools or [])
     approval = set(agent.approval_required or [])
-    available = {tool.name: tool for tool in builtin_tools(app, agent.id)}
+    if not entries:
+        return registry
+    available = {tool.name: tool for tool in builtin_tools(app, agent.id, entries)}
     available.update(_mcp_tools(session, app, entries))
     for entry in entries:
         tool = available.get(entry)

@@ -213,7 +213,9 @@ def finish_run(session: Session, execution: Execution) -> None:
             )
         conversations.mark_answered(session, execution.answered)
     _announce_end(session, execution, discarded=discard and wrote)
-    _close(session, ended, streamed=False, answered=execution.answered)
+    # Its calls are answered above; a rolled-back run's still need their statuses.
+    calls = discard and execution.round > 0
+    _close(session, ended, streamed=False, answered=execution.answered, calls=calls)
 
 
 def fail_run(session: Session, run_id: int, error: str, execution: Execution | None = None) -> None:
@@ -410,13 +412,17 @@ def _close(
     streamed: bool,
     answered: Collection[int] | None = None,
     follow: bool = True,
+    calls: bool = True,
 ) -> None:
     """Do the rest of a run's end, after its transition: announce, record, start what follows.
 
     ``streamed``: its stream started and its end is not announced yet.
-    Tool calls it left without a result are answered first, whatever ended it.
+    Tool calls it left without a result are answered first, whatever ended
+    it, unless ``calls`` is False: its worker, which knows whether it made
+    any, has answered them (one statement less for every run that made none).
     """
-    _close_calls(session, run)
+    if calls:
+        _close_calls(session, run)
     if streamed:
         announce_stream_end(session, run.thread_id, run.id, run.status, run.error)
     log.info(

@@ -80,6 +80,9 @@ FRAME_FIELDS = (
     "decision_reason",
 )
 
+# What a tool message says when a call got no result of its own.
+EMPTY_RESULT = "(the tool returned nothing)"
+
 log = logging.getLogger(__name__)
 
 
@@ -290,15 +293,23 @@ def end_waiting(
     ended = transition(session, run.id, (WAITING,), status, **values)
     if ended is None:
         return False
-    removed = conversations.delete_run_messages(session, ended.id) if discard else 0
-    close_open_calls(session, ended, error)
-    announce_stream_end(
-        session, ended.thread_id, ended.id, ended.status, ended.error, discarded=bool(removed)
-    )
+    end_stream(session, ended, error, discard=discard)
     announce_run(session, ended)
     record_end(session, ended)
     log.info("run %s ended %s while awaiting approval: %s", ended.id, ended.status, error)
     return True
+
+
+def end_stream(session: Session, run: Run, error: str, *, discard: bool) -> None:
+    """Finish what an ended run that had begun, and no worker holds, leaves open.
+
+    With ``discard`` (a rollback) the messages it wrote are removed; its
+    calls without a result are answered either way (:func:`close_open_calls`),
+    then its watchers see its stream end.
+    """
+    removed = conversations.delete_run_messages(session, run.id) if discard else 0
+    close_open_calls(session, run, error)
+    announce_stream_end(session, run.thread_id, run.id, run.status, error, discarded=bool(removed))
 
 
 def close_open_calls(session: Session, run: Run, reason: str) -> int:
@@ -312,14 +323,9 @@ def close_open_calls(session: Session, run: Run, reason: str) -> int:
     answer, and only the calls' statuses change. Safe to call on any end:
     calls already answered are left alone.
     """
-    answered = select(ThreadMessage.tool_call_id).where(
-        ThreadMessage.run_id == run.id,
-        ThreadMessage.role == "tool",
-        ThreadMessage.tool_call_id.is_not(None),
-    )
     statement = (
         select(ToolCall)
-        .where(ToolCall.run_id == run.id, ToolCall.tool_call_id.not_in(answered))
+        .where(ToolCall.run_id == run.id, ToolCall.tool_call_id.not_in(answered_ids(run.id)))
         .order_by(ToolCall.round, ToolCall.position)
         .execution_options(populate_existing=True)
     )
@@ -345,14 +351,31 @@ def close_open_calls(session: Session, run: Run, reason: str) -> int:
     for call in changed:
         _announce_call(session, EventType.TOOL_CALL_FAILED, run, call)
     for call in calls if kept else ():
-        message = ThreadMessageCreate(
-            role="tool",
-            content=answer_text(call),
-            tool_call_id=call.tool_call_id,
-            name=call.function,
-        )
+        message = tool_message(call, answer_text(call))
         conversations.add_message(session, run.thread_id, message, processed=True, run_id=run.id)
     return len(calls)
+
+
+def answered_ids(run_id: int) -> Select[str | None]:
+    """The ids of the run's calls that have their ``role: "tool"`` message, as a subquery.
+
+    NULLs are left out: one in a ``NOT IN`` list would make it match nothing.
+    """
+    return select(ThreadMessage.tool_call_id).where(
+        ThreadMessage.run_id == run_id,
+        ThreadMessage.role == "tool",
+        ThreadMessage.tool_call_id.is_not(None),
+    )
+
+
+def tool_message(call: ToolCall, content: str) -> ThreadMessageCreate:
+    """The ``role: "tool"`` message that answers a call, saying so when it has nothing to say."""
+    return ThreadMessageCreate(
+        role="tool",
+        content=content or EMPTY_RESULT,
+        tool_call_id=call.tool_call_id,
+        name=call.function or None,
+    )
 
 
 def answer_text(call: ToolCall) -> str:

@@ -52,7 +52,6 @@ from zerg.runs.states import ACTIVE
 from zerg.runs.states import HOLDING
 from zerg.runs.states import active_runs
 from zerg.runs.states import announce_run
-from zerg.runs.states import announce_stream_end
 from zerg.runs.states import lock_thread
 from zerg.runs.states import transition
 from zerg.schemas import MultitaskStrategy
@@ -353,9 +352,5 @@ def _cancel_queued(session: Session, run: Run, reason: str, stop: str) -> None:
     if transition(session, run.id, ("queued",), "cancelled", **values) is None:
         return
     if run.started_at is not None:
-        removed = conversations.delete_run_messages(session, run.id) if stop == "rollback" else 0
-        approvals.close_open_calls(session, run, reason)
-        announce_stream_end(
-            session, run.thread_id, run.id, run.status, reason, discarded=bool(removed)
-        )
+        approvals.end_stream(session, run, reason, discard=stop == "rollback")
     announce_run(session, run)

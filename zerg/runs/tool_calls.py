@@ -32,7 +32,6 @@ from zerg.db import app_of
 from zerg.db import fetch_rows
 from zerg.db import load_row
 from zerg.models import Run
-from zerg.models import ThreadMessage
 from zerg.models import ToolCall
 from zerg.models import utcnow
 from zerg.providers.base import ToolCall as RequestedCall
@@ -45,9 +44,6 @@ from zerg.tools.registry import ToolRegistry
 from zerg.tools.registry import ToolResult
 
 _calls = cast(Table, ToolCall.__table__)
-
-# What a tool message says when a call got no result of its own.
-EMPTY_RESULT = "(the tool returned nothing)"
 
 
 @dataclass(frozen=True)
@@ -219,20 +215,17 @@ def answer_rejected(session: Session, run_id: int, thread_id: int) -> None:
     A resumed run tells its model this way of the calls a person (or the
     approval timeout) refused, in :func:`approvals.answer_text`'s words.
     """
-    answered = select(ThreadMessage.tool_call_id).where(
-        ThreadMessage.run_id == run_id, ThreadMessage.role == "tool"
-    )
     statement = (
         select(ToolCall)
         .where(
             ToolCall.run_id == run_id,
             ToolCall.status == "rejected",
-            ToolCall.tool_call_id.not_in(answered),
+            ToolCall.tool_call_id.not_in(approvals.answered_ids(run_id)),
         )
         .order_by(ToolCall.round, ToolCall.position)
     )
     for row in session.scalars(statement):
-        message = _tool_message(row, approvals.answer_text(row))
+        message = approvals.tool_message(row, approvals.answer_text(row))
         conversations.add_message(session, thread_id, message, processed=True, run_id=run_id)
 
 
@@ -260,20 +253,11 @@ def _call_of(row: ToolCall) -> Call:
     )
 
 
-def _tool_message(row: ToolCall, content: str) -> ThreadMessageCreate:
-    return ThreadMessageCreate(
-        role="tool",
-        content=content or EMPTY_RESULT,
-        tool_call_id=row.tool_call_id,
-        name=row.function or None,
-    )
-
-
 def _answer(
     session: Session, thread_id: int, row: ToolCall, content: str, status: str
 ) -> dict[str, Any]:
     """Store a call's tool message and announce how it ended; return the message for the model."""
-    message = _tool_message(row, content)
+    message = approvals.tool_message(row, content)
     conversations.add_message(session, thread_id, message, processed=True, run_id=row.run_id)
     if status == "success":
         frame = approvals.call_frame(

@@ -96,8 +96,7 @@ def store_round(
         requested=requested,
         registry=execution.registry,
     )
-    calls = [tool_calls.chat_call(call) for call in requested]
-    execution.messages.append({"role": "assistant", "content": text or None, "tool_calls": calls})
+    execution.messages.append(stored.message)
     execution.answers.update(stored.answers)
     execution.call_ids.update(call.id for call in requested)
     return stored

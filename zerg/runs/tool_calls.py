@@ -82,9 +82,11 @@ class Round:
     runnable: list[Call]
     answers: dict[int, dict[str, Any]]
     waiting: bool
+    # The reply as the model sees it again: its text and its calls.
+    message: dict[str, Any]
 
 
-def chat_call(call: RequestedCall) -> dict[str, Any]:
+def _chat_call(call: RequestedCall) -> dict[str, Any]:
     """A requested call as an assistant message's ``tool_calls`` entry."""
     return {
         "id": call.id,
@@ -110,9 +112,8 @@ def store_round(
     ``awaiting_approval`` until its deadline; while any does, the round's
     other calls wait ``pending``. Otherwise they are stored ``running``.
     """
-    reply = ThreadMessageCreate(
-        role="assistant", content=text, tool_calls=[chat_call(call) for call in requested]
-    )
+    calls = [_chat_call(call) for call in requested]
+    reply = ThreadMessageCreate(role="assistant", content=text, tool_calls=calls)
     conversations.add_message(session, thread_id, reply, processed=True, run_id=run_id)
     now = utcnow()
     timeout = app_of(session).config["TOOL_APPROVAL_TIMEOUT_SECONDS"]
@@ -151,7 +152,12 @@ def store_round(
         if row.status == "error":
             answers[row.position] = _answer(session, thread_id, row, row.error or "", "error")
     runnable = [_call_of(row) for row in rows if row.status in ("running", "pending")]
-    return Round(runnable=runnable if not waiting else [], answers=answers, waiting=waiting)
+    return Round(
+        runnable=runnable if not waiting else [],
+        answers=answers,
+        waiting=waiting,
+        message={"role": "assistant", "content": text or None, "tool_calls": calls},
+    )
 
 
 def record_result(

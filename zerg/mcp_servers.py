@@ -23,9 +23,9 @@ closes it (``zerg.tools.mcp_client``). Why:
   (``mcp_servers.tools``), shared by every worker process.
 
 What it costs: an HTTP handshake and the MCP ``initialize`` exchange per
-call over Streamable HTTP (milliseconds on a local network), and a process
-start per call for stdio (about half a second), small next to a model's
-round trip; a server that keeps per-session state sees each call as a new
+call over Streamable HTTP (32 ms on loopback here, ``bench/tool_calls.py``),
+and a process start per call for stdio (0.85 s for a Python server), small
+next to a model's round trip; a server that keeps per-session state sees each call as a new
 client.
 
 Nothing here is announced on the event bus: no websocket topic carries
@@ -301,7 +301,7 @@ def _configure(
 def _check_name_free(session: Session, name: str) -> None:
     taken = select(McpServer.id).where(McpServer.name == name)
     if session.scalar(taken) is not None:
-        raise Conflict(f"An MCP server named {name!r} already exists.")
+        raise _name_taken(name)
 
 
 def _flush(session: Session, name: str) -> None:
@@ -309,4 +309,8 @@ def _flush(session: Session, name: str) -> None:
     try:
         session.flush()
     except IntegrityError:
-        raise Conflict(f"An MCP server named {name!r} already exists.") from None
+        raise _name_taken(name) from None
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"An MCP server named {name!r} already exists.")

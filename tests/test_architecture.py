@@ -154,6 +154,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "storage": (
         "zerg.db",
         "zerg.dialects",
+        "zerg.commit_order",
         "zerg.models",
         "zerg.migrate",
         "zerg.migrations",

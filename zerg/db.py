@@ -44,6 +44,7 @@ from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import QueuePool
 
 from zerg import dialects
+from zerg.commit_order import CommitOrder
 from zerg.dialects import WRITE_LOCK_OPTION
 from zerg.domain_errors import NotFound
 from zerg.errors import StartupError
@@ -55,9 +56,9 @@ EXTENSION_KEY = "zerg.db"
 APP_KEY = "zerg.app"
 WRITES_KEY = "zerg.writes"
 AFTER_COMMIT_KEY = "zerg.after_commit"
-# The process's lock that keeps announcements in commit order, and a session's hold on it.
+# The process's turns that keep announcements in commit order, and a session's turn.
 COMMIT_ORDER_KEY = "zerg.commit_order"
-HOLDS_ORDER_KEY = "zerg.holds_commit_order"
+TURN_KEY = "zerg.commit_turn"
 
 # What to install for a database driver that is missing: the package's extra.
 DRIVER_HINTS = {"psycopg": "pip install -e '.[postgres]' (or the production extra)"}
@@ -146,7 +147,7 @@ def make_sessionmaker(engine: Engine, info: dict[str, Any] | None = None) -> ses
     """
     factory = sessionmaker(bind=engine, expire_on_commit=False, autoflush=True, info=info)
     event.listen(factory, "before_flush", _refuse_read_only_writes)
-    event.listen(factory, "before_commit", _hold_commit_order)
+    event.listen(factory, "before_commit", _take_commit_turn)
     event.listen(factory, "after_commit", _run_after_commit)
     event.listen(factory, "after_transaction_end", _drop_after_commit)
     return factory
@@ -171,7 +172,7 @@ def make_database(app: Flask) -> Database:
     return Database(
         engine=engine,
         sessionmaker=make_sessionmaker(
-            engine, info={APP_KEY: app, COMMIT_ORDER_KEY: threading.Lock()}
+            engine, info={APP_KEY: app, COMMIT_ORDER_KEY: CommitOrder()}
         ),
         writer=engine.execution_options(**{WRITE_LOCK_OPTION: write_lock}),
         reader=(
@@ -214,36 +215,31 @@ def _refuse_read_only_writes(session: Session, *_: object) -> None:
         raise RuntimeError("a read session cannot write; ask for a write session (write=True)")
 
 
-def _hold_commit_order(session: Session) -> None:
-    """Before a commit that has announcements, take this process's turn to commit.
+def _take_commit_turn(session: Session) -> None:
+    """Before a commit that has announcements, take this process's next turn to announce.
 
     On PostgreSQL a commit releases the row locks that ordered two writers
     (a thread's lock, say) before either has announced anything, so the
     second could announce first, and watchers would see two messages in the
-    opposite order of a reload. Holding one lock from before the COMMIT
-    until the actions have queued their events keeps this process's
-    announcements in commit order. It is held for the COMMIT and the
-    queueing only, which wait on no other lock.
+    opposite order of a reload. The turn is taken once the last changes are
+    flushed, holding their row locks, so writers ordered by a lock take
+    turns in that order (:mod:`zerg.commit_order`).
     """
-    lock = session.info.get(COMMIT_ORDER_KEY)
-    if lock is None or not session.info.get(AFTER_COMMIT_KEY):
+    order: CommitOrder | None = session.info.get(COMMIT_ORDER_KEY)
+    if order is None or not session.info.get(AFTER_COMMIT_KEY) or TURN_KEY in session.info:
         return
-    if HOLDS_ORDER_KEY not in session.info:
-        lock.acquire()
-        session.info[HOLDS_ORDER_KEY] = lock
-
-
-def _let_go_of_commit_order(session: Session) -> None:
-    lock = session.info.pop(HOLDS_ORDER_KEY, None)
-    if lock is not None:
-        lock.release()
+    session.flush()
+    session.info[TURN_KEY] = order.take()
 
 
 def _run_after_commit(session: Session) -> None:
     # Releasing a savepoint fires this too; only the outermost commit counts.
     if session.in_nested_transaction():
         return
+    turn = session.info.pop(TURN_KEY, None)
     try:
+        if turn is not None:
+            session.info[COMMIT_ORDER_KEY].wait(turn)
         for action in session.info.pop(AFTER_COMMIT_KEY, ()):
             try:
                 action()
@@ -252,14 +248,17 @@ def _run_after_commit(session: Session) -> None:
                 # announcement must not hide it from the caller or stop the others.
                 log.exception("an action after commit failed")
     finally:
-        _let_go_of_commit_order(session)
+        if turn is not None:
+            session.info[COMMIT_ORDER_KEY].done(turn)
 
 
 def _drop_after_commit(session: Session, transaction: SessionTransaction) -> None:
     if transaction.parent is None:
         session.info.pop(AFTER_COMMIT_KEY, None)
         # A commit that failed after taking its turn gives it back here.
-        _let_go_of_commit_order(session)
+        turn = session.info.pop(TURN_KEY, None)
+        if turn is not None:
+            session.info[COMMIT_ORDER_KEY].done(turn)
 
 
 def get_database(app: Flask | None = None) -> Database:

@@ -57,6 +57,10 @@ class Unavailable(DomainError):
         self.timed_out = timed_out
 
 
+class Busy(DomainError):
+    """This process is doing as much of something as it may at once; retry shortly."""
+
+
 class KeyRefused(DomainError):
     """An idempotency key that cannot be honoured now; nothing ran."""
 

@@ -6,6 +6,7 @@ from flask import Blueprint
 from flask import Response
 
 from zerg import agents
+from zerg.api.admission import starts_runs
 from zerg.api.idempotency import idempotent
 from zerg.api.io import commit
 from zerg.api.io import located
@@ -102,6 +103,7 @@ def delete_agent(agent_id: int) -> Response:
     started("Accepted: the run, queued in a new thread of the agent's."),
     also=(conflict("The agent has no task instructions to run."),),
 )
+@starts_runs()
 @idempotent
 def run_agent(agent_id: int) -> Response:
     """Run the agent's task instructions in a new thread of its own (202)."""

@@ -72,7 +72,8 @@ PROBLEMS: dict[int, tuple[str, str, type[BaseModel], dict[str, str]]] = {
     ),
     503: (
         "ServiceUnavailable",
-        "The database does not answer; retry later.",
+        "The database does not answer, or the server is starting as many runs as it may; "
+        "retry later.",
         s.Problem,
         {"Retry-After": "Seconds to wait before retrying."},
     ),
@@ -169,7 +170,8 @@ state forbids it. 413: the body is over the size limit. 415: the body is not
 sent as `application/json`. 422: validation failed,
 with `errors`, a list of `{{loc, msg, type}}` (`ValidationProblem`). 500: an
 unexpected failure, with a `request_id` and nothing of its internals
-(`ServerProblem`). 503: the database does not answer; retry after the
+(`ServerProblem`). 503: the database does not answer, or (for a request that
+queues a run) the server is starting as many runs as it may; retry after the
 `Retry-After` seconds. A refused request writes nothing.
 
 ## Retrying safely

@@ -13,6 +13,7 @@ from flask import Flask
 from flask import Response
 
 from zerg.api.idempotency import HEADER
+from zerg.domain_errors import Busy
 from zerg.domain_errors import Conflict
 from zerg.domain_errors import DomainError
 from zerg.domain_errors import InvalidField
@@ -24,6 +25,9 @@ from zerg.errors import APIError
 from zerg.errors import api_problem
 from zerg.errors import unexpected_error
 from zerg.errors import unprocessable
+
+# What a 503 for a busy process tells clients to wait: a burst passes in seconds.
+BUSY_RETRY_AFTER_SECONDS = 1
 
 
 def as_api_error(exc: DomainError) -> APIError | None:
@@ -58,6 +62,8 @@ def as_api_error(exc: DomainError) -> APIError | None:
         return APIError(409, str(exc))
     if isinstance(exc, Unavailable):
         return APIError(504 if exc.timed_out else 502, exc.reason)
+    if isinstance(exc, Busy):
+        return APIError(503, f"{exc}.", headers={"Retry-After": str(BUSY_RETRY_AFTER_SECONDS)})
     return None
 
 

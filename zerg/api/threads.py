@@ -6,6 +6,8 @@ from flask import Blueprint
 from flask import Response
 
 from zerg import conversations
+from zerg.api.admission import body_asks_for_run
+from zerg.api.admission import starts_runs
 from zerg.api.idempotency import idempotent
 from zerg.api.io import commit
 from zerg.api.io import located
@@ -118,6 +120,7 @@ def delete_thread(thread_id: int) -> Response:
         ),
     ),
 )
+@starts_runs()
 @idempotent
 def run_thread(thread_id: int) -> Response:
     """Run the thread's agent on its unanswered messages (202).
@@ -154,6 +157,7 @@ def list_thread_messages(thread_id: int) -> Response:
     created(ThreadMessageSentOut),
     body=ThreadMessagePost,
 )
+@starts_runs(when=body_asks_for_run)
 @idempotent
 def create_thread_message(thread_id: int) -> Response:
     """Add a message to a thread; with ``run``, also queue the run that answers it.

@@ -36,8 +36,10 @@ from pydantic import ValidationError
 from zerg import agents
 from zerg import conversations
 from zerg import idempotency
+from zerg.api.problems import BUSY_RETRY_AFTER_SECONDS
 from zerg.auth import request_token
 from zerg.db import session_scope
+from zerg.domain_errors import Busy
 from zerg.domain_errors import DomainError
 from zerg.domain_errors import KeyInUse
 from zerg.domain_errors import KeyRefused
@@ -101,6 +103,10 @@ def refusal(exc: DomainError, **about: Any) -> ProtocolError:
             "This idempotency_key was used for a different request (other fields); "
             "use a new key for a new request.",
             {**about, "status": 422},
+        )
+    if isinstance(exc, Busy):
+        return ProtocolError(
+            f"{exc}.", {**about, "status": 503, "retry_after": BUSY_RETRY_AFTER_SECONDS}
         )
     return ProtocolError(str(exc), about or None)
 
@@ -274,7 +280,11 @@ def on_send_message(client: Client, frame: SendMessageFrame, message_id: Any) ->
     message = ThreadMessageCreate(role="user", content=frame.content, metadata=frame.metadata)
     claim = frame_claim(client, frame)
     try:
-        with session_scope(client.app) as session, idempotency.once(session, claim) as keep:
+        with (
+            get_runner(client.app).admission(),
+            session_scope(client.app) as session,
+            idempotency.once(session, claim) as keep,
+        ):
             sent = runs.send_message(
                 session, frame.thread_id, message, "websocket", frame.multitask_strategy
             )

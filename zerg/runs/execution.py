@@ -45,6 +45,7 @@ def execute(app: Flask, run_id: int, switch: threading.Event) -> None:
         if not execution.agent_was_running:
             with database_turn(app) as session:
                 lifecycle.mark_agent_running(session, execution)
+        pool.get_runner(app).begun(run_id)
         if converse(app, execution, switch):
             return
         with database_turn(app) as session:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from collections.abc import Iterator
 from concurrent.futures import Future
@@ -21,6 +22,7 @@ from contextlib import contextmanager
 from flask import Flask
 from flask import current_app
 
+from zerg.domain_errors import Busy
 from zerg.realtime import events
 from zerg.realtime.events import Event
 from zerg.realtime.events import EventType
@@ -47,6 +49,14 @@ class Runner:
         self._database_turns = threading.BoundedSemaphore(app.config["DATABASE_POOL_SIZE"])
         self._lock = threading.Lock()
         self._runs: dict[int, tuple[threading.Event, Future[None]]] = {}
+        # Starts: runs with a worker and not begun, and requests admitted to
+        # queue one, at most RUN_STARTS_AT_ONCE together; the requests past it wait
+        # in line (see :meth:`admission`).
+        self._starts_at_once = app.config["RUN_STARTS_AT_ONCE"]
+        self._admission_timeout = app.config["DATABASE_POOL_TIMEOUT"]
+        self._beginning: set[int] = set()
+        self._admitted = 0
+        self._line: deque[threading.Event] = deque()
         # Runs submitted again while their worker was still on its way out.
         self._again: set[int] = set()
         self._stopping = False
@@ -82,15 +92,73 @@ class Runner:
         self._runs[run_id] = (switch, future)
 
     def _execute(self, run_id: int, switch: threading.Event) -> None:
+        # A run waiting for a worker (all RUN_WORKERS busy) does not count as
+        # beginning: requests are not held up by runs that cannot begin yet.
+        with self._lock:
+            self._beginning.add(run_id)
         try:
             self._work(run_id, switch)
         finally:
             with self._lock:
+                self._end_start(run_id)
                 self._runs.pop(run_id, None)
                 if run_id in self._again:
                     self._again.discard(run_id)
                     if not self._stopping:
                         self._start(run_id)
+
+    @contextmanager
+    def admission(self) -> Iterator[None]:
+        """Wait in line until this process may start one more run; hold the place meanwhile.
+
+        Requests that queue runs wait here, before they touch the database,
+        while RUN_STARTS_AT_ONCE runs are beginning or about to: under a burst
+        each run then begins as soon as it is queued, and a request that
+        would only have added to the runs waiting for the CPU waits in line,
+        holding nothing but its own greenlet (or thread). First come, first
+        admitted; one that waits longer than DATABASE_POOL_TIMEOUT gets Busy
+        (503 with Retry-After). Runs the process starts on its own (ticks,
+        follow-ups, resumed runs) take their place without waiting.
+        """
+        with self._lock:
+            turn = None
+            if self._line or self._starts() >= self._starts_at_once:
+                turn = threading.Event()
+                self._line.append(turn)
+            else:
+                self._admitted += 1
+        if turn is not None and not turn.wait(self._admission_timeout):
+            with self._lock:
+                # Admitted between the timeout and here: then it goes ahead.
+                if not turn.is_set():
+                    self._line.remove(turn)
+                    raise Busy("the server is starting as many runs as it may; retry shortly")
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._admitted -= 1
+                self._admit_next()
+
+    def begun(self, run_id: int) -> None:
+        """Say a run has begun (or will not): its place goes to the next request in line."""
+        with self._lock:
+            self._end_start(run_id)
+
+    def _starts(self) -> int:
+        return len(self._beginning) + self._admitted
+
+    def _end_start(self, run_id: int) -> None:
+        """The caller holds the lock."""
+        if run_id in self._beginning:
+            self._beginning.discard(run_id)
+            self._admit_next()
+
+    def _admit_next(self) -> None:
+        """The caller holds the lock."""
+        while self._line and self._starts() < self._starts_at_once:
+            self._admitted += 1
+            self._line.popleft().set()
 
     @contextmanager
     def database_turn(self) -> Iterator[None]:

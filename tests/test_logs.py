@@ -142,13 +142,13 @@ def test_gunicorn_logs_access_by_default_and_json_on_request(
 
 
 @pytest.mark.parametrize(("level", "scheduler_level"), [("info", "WARNING"), ("debug", "DEBUG")])
-def test_the_schedulers_routine_lines_are_quiet_unless_debugging(
+def test_the_libraries_routine_lines_are_quiet_unless_debugging(
     make_app: AppFactory, level: str, scheduler_level: str
 ) -> None:
-    """APScheduler logs every job it runs twice at INFO; zerg logs what the jobs did."""
+    """APScheduler logs every job it runs twice at INFO, httpx every model request with its URL."""
     root = logging.getLogger()
     kept = (root.level, list(root.handlers))
-    chatty = [logging.getLogger(name) for name in ("apscheduler.executors", "alembic")]
+    chatty = [logging.getLogger(name) for name in ("apscheduler.executors", "alembic", "httpx")]
     levels = [logger.level for logger in chatty]
     try:
         logs.configure(make_app(LOG_LEVEL=level))

@@ -110,8 +110,11 @@ def configure(app: Flask) -> None:
     handler.addFilter(RedactSecrets())
     root.addHandler(handler)
     root.setLevel(app.config["LOG_LEVEL"].upper())
-    # Alembic narrates every check of the schema at INFO, and APScheduler every
-    # job it runs, twice; zerg says what it did (a fire, a purge) itself.
+    # Alembic narrates every check of the schema at INFO, APScheduler every
+    # job it runs, twice, and httpx every model request, its URL whole (a
+    # base URL's password included); zerg says what it did (a fire, a purge,
+    # a run's start and end) itself.
     if app.config["LOG_LEVEL"] != "debug":
-        for chatty in ("alembic", "apscheduler.executors", "apscheduler.scheduler"):
+        chatty_loggers = ("alembic", "apscheduler.executors", "apscheduler.scheduler", "httpx")
+        for chatty in chatty_loggers:
             logging.getLogger(chatty).setLevel(logging.WARNING)

@@ -1,4 +1,4 @@
-"""Requests that queue runs wait in line while RUN_STARTS_AT_ONCE runs are beginning."""
+"""Requests that queue runs wait in line while RUN_DATABASE_TURNS runs are beginning."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from zerg.runs.pool import get_runner
 @pytest.fixture
 def one_start(make_app: AppFactory) -> Flask:
     """An app that begins one run at a time and lets a request wait 0.3 s for its turn."""
-    return make_app(RUN_STARTS_AT_ONCE=1, DATABASE_POOL_TIMEOUT=0.3, **FAST)
+    return make_app(RUN_DATABASE_TURNS=1, DATABASE_POOL_TIMEOUT=0.3, **FAST)
 
 
 @contextmanager
@@ -51,7 +51,7 @@ def place_taken(runner: Runner) -> Iterator[None]:
 
 
 def test_places_are_given_first_come_first_served(make_app: AppFactory) -> None:
-    runner = get_runner(make_app(RUN_STARTS_AT_ONCE=1, DATABASE_POOL_TIMEOUT=10))
+    runner = get_runner(make_app(RUN_DATABASE_TURNS=1, DATABASE_POOL_TIMEOUT=10))
     order: list[int] = []
     lined_up = threading.Semaphore(0)
 
@@ -127,7 +127,7 @@ def test_a_websocket_send_refused_as_busy_says_so(one_start: Flask) -> None:
 def test_runs_waiting_for_a_worker_do_not_hold_requests_up(make_app: AppFactory) -> None:
     """With every worker busy, runs queue as before: only runs that can begin take places."""
     app = make_app(
-        RUN_WORKERS=1, RUN_STARTS_AT_ONCE=1, DATABASE_POOL_TIMEOUT=0.3, OFFLINE_DELAY_SECONDS=0.03
+        RUN_WORKERS=1, RUN_DATABASE_TURNS=1, DATABASE_POOL_TIMEOUT=0.3, OFFLINE_DELAY_SECONDS=0.03
     )
     client = app.test_client()
     threads = [new_thread(client, f"question {n}") for n in range(3)]

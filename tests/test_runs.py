@@ -499,8 +499,8 @@ def test_a_streaming_run_holds_no_database_connection(make_app: AppFactory) -> N
 
 
 def test_runs_leave_part_of_the_pool_to_requests(make_app: AppFactory) -> None:
-    """Runs hold at most DATABASE_POOL_SIZE connections: a run waits its turn, requests do not."""
-    app = make_app(DATABASE_POOL_SIZE=1, DATABASE_POOL_TIMEOUT=1)
+    """Runs hold at most RUN_DATABASE_TURNS connections: a run waits its turn, requests do not."""
+    app = make_app(RUN_DATABASE_TURNS=1, DATABASE_POOL_TIMEOUT=1)
     client = app.test_client()
     thread = new_thread(client)
     with get_runner(app).database_turn():

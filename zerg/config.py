@@ -124,7 +124,7 @@ PARSERS: dict[str, Callable[[str, Any], Any]] = {
     "OPENAI_TIMEOUT_SECONDS": _as_seconds,
     "OPENAI_MAX_RETRIES": lambda key, value: _as_int(key, value, minimum=0),
     "RUN_WORKERS": _as_int,
-    "RUN_STARTS_AT_ONCE": _as_int,
+    "RUN_DATABASE_TURNS": _as_int,
     "RUN_CONTEXT_MESSAGES": _as_int,
     "RUN_MAX_TOOL_ROUNDS": _as_int,
     "TOOL_TIMEOUT_SECONDS": _as_seconds,
@@ -180,7 +180,7 @@ DEFAULTS: dict[str, Any] = {
     # Runs executing at once per process: under gevent each waits on its model
     # as a greenlet holding no connection, so hundreds cost little.
     "RUN_WORKERS": 500,
-    "RUN_STARTS_AT_ONCE": 4,
+    "RUN_DATABASE_TURNS": 4,
     "RUN_CONTEXT_MESSAGES": 50,
     # Model replies with tool calls one run may make before it ends failed.
     "RUN_MAX_TOOL_ROUNDS": 10,

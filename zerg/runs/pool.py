@@ -43,16 +43,17 @@ class Runner:
         self._pool = ThreadPoolExecutor(
             max_workers=app.config["RUN_WORKERS"], thread_name_prefix="zerg-run"
         )
-        # Runs take turns on part of the database pool: 500 runs beginning at
-        # once would otherwise queue for every connection, and a request
-        # arriving meanwhile waited behind all of them.
-        self._database_turns = threading.BoundedSemaphore(app.config["DATABASE_POOL_SIZE"])
+        # Runs take turns on a few of the database pool's connections: 500
+        # runs ending at once would otherwise take every connection, and a
+        # request arriving meanwhile waited behind all of them.
+        turns = app.config["RUN_DATABASE_TURNS"]
+        self._database_turns = threading.BoundedSemaphore(turns)
         self._lock = threading.Lock()
         self._runs: dict[int, tuple[threading.Event, Future[None]]] = {}
         # Starts: runs with a worker and not begun, and requests admitted to
-        # queue one, at most RUN_STARTS_AT_ONCE together; the requests past it wait
-        # in line (see :meth:`admission`).
-        self._starts_at_once = app.config["RUN_STARTS_AT_ONCE"]
+        # queue one, as many together as there are turns; the requests past
+        # that wait in line (see :meth:`admission`).
+        self._starts_at_once = turns
         self._admission_timeout = app.config["DATABASE_POOL_TIMEOUT"]
         self._beginning: set[int] = set()
         self._admitted = 0
@@ -112,7 +113,7 @@ class Runner:
         """Wait in line until this process may start one more run; hold the place meanwhile.
 
         Requests that queue runs wait here, before they touch the database,
-        while RUN_STARTS_AT_ONCE runs are beginning or about to: under a burst
+        while RUN_DATABASE_TURNS runs are beginning or about to: under a burst
         each run then begins as soon as it is queued, and a request that
         would only have added to the runs waiting for the CPU waits in line,
         holding nothing but its own greenlet (or thread). First come, first

@@ -135,7 +135,10 @@ def start_gunicorn(
     yield start
     for server in started:
         if server.process.poll() is None:
-            server.process.terminate()
+            # A quick shutdown: a graceful one waits out GRACEFUL_TIMEOUT for
+            # the idle keep-alive connections a test leaves, and the tests of
+            # SIGTERM send it themselves.
+            server.process.send_signal(signal.SIGINT)
             try:
                 server.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
@@ -495,7 +498,7 @@ def test_a_run_asked_for_on_the_other_worker_takes_the_running_one_s_place(
     A watcher on the other worker sees the old run's stream end before the new
     one's starts, through Redis.
     """
-    server = start_gunicorn(OFFLINE_DELAY_SECONDS="0.2")
+    server = start_gunicorn(OFFLINE_DELAY_SECONDS="0.08")
     api = f"{server.url}/api"
     owner, instance, thread = thread_on_one_worker(server)
     with clients_on_both_workers(server, [f"thread:{thread['id']}"]) as watchers:

@@ -216,8 +216,12 @@ def make_app(database_url: str) -> Iterator[AppFactory]:
         return app
 
     yield factory
+    # Every app stops before any table is emptied: a TRUNCATE while another
+    # app's scheduler or runs still write can deadlock with them, and a
+    # teardown that fails there leaves that app running into later tests.
     for app in apps:
         serving.stop(app)
+    for app in apps:
         if app.config["DATABASE_URL"] == database_url and database_url.startswith("postgresql"):
             _empty_tables(app)
         db.get_database(app).engine.dispose()

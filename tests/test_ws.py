@@ -17,6 +17,8 @@ from wsproto import ConnectionType
 from wsproto import WSConnection
 from wsproto.events import AcceptConnection
 from wsproto.events import Request
+from wsproto.frame_protocol import FrameProtocol
+from wsproto.frame_protocol import Opcode
 
 from tests.conftest import AppFactory
 from tests.conftest import LiveServer
@@ -452,7 +454,22 @@ def test_keepalive_pings_drop_a_client_that_never_answers(make_app: AppFactory) 
             # has been pinged at least as often as the silent one by the time that is dropped.
             answering.ping()
             assert hub.stats()["connections"] == 1
+            # What the silent one was sent: a ping, then why it was dropped, and the
+            # socket was closed at once rather than after WS_DROP_GRACE_SECONDS.
+            frames = read_until_closed(silent)
+            assert frames[0].opcode == Opcode.PING
+            assert "keepalive ping" in json.loads(frames[-2].payload)["error"]
+            assert (frames[-1].opcode, frames[-1].payload) == (Opcode.CLOSE, (1008, "ping timeout"))
             silent.close()
+
+
+def read_until_closed(sock: socket.socket) -> list[Any]:
+    """Every frame a raw client socket receives until the server hangs up."""
+    frames = FrameProtocol(client=True, extensions=[])
+    sock.settimeout(10)
+    while data := sock.recv(65536):
+        frames.receive_bytes(data)
+    return list(frames.received_frames())
 
 
 UPGRADE = {

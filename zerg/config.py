@@ -263,10 +263,8 @@ def load(app: Flask, overrides: Mapping[str, Any] | None = None) -> None:
     )
     app.config["TRUSTED_HOSTS"] = trusted_hosts(app.config)
     # flask-sock hands these to every simple-websocket server it creates.
-    app.config["SOCK_SERVER_OPTIONS"] = {
-        "ping_interval": app.config["WS_PING_INTERVAL"],
-        "max_message_size": app.config["WS_MAX_MESSAGE_SIZE"],
-    }
+    # WS_PING_INTERVAL is not among them: the hub pings (zerg.realtime.keepalive).
+    app.config["SOCK_SERVER_OPTIONS"] = {"max_message_size": app.config["WS_MAX_MESSAGE_SIZE"]}
     check_safety(app.config)
 
 

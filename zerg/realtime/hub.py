@@ -25,11 +25,14 @@ from typing import Protocol
 
 from flask import Flask
 from flask import current_app
-from simple_websocket import ConnectionClosed
+from wsproto import WSConnection
+from wsproto.events import Ping
+from wsproto.utilities import LocalProtocolError
 
 from zerg.realtime import events
 from zerg.realtime.events import Event
 from zerg.realtime.events import id_key
+from zerg.realtime.keepalive import Keepalive
 
 EXTENSION_KEY = "zerg.hub"
 
@@ -38,6 +41,8 @@ log = logging.getLogger(__name__)
 # Queued to end a connection: (close code, reason).
 Close = tuple[int, str | None]
 NORMAL_CLOSE: Close = (1000, None)
+TOO_SLOW: Close = (1008, "too slow")
+PING_TIMEOUT: Close = (1008, "ping timeout")
 _ids = itertools.count(1)
 
 
@@ -45,6 +50,9 @@ class Socket(Protocol):
     """The part of simple-websocket's connection the hub uses."""
 
     sock: socket.socket | WholeSends
+    # The protocol state, and whether the peer answered our last ping.
+    ws: WSConnection
+    pong_received: bool
 
     def send(self, data: str) -> None: ...
 
@@ -86,6 +94,10 @@ class Connection:
         self.ws = ws
         self.topics: set[str] = set()
         self.dropped = False
+        self.closed = False
+        self._hang_up = False
+        # A close was asked for (request_close): no more pings.
+        self._closing = False
         self._drop_grace = drop_grace
         # SimpleQueue is implemented in C and takes no Python-level lock per
         # put, which matters when one event is queued for hundreds of clients;
@@ -141,17 +153,55 @@ class Connection:
         self._outbox.put(text)
         return True
 
-    def drop(self, reason: str) -> None:
+    def ping(self) -> bool:
+        """Send a keepalive ping (see ``zerg.realtime.keepalive``); False once the client is gone.
+
+        A client that has not answered the previous ping is expired instead.
+        Once we have asked to close, nothing more may be sent: the turn only
+        counts, and a client that has not answered our close by the turn after
+        is hung up on. The ping goes straight to the socket, past the send
+        queue: it must not wait behind a backlog, and it is a frame of two bytes.
+        """
+        if self.closed or self.dropped:
+            return False
+        if not self.ws.pong_received:
+            self.expire()
+            return False
+        self.ws.pong_received = False
+        if self._closing:
+            return True
+        try:
+            self.ws.sock.send(self.ws.ws.send(Ping()))
+        except (OSError, LocalProtocolError):
+            # Gone, or closing: the reader notices and the handler cleans up.
+            return False
+        return True
+
+    def expire(self) -> None:
+        """Drop a client that left a ping (or our close) unanswered for a whole interval.
+
+        It has had its grace already, so the writer hangs up right after the
+        close frame instead of waiting for a reply: a peer that vanished (a
+        laptop closed, a network gone) sends none.
+        """
+        if self._closing:
+            self._shutdown_socket()
+            return
+        self.drop("no answer to the keepalive ping (WS_PING_INTERVAL)", PING_TIMEOUT, True)
+
+    def drop(self, reason: str, close: Close = TOO_SLOW, hang_up: bool = False) -> None:
         """Disconnect a client that cannot keep up, telling it why if it still listens.
 
         The queue is emptied so the error frame goes out next. If the client
         reads nothing within the grace period, its socket is shut down, which
         frees a writer blocked on a full TCP buffer and wakes the reader, which
         would otherwise wait forever for the close reply of a client that has
-        stopped reading.
+        stopped reading. With ``hang_up``, the writer shuts it down as soon as
+        the close frame is out.
         """
         if self.dropped:
             return
+        self._hang_up = hang_up
         self.dropped = True
         log.warning("dropping websocket client %s: %s", self.id, reason)
         while True:
@@ -161,7 +211,7 @@ class Connection:
                 break
         error = {"type": "error", "message_id": None, "error": reason, "details": None}
         self._outbox.put_nowait(json.dumps(error))
-        self._outbox.put_nowait((1008, "too slow"))
+        self._outbox.put_nowait(close)
         timer = threading.Timer(self._drop_grace, self._shutdown_socket)
         timer.daemon = True
         timer.start()
@@ -173,6 +223,7 @@ class Connection:
         keep reading a finished websocket's socket until the peer hangs up,
         while the peer waits for the server to hang up first.
         """
+        self.closed = True
         self._outbox.put(NORMAL_CLOSE)
         self._writer.join(timeout=self._drop_grace + 1)
         self._shutdown_socket()
@@ -180,6 +231,7 @@ class Connection:
 
     def request_close(self, code: int, reason: str) -> None:
         """Ask the writer to close after what is queued; the handler cleans up."""
+        self._closing = True
         self._outbox.put((code, reason))
 
     def _shutdown_socket(self) -> None:
@@ -196,6 +248,8 @@ class Connection:
                 if isinstance(item, tuple):
                     code, reason = item
                     self.ws.close(code, reason)
+                    if self._hang_up:
+                        self._shutdown_socket()
                     return
                 self.ws.send(item)  # type: ignore[arg-type]
             except Exception:
@@ -206,10 +260,13 @@ class Connection:
 class Hub:
     """Topic → connections, safe to use from any thread."""
 
-    def __init__(self, queue_size: int, drop_grace: float, max_connections: int) -> None:
+    def __init__(
+        self, queue_size: int, drop_grace: float, max_connections: int, ping_interval: float
+    ) -> None:
         self.queue_size = queue_size
         self.drop_grace = drop_grace
         self.max_connections = max_connections
+        self.keepalive = Keepalive(ping_interval)
         self._lock = threading.Lock()
         self._admitted = 0
         self._connections: set[Connection] = set()
@@ -229,11 +286,12 @@ class Hub:
             self._admitted -= 1
 
     def connect(self, ws: Socket) -> Connection:
-        """Register a new client and start its writer."""
+        """Register a new client, start its writer and its keepalive pings."""
         connection = Connection(ws, self.queue_size, self.drop_grace)
         with self._lock:
             self._connections.add(connection)
         connection.start()
+        self.keepalive.watch(connection)
         return connection
 
     def disconnect(self, connection: Connection) -> None:
@@ -242,6 +300,7 @@ class Hub:
             self._connections.discard(connection)
             for topic in list(connection.topics):
                 self._unlink(connection, topic)
+        self.keepalive.forget(connection)
         connection.close()
 
     def subscribe(self, connection: Connection, topic: str) -> None:
@@ -298,12 +357,12 @@ class Hub:
 def reader_thread(target: Any) -> threading.Thread:
     """Build simple-websocket's reader thread so that its end always wakes the receiver.
 
-    simple-websocket's reader can stop (a ping due after our side closed, a
-    close that raises) without setting the event a blocked ``receive()`` waits
-    on, and its ``close()`` never sets it: a handler waiting with no timeout
-    would wait forever. Setting it once the reader is done, with the
-    connection marked closed, makes ``receive()`` raise ConnectionClosed, so
-    the handler can block without polling.
+    simple-websocket's reader stops without setting the event a blocked
+    ``receive()`` waits on when our side closed first (its loop ends on
+    ``connected``), and its ``close()`` never sets it: a handler waiting with
+    no timeout would wait forever. Setting it once the reader is done, with
+    the connection marked closed, makes ``receive()`` raise ConnectionClosed,
+    so the handler can block without polling.
     """
     # The target is the connection's bound method ``_thread``.
     ws = target.__self__
@@ -311,9 +370,6 @@ def reader_thread(target: Any) -> threading.Thread:
     def read() -> None:
         try:
             target()
-        except ConnectionClosed:
-            # Its ping-timeout path closes a connection we already closed.
-            pass
         finally:
             ws.connected = False
             ws.event.set()
@@ -336,8 +392,10 @@ def init_app(app: Flask) -> None:
         queue_size=app.config["WS_SEND_QUEUE_SIZE"],
         drop_grace=app.config["WS_DROP_GRACE_SECONDS"],
         max_connections=app.config["WS_MAX_CONNECTIONS"],
+        ping_interval=app.config["WS_PING_INTERVAL"],
     )
     # flask-sock hands SOCK_SERVER_OPTIONS to every simple-websocket server.
+    # Its readers do not ping (``ping_interval`` unset): the hub's keepalive does.
     app.config["SOCK_SERVER_OPTIONS"]["thread_class"] = reader_thread
     app.extensions[EXTENSION_KEY] = hub
     events.get_bus(app).subscribe(hub.deliver)

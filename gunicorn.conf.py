@@ -26,6 +26,7 @@ them.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -167,7 +168,7 @@ def _in_background(target: Any, *args: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
-    """Drain zerg when the worker is told to stop, then let gunicorn finish.
+    """Freeze what the loaded app holds; drain zerg when the worker is told to stop.
 
     Gunicorn waits ``graceful_timeout`` for open requests, and a websocket is
     an open request until it closes: so on SIGTERM (and SIGINT/SIGQUIT) zerg
@@ -177,6 +178,12 @@ def post_worker_init(worker: Any) -> None:
     """
     from zerg import serving
 
+    # Everything alive now (the modules, the app, its schemas and clients:
+    # about 250,000 objects) lives as long as the worker. Frozen, the
+    # collector's full passes skip them. Each pass had stopped a worker for
+    # 160-330 ms in the fan-out benchmark (the tail of every latency measured
+    # under load); now it costs what the connections and runs in flight add.
+    gc.freeze()
     app = worker.wsgi
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         previous = signal.getsignal(signum)

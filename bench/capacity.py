@@ -64,6 +64,7 @@ from common import machine_busy_seconds
 from common import raise_open_files_limit
 from ws_fanout import client_processes
 from ws_fanout import create_thread
+from ws_fanout import processes_cpu_seconds
 from ws_fanout import publish
 from ws_fanout import stop_and_collect
 from ws_fanout import summarize
@@ -177,16 +178,25 @@ def measure_fanout(
             ) as started:
                 stage = "publishing"
                 cpu_before, wall_before = server.cpu(), time.monotonic()
+                clients_before, bench_before = processes_cpu_seconds(started), time.process_time()
                 publication = publish(
                     http, f"{server.url}/api/threads/{thread_id}/messages", args.rate, args.duration
                 )
                 time.sleep(args.drain)
-                cpu = 100 * (server.cpu() - cpu_before) / (time.monotonic() - wall_before)
+                wall = time.monotonic() - wall_before
+                clients_after = processes_cpu_seconds(started)
+                cpu = (
+                    100 * (server.cpu() - cpu_before) / wall,
+                    100 * (time.process_time() - bench_before) / wall,
+                    None
+                    if clients_before is None or clients_after is None
+                    else 100 * (clients_after - clients_before) / wall,
+                )
                 stage = "collecting"
                 records = stop_and_collect(started)
         except (RuntimeError, requests.RequestException) as exc:
             return {"skipped": f"{stage}: {type(exc).__name__}: {exc}"[:400]}
-    return {"result": summarize(records, publication, (cpu, 0.0, None), procs)}
+    return {"result": summarize(records, publication, cpu, procs)}
 
 
 # --- no regression: http_bench.py, the two worker classes side by side ---------------

@@ -95,7 +95,10 @@ def fanout_figures(worker_class: str, fanout: dict[str, Any], figures: dict[str,
         clean,
     )
     p99 = result.p99_ms
-    figures["fanout_p99"].put(worker_class, p99, f"{p99:.1f}", clean and p99 < 250)
+    cpu = f" (cpu: workers {result.server_cpu_pct:.0f}%, clients " + (
+        "n/a)" if result.clients_cpu_pct is None else f"{result.clients_cpu_pct:.0f}%)"
+    )
+    figures["fanout_p99"].put(worker_class, p99, f"{p99:.1f}{cpu}", clean and p99 < 250)
 
 
 def runs_figures(worker_class: str, runs: Any, figures: dict[str, Figure]) -> None:

@@ -112,7 +112,13 @@ def runs_figures(worker_class: str, runs: Any, figures: dict[str, Figure]) -> No
     )
     p50, p99 = percentile(runs.first_piece, 0.5), percentile(runs.first_piece, 0.99)
     never = sum(1 for value in runs.first_piece if value is None)
-    figures["first_p50"].put(worker_class, p50, "never" if math.isinf(p50) else f"{p50:.2f}", None)
+    # Where the time went: waiting for the POST's answer, then for the first piece.
+    split = ""
+    if runs.answered and runs.answered_to_first:
+        answered, then = percentile(runs.answered, 0.5), percentile(runs.answered_to_first, 0.5)
+        split = f" (answered {answered:.2f}, then {then:.2f})"
+    shown = "never" if math.isinf(p50) else f"{p50:.2f}{split}"
+    figures["first_p50"].put(worker_class, p50, shown, None)
     figures["first_p99"].put(
         worker_class,
         p99,

@@ -40,6 +40,9 @@ class RunsResult:
     queued: int = 0  # POST .../run answered 202
     statuses: dict[str, int] = field(default_factory=dict)
     first_piece: list[float | None] = field(default_factory=list)  # seconds, None: never
+    # Per run: seconds its POST took to be answered, and from then to its first piece.
+    answered: list[float] = field(default_factory=list)
+    answered_to_first: list[float] = field(default_factory=list)
     probe: Probe = field(default_factory=lambda: Probe([]))
     peak_streams: int = 0
     queue_seconds: float = 0.0  # to POST every run
@@ -165,34 +168,37 @@ def measure_runs(
     return result
 
 
-def queue_runs(http: Http, threads: list[int], result: RunsResult) -> dict[int, float]:
-    """POST every run at once; return run id -> wall time just before its POST."""
+def queue_runs(
+    http: Http, threads: list[int], result: RunsResult
+) -> dict[int, tuple[float, float]]:
+    """POST every run at once; run id -> wall times just before its POST and of its answer."""
     began = time.monotonic()
 
-    def one(thread_id: int) -> tuple[int | None, float, str | None]:
+    def one(thread_id: int) -> tuple[int | None, float, float, str | None]:
         queued_at = time.time()
         try:
             response = http.post(f"/api/threads/{thread_id}/run")
         except requests.RequestException as exc:
-            return None, queued_at, f"POST run: {type(exc).__name__}"
+            return None, queued_at, time.time(), f"POST run: {type(exc).__name__}"
+        answered_at = time.time()
         if response.status_code != 202:
-            return None, queued_at, f"POST run: {response.status_code}"
-        return response.json()["id"], queued_at, None
+            return None, queued_at, answered_at, f"POST run: {response.status_code}"
+        return response.json()["id"], queued_at, answered_at, None
 
-    queued: dict[int, float] = {}
+    queued: dict[int, tuple[float, float]] = {}
     with ThreadPoolExecutor(POSTS_IN_FLIGHT) as pool:
-        for run_id, queued_at, problem in pool.map(one, threads):
+        for run_id, queued_at, answered_at, problem in pool.map(one, threads):
             if run_id is None:
                 result.problems.append(problem or "POST run failed")
             else:
-                queued[run_id] = queued_at
+                queued[run_id] = (queued_at, answered_at)
     result.queued = len(queued)
     result.queue_seconds = time.monotonic() - began
     return queued
 
 
 def collect(
-    http: Http, records: dict[str, Any], queued: dict[int, float], result: RunsResult
+    http: Http, records: dict[str, Any], queued: dict[int, tuple[float, float]], result: RunsResult
 ) -> None:
     """Each run's first-piece delay and final status (its stream_end, else the API's)."""
     first = {int(run): at for run, at in records.get("first_chunk", {}).items()}
@@ -211,7 +217,10 @@ def collect(
     with ThreadPoolExecutor(8) as pool:
         for run_id, state in zip(missing, pool.map(status, missing), strict=True):
             ends[run_id] = state
-    for run_id, queued_at in queued.items():
+    for run_id, (queued_at, answered_at) in queued.items():
         statuses[ends[run_id]] += 1
         result.first_piece.append(first[run_id] - queued_at if run_id in first else None)
+        result.answered.append(answered_at - queued_at)
+        if run_id in first:
+            result.answered_to_first.append(first[run_id] - answered_at)
     result.statuses = dict(statuses)

@@ -48,7 +48,7 @@ from zerg.domain_errors import NotFound
 from zerg.errors import APIError
 from zerg.errors import validation_errors
 from zerg.realtime import events
-from zerg.realtime.hub import Connection
+from zerg.realtime.connection import Connection
 from zerg.realtime.hub import Hub
 from zerg.realtime.hub import get_hub
 from zerg.runs import domain as runs

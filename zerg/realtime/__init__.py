@@ -4,7 +4,9 @@
   ``announce`` (publish once a session commits);
 - ``redis_bus`` and ``outbox``: the bus shared between processes through Redis;
 - ``backend``: gives each app its bus, the one module that imports both;
-- ``hub``: this process's websocket connections and the topics they watch.
+- ``hub``: this process's websocket connections and the topics they watch;
+- ``connection``: one websocket client's send queue, writer and end;
+- ``keepalive``: the pings that find the clients that are gone.
 
 The websocket endpoint itself, a transport, is ``zerg.api.websocket``.
 """

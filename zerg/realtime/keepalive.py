@@ -10,7 +10,7 @@ connections in the order their pings fall due, and a reader only reads.
 A connection is pinged every ``interval`` seconds after it joined (up to
 ``BATCH_SECONDS`` later); one that
 has not answered the previous ping by then is dropped (see
-:meth:`Connection.expire <zerg.realtime.hub.Connection.expire>`). Every
+:meth:`Connection.expire <zerg.realtime.connection.Connection.expire>`). Every
 connection gets the same interval, so appending at ``now + interval`` keeps
 the queue in due order without a heap. The thread runs only while the hub
 holds connections, so an app without clients keeps no thread.

@@ -194,3 +194,13 @@ def post_worker_init(worker: Any) -> None:
                 previous(number, frame)
 
         signal.signal(signum, drain)
+
+
+def worker_exit(server: Any, worker: Any) -> None:
+    """Give the objects frozen at start back to the collector before the interpreter ends.
+
+    Left frozen, they outlive the final collection and are torn down with
+    the modules, when callbacks such as logging's handler cleanup find
+    gevent half gone and print tracebacks into the log.
+    """
+    gc.unfreeze()
